@@ -1,0 +1,32 @@
+# The two commands a new user runs: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+REQS   := requirements-telemetry.txt requirements-serve.txt requirements-train.txt requirements-dev.txt
+
+.PHONY: install demo test bench evaluate openapi clean
+
+install: $(STAMP)
+
+$(STAMP): $(REQS) pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+## demo: the whole product on the embedded database with simulated data.
+demo: $(STAMP)
+	$(VENV)/bin/pycemaker demo
+
+## test: the whole test suite against a real embedded MongoDB-compatible server.
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## bench: performance figures, written to bench/results/*.json.
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from pycemaker.cli import main
+
+sys.exit(main())

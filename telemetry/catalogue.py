@@ -1,0 +1,96 @@
+"""The metric catalogue: the four streams, their document shape and their criticity labels.
+
+The document shape is the original deployment's, so an existing database can be pointed at:
+
+- ``cpu_usage`` / ``jvm_memory_usage``:
+  ``{time_series, origin_time_series, value, consume_percent, criticity}``
+- ``request_count``: ``{time_series, origin_time_series, value_success, value_fail, criticity}``
+- ``response_time``: ``{time_series, origin_time_series, value, criticity}``
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+CRITICITY_LABELS = ("low", "medium", "high", "critical")
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One metric stream: a MongoDB collection and the columns it yields."""
+
+    #: Collection name (the original's).
+    collection: str
+    #: Document fields holding values -> the frame column each becomes.
+    fields: Mapping[str, str]
+    #: Which health input (settings cut points) this stream feeds.
+    flag: str
+    unit: str
+    #: Whether the document carries ``consume_percent`` (a 0..1 utilisation).
+    has_percent: bool = False
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.fields.values())
+
+    def flag_value(self, values: Mapping[str, Any]) -> float:
+        """The scalar the health cut points apply to (requests: success + fail)."""
+        return float(sum(values[c] for c in self.columns))
+
+
+CPU = Stream("cpu_usage", {"value": "cpu"}, flag="cpu", unit="ratio", has_percent=True)
+MEMORY = Stream("jvm_memory_usage", {"value": "memory"}, flag="memory", unit="ratio", has_percent=True)
+REQUESTS = Stream(
+    "request_count",
+    {"value_success": "req_success", "value_fail": "req_fail"},
+    flag="request_rate",
+    unit="req/s",
+)
+RESPONSE_TIME = Stream("response_time", {"value": "response_time"}, flag="response_time", unit="s")
+
+STREAMS: tuple[Stream, ...] = (CPU, MEMORY, REQUESTS, RESPONSE_TIME)
+STREAMS_BY_COLLECTION = {s.collection: s for s in STREAMS}
+#: Every per-minute value column, in a fixed order (the model's stream channels).
+STREAM_COLUMNS: tuple[str, ...] = tuple(c for s in STREAMS for c in s.columns)
+#: The health inputs, in a fixed order.
+FLAG_NAMES: tuple[str, ...] = tuple(s.flag for s in STREAMS)
+INCIDENTS_COLLECTION = "incidents"
+
+
+def flag_of(values: np.ndarray | float, cuts: Sequence[float]) -> np.ndarray:
+    """Flag 0..3 per value: 0 if v <= c0, 1 if v <= c1, 2 if v <= c2, else 3. NaN stays NaN.
+
+    ``searchsorted(side="left")`` counts the cut points strictly below v, which is
+    exactly the ``<=`` rule, so every value gets one flag and the ranges never overlap.
+    """
+    arr = np.asarray(values, dtype=float)
+    flags = np.searchsorted(np.asarray(cuts, dtype=float), arr, side="left").astype(float)
+    return np.where(np.isnan(arr), np.nan, flags)
+
+
+def criticity(value: float, cuts: Sequence[float]) -> str:
+    """The original's ``criticity`` label for one value."""
+    return CRITICITY_LABELS[int(flag_of(value, cuts))]
+
+
+def to_document(
+    stream: Stream, time: dt.datetime, values: Mapping[str, float], cuts: Sequence[float]
+) -> dict[str, Any]:
+    """One sample in the original document shape. ``time`` must be timezone-aware."""
+    if time.tzinfo is None:
+        raise ValueError("sample time must be timezone-aware (UTC)")
+    time = time.astimezone(dt.timezone.utc)
+    doc: dict[str, Any] = {
+        "time_series": time,
+        "origin_time_series": int(round(time.timestamp() * 1000)),
+    }
+    for field, column in stream.fields.items():
+        doc[field] = float(values[column])
+    if stream.has_percent:
+        doc["consume_percent"] = f"{100.0 * float(values[stream.columns[0]]):.1f}%"
+    doc["criticity"] = criticity(stream.flag_value(values), cuts)
+    return doc

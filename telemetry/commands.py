@@ -1,0 +1,96 @@
+"""Subcommands for the data side: ``db``, ``simulate``, ``health``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+
+from telemetry.settings import Settings, override
+
+log = logging.getLogger(__name__)
+UTC = dt.timezone.utc
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("db", help="host the embedded database (SecantusDB) in the foreground")
+    p.add_argument("--data-dir", help="data directory (default: $PYCEMAKER_DATA_DIR or var/db)")
+    p.add_argument("--port", type=int, help="loopback port (default: $PYCEMAKER_EMBEDDED_PORT or 27217)")
+    p.set_defaults(handler=run_db)
+
+    p = sub.add_parser("simulate", help="write simulated metrics (backfill, or --live in real time)")
+    p.add_argument("--days", type=float, default=7.0, help="days to backfill before now (default 7)")
+    p.add_argument("--seed", type=int, help="random seed (default: $PYCEMAKER_SIMULATOR_SEED or 42)")
+    p.add_argument("--live", action="store_true", help="after the backfill, keep appending in real time")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between live writes (default 5)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_simulate)
+
+    p = sub.add_parser("health", help="print per-minute health over the last hours")
+    p.add_argument("--hours", type=float, default=2.0, help="how far back (default 2)")
+    p.set_defaults(handler=run_health)
+
+
+def run_db(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from telemetry.embedded import serve_forever
+
+    settings = override(
+        settings, data_dir=Path(args.data_dir) if args.data_dir else None, embedded_port=args.port
+    )
+    serve_forever(settings)
+    return 0
+
+
+def run_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from telemetry import simulator, store
+
+    seed = settings.simulator_seed if args.seed is None else args.seed
+    db = store.connect(settings)
+    if args.days > 0:
+        sim = simulator.backfill(db, args.days, settings, seed=seed, show_progress=not args.no_progress)
+        total = sum(len(f) for f in sim.samples.values())
+        log.info("backfilled %.1f days: %d samples, %d incidents", args.days, total, len(sim.incidents))
+    if args.live:
+        log.info("appending live samples every %.0f s; Ctrl-C to stop", args.interval)
+        simulator.run_live(db, settings, seed=seed + 1, interval_s=args.interval)
+    return 0
+
+
+def run_health(args: argparse.Namespace, settings: Settings) -> int:
+    from telemetry import store
+    from telemetry.health import minute_health
+
+    db = store.connect(settings)
+    end = dt.datetime.now(UTC)
+    span = store.data_range(db)
+    if span is None:
+        log.error("no samples in the database: run `pycemaker simulate` or `pycemaker collect` first")
+        return 1
+    end = min(end, span[1] + dt.timedelta(minutes=1))
+    start = end - dt.timedelta(hours=args.hours)
+    table = minute_health(store.read_samples(db, start, end), start, end, settings)
+    sys.stdout.write(format_health_summary(table, settings))
+    return 0
+
+
+def format_health_summary(table, settings: Settings) -> str:
+    """A per-minute table and a one-line summary, for people at a terminal."""
+    known = table["health"].dropna()
+    lines = [f"{'minute (UTC)':<17}  health  coverage  flags cpu/mem/req/rt"]
+    for t, row in table.iterrows():
+        health = "   null" if row.isna()["health"] else f"{row['health']:7.3f}"
+        flags = "/".join("-" if row.isna()[c] else f"{row[c]:.1f}" for c in table.columns if c.startswith("flag_"))
+        mark = "  FAILURE" if not row.isna()["health"] and row["health"] <= settings.failure_threshold else ""
+        lines.append(f"{t:%Y-%m-%d %H:%M}  {health}  {row['coverage']:8.0%}  {flags}{mark}")
+    if len(known):
+        failing = (known <= settings.failure_threshold).mean()
+        lines.append(
+            f"\n{len(table)} minutes, {len(known)} known: mean health {known.mean():.3f}, "
+            f"min {known.min():.3f}, {failing:.0%} of known minutes at or below {settings.failure_threshold}"
+        )
+    else:
+        lines.append(f"\n{len(table)} minutes, none known")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,230 @@
+"""The one typed settings object, read once at start-up.
+
+Precedence, lowest to highest: the defaults below, a TOML config file
+(``PYCEMAKER_CONFIG`` or ``./pycemaker.toml``), environment variables
+(``PYCEMAKER_<FIELD NAME IN CAPITALS>``, plus ``MONGO_URI``), then CLI flags
+(applied by the CLI with :func:`dataclasses.replace`).
+
+Secrets (``api_token``, ``mongo_uri``) may also come from a file named by
+``PYCEMAKER_API_TOKEN_FILE`` / ``MONGO_URI_FILE`` (Docker and Kubernetes secrets).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "PYCEMAKER_"
+# Settings whose environment variable has no prefix (the ecosystem's own names).
+UNPREFIXED_ENV = {"mongo_uri": "MONGO_URI"}
+SECRET_FIELDS = ("api_token", "mongo_uri")
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- MongoDB ---------------------------------------------------------
+    #: Production: a real MongoDB. Unset: the embedded SecantusDB server.
+    mongo_uri: str | None = None
+    database: str = "pycemaker"
+    #: Data directory of the embedded server (used only without MONGO_URI).
+    data_dir: Path = Path("var/db")
+    #: Loopback port the embedded server listens on, so every process finds it.
+    embedded_port: int = 27217
+    #: Server selection / connect timeout: a database that is down fails fast.
+    mongo_timeout_ms: int = 2000
+
+    # --- Health definition (the original's, thresholds in one place) -----
+    #: Cut points, each compared with ``<=``: flag 0 if v <= c0, 1 if <= c1, 2 if <= c2, else 3.
+    cpu_cuts: tuple[float, float, float] = (0.25, 0.50, 0.75)
+    memory_cuts: tuple[float, float, float] = (0.25, 0.50, 0.75)
+    response_time_cuts: tuple[float, float, float] = (0.3, 0.6, 1.0)
+    request_rate_cuts: tuple[float, float, float] = (15.0, 30.0, 60.0)
+    #: A minute whose health is at or below this is a failure.
+    failure_threshold: float = 0.3
+    #: Step of the common grid the four unsynchronised streams are aligned on.
+    grid_seconds: float = 5.0
+    #: An as-of match older than this is no match: the stream is missing at that grid point.
+    alignment_tolerance_s: float = 15.0
+    #: A stream silent for longer than this makes current health unknown.
+    staleness_limit_s: float = 120.0
+
+    # --- Model registry and training --------------------------------------
+    models_dir: Path = Path("models")
+    keep_versions: int = 5
+    input_minutes: int = 120
+    horizon_minutes: int = 180
+    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
+    train_days: float = 7.0
+    train_interval_hours: float = 3.0
+    max_epochs: int = 30
+    seed: int = 7
+
+    # --- Serving -----------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 5000
+    workers: int = 2
+    #: Bearer token for the write routes; unset disables them.
+    api_token: str | None = None
+    #: Longest interval a read route accepts.
+    max_interval_hours: float = 24.0 * 7
+    #: Longest forecast horizon (beyond the model's own, forecasts are rolled forward).
+    max_horizon_hours: float = 24.0
+    #: Origins allowed by CORS; empty disables CORS.
+    cors_origins: tuple[str, ...] = ()
+    #: How often a worker checks the registry for a newly promoted model.
+    model_poll_seconds: float = 2.0
+    onnx_threads: int = 1
+
+    # --- Collector -------------------------------------------------------
+    prometheus_url: str = "http://127.0.0.1:9090"
+    collect_interval_s: float = 5.0
+    query_cpu: str = "process_cpu_usage"
+    query_memory: str = "sum(jvm_memory_used_bytes)/sum(jvm_memory_max_bytes)"
+    query_success: str = (
+        'sum(irate(http_server_requests_seconds_count{outcome="SUCCESS",uri!~"/actuator.*"}[1m]))'
+    )
+    query_fail: str = (
+        'sum(irate(http_server_requests_seconds_count{outcome="SERVER_ERROR",uri!~"/actuator.*"}[1m]))'
+    )
+    query_response_time: str = (
+        'sum(irate(http_server_requests_seconds_sum{uri!~"/actuator.*"}[1m]))'
+        ' / sum(irate(http_server_requests_seconds_count{uri!~"/actuator.*"}[1m]))'
+    )
+    #: Samples kept in memory while the database is down, before spilling to disk.
+    collector_buffer_size: int = 10_000
+    collector_spill_path: Path = Path("var/collector-spill.jsonl")
+
+    # --- Simulator -------------------------------------------------------
+    simulator_seed: int = 42
+
+    log_level: str = "INFO"
+
+    def cuts(self) -> dict[str, tuple[float, ...]]:
+        """Cut points per health input, keyed like :mod:`telemetry.catalogue`'s flag names."""
+        return {
+            "cpu": self.cpu_cuts,
+            "memory": self.memory_cuts,
+            "response_time": self.response_time_cuts,
+            "request_rate": self.request_rate_cuts,
+        }
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict, secrets masked (safe to log)."""
+        from telemetry.store import mask_uri  # local: store imports settings
+
+        out = dataclasses.asdict(self)
+        if out["api_token"]:
+            out["api_token"] = "***"
+        if out["mongo_uri"]:
+            out["mongo_uri"] = mask_uri(out["mongo_uri"])
+        return out
+
+
+def env_name(name: str) -> str:
+    return UNPREFIXED_ENV.get(name, ENV_PREFIX + name.upper())
+
+
+def _coerce(raw: Any, annotation: Any, name: str) -> Any:
+    """Turn a TOML or environment value into the field's declared type."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):  # X | None
+        if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+            return None
+        inner = next(a for a in args if a is not type(None))
+        return _coerce(raw, inner, name)
+    try:
+        if origin is tuple:
+            items = raw if isinstance(raw, (list, tuple)) else [s for s in str(raw).split(",") if s.strip()]
+            item_type = args[0]
+            values = tuple(item_type(i.strip() if isinstance(i, str) else i) for i in items)
+            if args[-1] is not Ellipsis and len(values) != len(args):
+                raise SettingsError(f"{name}: expected {len(args)} comma-separated values, got {len(values)}")
+            return values
+        if annotation is bool:
+            if isinstance(raw, bool):
+                return raw
+            return str(raw).strip().lower() in ("1", "true", "yes", "on")
+        if annotation is Path:
+            return Path(raw)
+        return annotation(raw)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, SettingsError):
+            raise
+        raise SettingsError(f"{name}: cannot read {raw!r} as {annotation}") from exc
+
+
+def _validate(s: Settings) -> None:
+    for name, cuts in s.cuts().items():
+        if list(cuts) != sorted(cuts) or len(set(cuts)) != len(cuts):
+            raise SettingsError(f"{name}_cuts must be strictly increasing, got {cuts}")
+    if not 0.0 <= s.failure_threshold <= 1.0:
+        raise SettingsError("failure_threshold must be within [0, 1]")
+    if s.grid_seconds <= 0 or s.alignment_tolerance_s <= 0:
+        raise SettingsError("grid_seconds and alignment_tolerance_s must be positive")
+    if list(s.quantiles) != sorted(s.quantiles) or not all(0 < q < 1 for q in s.quantiles):
+        raise SettingsError("quantiles must be increasing and within (0, 1)")
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, config_file: Path | str | None = None
+) -> Settings:
+    """Build settings from defaults, a TOML file and the environment."""
+    environ = os.environ if environ is None else environ
+    hints = typing.get_type_hints(Settings)
+    values: dict[str, Any] = {}
+
+    path = config_file or environ.get(ENV_PREFIX + "CONFIG")
+    if path is None and Path("pycemaker.toml").is_file():
+        path = "pycemaker.toml"
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"cannot read config file {path}: {exc}") from exc
+        table = data.get("pycemaker", data)
+        unknown = set(table) - set(hints)
+        if unknown:
+            raise SettingsError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
+        for name, raw in table.items():
+            values[name] = _coerce(raw, hints[name], name)
+
+    for f in dataclasses.fields(Settings):
+        key = env_name(f.name)
+        if key in environ:
+            values[f.name] = _coerce(environ[key], hints[f.name], f.name)
+        elif f.name in SECRET_FIELDS and key + "_FILE" in environ:
+            secret = Path(environ[key + "_FILE"]).read_text().strip()
+            values[f.name] = _coerce(secret, hints[f.name], f.name)
+
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()
+
+
+def override(settings: Settings, **changes: Any) -> Settings:
+    """Apply CLI flags (ignoring those left unset) on top of loaded settings."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    updated = dataclasses.replace(settings, **changes)
+    _validate(updated)
+    return updated
+
+
+__all__ = ["Settings", "SettingsError", "load_settings", "get_settings", "override", "env_name"]

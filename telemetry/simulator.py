@@ -1,0 +1,296 @@
+"""A faithful simulator of the original test bed (see docs/simulator.md).
+
+Load: the original Locust ``LoadTestShape``, repeating every hour on the wall clock:
+12 stages of 300 s with target users 10, 50, 100, 200, 400, 800, 1000, 800, 400, 200,
+100, 10 and a spawn rate of 1 user/s (so ramps lag their targets). Each user sends a
+request and waits 0.5 s.
+
+The app: a closed queueing system. The request rate r solves
+``r = users / (think + rt(r))`` with ``rt(r) = service / (1 - r / capacity)``, so
+response time rises steeply as the rate nears capacity. CPU follows utilisation,
+JVM memory is a GC sawtooth, and requests start failing (5xx) once saturated.
+
+Incidents with ground truth (written to the ``incidents`` collection):
+``memory_leak`` (memory climbs, GC thrashes, the JVM crashes and restarts: a short gap),
+``cpu_saturation`` (a runaway job halves capacity) and ``collector_outage`` (a gap in
+every stream, no failure). Each stream is sampled independently every 5-6 s.
+Everything is a pure function of (interval, seed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from telemetry import store
+from telemetry.catalogue import CRITICITY_LABELS, INCIDENTS_COLLECTION, STREAMS, Stream, flag_of
+from telemetry.health import floor_minute, minute_health
+from telemetry.settings import Settings
+
+log = logging.getLogger(__name__)
+UTC = dt.timezone.utc
+
+STAGE_SECONDS = 300
+STAGE_USERS = (10, 50, 100, 200, 400, 800, 1000, 800, 400, 200, 100, 10)
+SPAWN_RATE = 1.0  # users per second, up and down
+THINK_TIME = 0.5  # s between a user's response and its next request
+SERVICE_TIME = 0.05  # s, response time of an idle app
+CAPACITY = 130.0  # req/s the app can serve
+SAMPLE_PERIOD = (5.0, 6.0)  # s between two samples of one stream
+
+
+@dataclass(frozen=True)
+class Incident:
+    type: str
+    start: dt.datetime
+    #: First minute at or below the failure threshold caused by the incident (None: no failure).
+    failure_time: dt.datetime | None
+    end: dt.datetime
+
+    def document(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Simulation:
+    #: Samples per collection: UTC DatetimeIndex, columns as in the catalogue.
+    samples: dict[str, pd.DataFrame]
+    incidents: list[Incident]
+
+
+def users_profile() -> np.ndarray:
+    """Users at each second of the hour: stage targets approached at the spawn rate."""
+    targets = np.repeat(STAGE_USERS, STAGE_SECONDS).astype(float)
+    users = np.empty(len(targets))
+    current = float(STAGE_USERS[-1])  # the previous hour ends at its last stage's target
+    for i, target in enumerate(targets):
+        current += float(np.clip(target - current, -SPAWN_RATE, SPAWN_RATE))
+        users[i] = current
+    return users
+
+
+def solve_rate(users: np.ndarray, capacity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Request rate and response time of the closed system, by bisection (vectorised)."""
+    lo = np.zeros_like(users)
+    hi = capacity * (1 - 1e-6)
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        rt = SERVICE_TIME / (1 - mid / capacity)
+        too_fast = mid * (THINK_TIME + rt) > users
+        hi = np.where(too_fast, mid, hi)
+        lo = np.where(too_fast, lo, mid)
+    rate = (lo + hi) / 2
+    return rate, SERVICE_TIME / (1 - rate / capacity)
+
+
+def _in_calm_phase(t: dt.datetime) -> bool:
+    """Minutes of the hour where load is low (stages 10/50 users): incidents there are unscheduled failures."""
+    return t.minute >= 52 or t.minute < 8
+
+
+def plan_incidents(start: dt.datetime, end: dt.datetime, rng: np.random.Generator) -> list[dict]:
+    """Incident windows (before their failure times are measured): ~2 leaks, 2 CPU episodes, 1 outage a day."""
+    days = (end - start).total_seconds() / 86400
+    planned: list[dict] = []
+    busy: list[tuple[dt.datetime, dt.datetime]] = []
+
+    def place(kind: str, duration_s: float, gap_s: float, calm_at: float | None) -> None:
+        for _ in range(200):
+            t0 = start + dt.timedelta(seconds=float(rng.uniform(3600, max(3601, (end - start).total_seconds() - duration_s - gap_s))))
+            t0 = t0.replace(microsecond=0)
+            t1 = t0 + dt.timedelta(seconds=duration_s)
+            if calm_at is not None and not _in_calm_phase(t0 + dt.timedelta(seconds=calm_at)):
+                continue
+            window = (t0 - dt.timedelta(minutes=30), t1 + dt.timedelta(seconds=gap_s) + dt.timedelta(minutes=30))
+            if t1 + dt.timedelta(seconds=gap_s) >= end or any(a < window[1] and window[0] < b for a, b in busy):
+                continue
+            busy.append(window)
+            planned.append({"type": kind, "start": t0, "crash": t1, "restart": t1 + dt.timedelta(seconds=gap_s)})
+            return
+
+    for _ in range(int(round(2 * days))):
+        duration = float(rng.uniform(40, 90)) * 60
+        place("memory_leak", duration, float(rng.uniform(60, 180)), calm_at=duration)
+    for _ in range(int(round(2 * days))):
+        place("cpu_saturation", float(rng.uniform(10, 30)) * 60, 0.0, calm_at=None)
+    for _ in range(int(round(1 * days))):
+        place("collector_outage", float(rng.uniform(5, 40)) * 60, 0.0, calm_at=None)
+    return sorted(planned, key=lambda p: p["start"])
+
+
+def simulate(start: dt.datetime, end: dt.datetime, seed: int, settings: Settings) -> Simulation:
+    """Samples of the four streams and the incidents over ``[start, end)``; deterministic per seed.
+
+    An incident's failure time is the first minute that fails with the incident but not
+    in the same run without it (the hourly peak fails on its own; that is not the incident).
+    """
+    samples, planned = _sample(start, end, seed, with_incidents=True)
+    baseline, _ = _sample(start, end, seed, with_incidents=False)
+    health = minute_health(samples, start, end, settings)["health"]
+    healthy_without = minute_health(baseline, start, end, settings)["health"] > settings.failure_threshold
+    caused = health[(health <= settings.failure_threshold) & healthy_without]
+    incidents = [_incident(p, caused) for p in planned]
+    return Simulation(samples=samples, incidents=incidents)
+
+
+def _sample(
+    start: dt.datetime, end: dt.datetime, seed: int, with_incidents: bool
+) -> tuple[dict[str, pd.DataFrame], list[dict]]:
+    start = start.astimezone(UTC).replace(microsecond=0)
+    end = end.astimezone(UTC)
+    rng = np.random.default_rng(seed)
+    n = int((end - start).total_seconds())
+    t0 = int(start.timestamp())
+    secs = t0 + np.arange(n)
+
+    users = users_profile()[secs % 3600]
+    capacity = np.full(n, CAPACITY)
+    cpu_extra = np.zeros(n)
+    leak = np.zeros(n)
+    down = np.zeros(n, dtype=bool)  # app down: Prometheus scrapes nothing
+    outage = np.zeros(n, dtype=bool)  # collector down: nothing reaches the database
+
+    planned = plan_incidents(start, end, rng)
+    for p in planned if with_incidents else []:
+        a = int((p["start"] - start).total_seconds())
+        b = int((p["crash"] - start).total_seconds())
+        c = int((p["restart"] - start).total_seconds())
+        if p["type"] == "memory_leak":
+            leak[a:b] = 0.85 * np.linspace(0.0, 1.0, b - a) ** 2  # slow, then accelerating
+            down[b:c] = True
+        elif p["type"] == "cpu_saturation":
+            cpu_extra[a:b] += 0.45
+            capacity[a:b] *= 0.5
+        else:
+            outage[a:b] = True
+
+    load = np.clip(users / 1000.0, 0, 1)
+    heap_growth = 0.0004 + 0.00002 * np.minimum(users / (THINK_TIME + SERVICE_TIME), CAPACITY)
+    sawtooth = np.mod(np.cumsum(heap_growth), 0.10)
+    memory = 0.12 + 0.06 * load + sawtooth + leak
+    thrash = np.clip((memory - 0.85) / 0.15, 0, 1)  # GC thrashing near a full heap
+    capacity *= 1 - 0.7 * thrash
+    rate, rt = solve_rate(users, capacity)
+    rho = rate / capacity
+    cpu = 0.05 + 0.65 * rho + 0.10 * np.clip((users - 300) / 700, 0, 1) + cpu_extra + 0.8 * thrash
+    fail_share = 0.08 * np.clip((rt - 1.0) / 6.0, 0, 1) + 0.3 * thrash
+    truth = {
+        "cpu": np.clip(cpu, 0, 1),
+        "memory": np.clip(memory, 0, 1),
+        "req_success": rate * (1 - fail_share),
+        "req_fail": rate * fail_share,
+        "response_time": rt,
+    }
+
+    samples: dict[str, pd.DataFrame] = {}
+    for stream in STREAMS:
+        offsets = rng.uniform(0, SAMPLE_PERIOD[1]) + np.cumsum(rng.uniform(*SAMPLE_PERIOD, size=int(n / SAMPLE_PERIOD[0]) + 2))
+        offsets = offsets[offsets < n]
+        idx = offsets.astype(int)
+        keep = ~(down[idx] | outage[idx])
+        offsets, idx = offsets[keep], idx[keep]
+        values = {col: _measure(col, truth[col][idx], rng) for col in stream.columns}
+        times = pd.to_datetime((t0 + offsets) * 1e3, unit="ms", utc=True).round("ms")
+        samples[stream.collection] = pd.DataFrame(values, index=pd.DatetimeIndex(times, name="time"))
+    return samples, planned
+
+
+def _measure(column: str, value: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """What a scrape reads: the true value plus measurement noise."""
+    if column in ("cpu", "memory"):
+        sd = 0.02 if column == "cpu" else 0.005
+        return np.clip(value + rng.normal(0, sd, len(value)), 0, 1)
+    if column == "response_time":
+        return value * rng.lognormal(0, 0.1, len(value))
+    return np.maximum(value * (1 + rng.normal(0, 0.05, len(value))), 0)
+
+
+def _incident(planned: dict, caused: pd.Series) -> Incident:
+    """Ground truth for one planned incident, given the minutes that failed because of incidents."""
+    start, crash, restart = planned["start"], planned["crash"], planned["restart"]
+    failure: dt.datetime | None = None
+    if planned["type"] != "collector_outage":
+        window = caused[(caused.index >= floor_minute(start)) & (caused.index <= crash)]
+        failure = max(window.index[0].to_pydatetime(), start) if len(window) else None
+    if planned["type"] == "memory_leak" and failure is None:
+        failure = crash  # the crash itself is a failure
+    return Incident(type=planned["type"], start=start, failure_time=failure, end=restart)
+
+
+def documents(stream: Stream, frame: pd.DataFrame, settings: Settings) -> list[dict]:
+    """The samples as documents in the original shape (vectorised criticity)."""
+    cuts = settings.cuts()[stream.flag]
+    total = frame[list(stream.columns)].sum(axis=1).to_numpy()
+    labels = np.asarray(CRITICITY_LABELS)[flag_of(total, cuts).astype(int)]
+    times = frame.index.to_pydatetime()
+    origin = (frame.index.asi8 // 1_000_000).tolist()
+    columns = {field: frame[col].to_numpy().tolist() for field, col in stream.fields.items()}
+    docs = []
+    for i, t in enumerate(times):
+        doc = {"time_series": t, "origin_time_series": origin[i]}
+        for field in stream.fields:
+            doc[field] = columns[field][i]
+        if stream.has_percent:
+            doc["consume_percent"] = f"{100.0 * columns['value'][i]:.1f}%"
+        doc["criticity"] = str(labels[i])
+        docs.append(doc)
+    return docs
+
+
+def write(
+    db, simulation: Simulation, settings: Settings, batch: int = 5000, progress: Callable[[int], None] | None = None
+) -> int:
+    """Write a simulation (idempotently); returns the number of new sample documents."""
+    store.ensure_indexes(db)
+    inserted = 0
+    for stream in STREAMS:
+        docs = documents(stream, simulation.samples[stream.collection], settings)
+        for i in range(0, len(docs), batch):
+            chunk = docs[i : i + batch]
+            inserted += store.insert_idempotent(db, stream.collection, chunk).inserted
+            if progress:
+                progress(len(chunk))
+    store.insert_idempotent(db, INCIDENTS_COLLECTION, [inc.document() for inc in simulation.incidents])
+    return inserted
+
+
+def backfill(db, days: float, settings: Settings, seed: int, end: dt.datetime | None = None, show_progress: bool = True) -> Simulation:
+    """Simulate the ``days`` before ``end`` (default: now) and write them."""
+    from tqdm import tqdm
+
+    end = (end or dt.datetime.now(UTC)).replace(microsecond=0)
+    start = end - dt.timedelta(days=days)
+    began = time.perf_counter()
+    sim = simulate(start, end, seed, settings)
+    total = sum(len(f) for f in sim.samples.values())
+    log.info("simulated %d samples and %d incidents in %.1f s", total, len(sim.incidents), time.perf_counter() - began)
+    with tqdm(total=total, unit="doc", desc="writing", disable=not show_progress) as bar:
+        write(db, sim, settings, progress=bar.update)
+    return sim
+
+
+def run_live(db, settings: Settings, seed: int, interval_s: float = 5.0, stop: Callable[[], bool] = lambda: False) -> None:
+    """Append samples in real time, a day's simulation at a time, until ``stop()``."""
+    store.ensure_indexes(db)
+    written_until = dt.datetime.now(UTC)
+    day = 0
+    while not stop():
+        chunk_start = written_until
+        sim = simulate(chunk_start, chunk_start + dt.timedelta(days=1), seed + day, settings)
+        store.insert_idempotent(db, INCIDENTS_COLLECTION, [i.document() for i in sim.incidents])
+        chunk_end = chunk_start + dt.timedelta(days=1)
+        while written_until < chunk_end and not stop():
+            now = min(dt.datetime.now(UTC), chunk_end)
+            for stream in STREAMS:
+                frame = sim.samples[stream.collection]
+                due = frame[(frame.index >= written_until) & (frame.index < now)]
+                store.insert_idempotent(db, stream.collection, documents(stream, due, settings))
+            written_until = now
+            time.sleep(interval_s)
+        day += 1

@@ -1,0 +1,223 @@
+"""MongoDB access: connecting (a real MongoDB or the embedded SecantusDB), writing and reading samples.
+
+Every read returns timezone-aware UTC datetimes. BSON dates carry no zone and are
+UTC by definition, so a "naive" datetime written by another tool reads back as UTC.
+Writes are idempotent: each collection has a unique index on ``time_series``, and a
+duplicate sample is skipped, so a retried batch never duplicates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import socket
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from bson.codec_options import CodecOptions
+from pymongo import ASCENDING, MongoClient
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from telemetry.catalogue import INCIDENTS_COLLECTION, STREAMS, Stream
+from telemetry.settings import Settings
+
+log = logging.getLogger(__name__)
+UTC = dt.timezone.utc
+DUPLICATE_KEY = 11000
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached; the message names the host, never the password."""
+
+
+def mask_uri(uri: str) -> str:
+    """``mongodb://user:secret@host`` -> ``mongodb://user:***@host`` (safe for logs and errors)."""
+    return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", uri)
+
+
+def uri_hosts(uri: str) -> str:
+    """The host part of a MongoDB URI, without credentials."""
+    rest = uri.split("://", 1)[-1]
+    rest = rest.rsplit("@", 1)[-1]
+    return rest.split("/", 1)[0].split("?", 1)[0]
+
+
+def embedded_uri(settings: Settings) -> str:
+    return f"mongodb://127.0.0.1:{settings.embedded_port}/"
+
+
+def _port_open(port: int, timeout: float = 0.2) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def resolve_uri(settings: Settings, *, autostart: bool = True) -> str:
+    """The URI to connect to.
+
+    ``MONGO_URI`` when set. Otherwise the embedded server on its loopback port: if no
+    process hosts it yet and ``autostart`` is true, this process starts it (see
+    :mod:`telemetry.embedded`), so a single command on a fresh clone just works.
+    """
+    if settings.mongo_uri:
+        return settings.mongo_uri
+    if not _port_open(settings.embedded_port) and autostart:
+        from telemetry.embedded import start_embedded
+
+        start_embedded(settings)
+    return embedded_uri(settings)
+
+
+def connect(settings: Settings, *, autostart: bool = True, check: bool = True) -> Database:
+    """A handle on the pycemaker database. Raises :class:`DatabaseUnavailable` quickly if down."""
+    uri = resolve_uri(settings, autostart=autostart)
+    client: MongoClient = MongoClient(
+        uri,
+        serverSelectionTimeoutMS=settings.mongo_timeout_ms,
+        connectTimeoutMS=settings.mongo_timeout_ms,
+        socketTimeoutMS=max(30_000, settings.mongo_timeout_ms),
+        tz_aware=True,
+        tzinfo=UTC,
+        appname="pycemaker",
+    )
+    db = client.get_database(
+        settings.database, codec_options=CodecOptions(tz_aware=True, tzinfo=UTC)
+    )
+    if check:
+        ping(db)
+    return db
+
+
+def ping(db: Database) -> None:
+    """Raise :class:`DatabaseUnavailable` unless the server answers."""
+    try:
+        db.client.admin.command("ping")
+    except PyMongoError as exc:
+        raise unavailable(db, exc) from exc
+
+
+def unavailable(db: Database, exc: Exception) -> DatabaseUnavailable:
+    hosts = ", ".join(f"{h}:{p}" for h, p in db.client.topology_description.server_descriptions())
+    reason = type(exc).__name__
+    return DatabaseUnavailable(f"MongoDB at {hosts or 'unknown host'} is unreachable ({reason})")
+
+
+def ensure_indexes(db: Database) -> None:
+    """Unique ``time_series`` index per stream (idempotent writes, range reads)."""
+    for stream in STREAMS:
+        db[stream.collection].create_index([("time_series", ASCENDING)], unique=True, name="time_series_unique")
+    db[INCIDENTS_COLLECTION].create_index([("start", ASCENDING)], unique=True, name="start_unique")
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    inserted: int
+    duplicates: int
+
+
+def insert_idempotent(db: Database, collection: str, docs: Sequence[Mapping[str, Any]]) -> WriteResult:
+    """Insert documents, skipping those already stored (same unique key)."""
+    if not docs:
+        return WriteResult(0, 0)
+    try:
+        result = db[collection].insert_many([dict(d) for d in docs], ordered=False)
+        return WriteResult(len(result.inserted_ids), 0)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        other = [e for e in errors if e.get("code") != DUPLICATE_KEY]
+        if other:
+            raise
+        return WriteResult(exc.details.get("nInserted", len(docs) - len(errors)), len(errors))
+    except PyMongoError as exc:
+        raise unavailable(db, exc) from exc
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ValueError("datetimes must be timezone-aware (UTC)")
+    return value.astimezone(UTC)
+
+
+def read_stream(db: Database, stream: Stream, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+    """Samples of one stream with ``start <= time < end``: a UTC DatetimeIndex, one column per value.
+
+    Missing values (null or absent fields) read as NaN; duplicates keep the first.
+    """
+    query = {"time_series": {"$gte": _as_utc(start), "$lt": _as_utc(end)}}
+    projection = {"_id": 0, "time_series": 1, **{f: 1 for f in stream.fields}}
+    try:
+        docs = list(db[stream.collection].find(query, projection).sort("time_series", ASCENDING))
+    except PyMongoError as exc:
+        raise unavailable(db, exc) from exc
+    return samples_frame(stream, docs)
+
+
+def samples_frame(stream: Stream, docs: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    docs = list(docs)
+    index = pd.DatetimeIndex([d["time_series"] for d in docs], name="time")
+    index = index.tz_localize(UTC) if index.tz is None else index.tz_convert(UTC)
+    data = {
+        column: np.array([_number(d.get(field)) for d in docs], dtype=float)
+        for field, column in stream.fields.items()
+    }
+    frame = pd.DataFrame(data, index=index)
+    frame = frame[~frame.index.duplicated(keep="first")]
+    return frame if frame.index.is_monotonic_increasing else frame.sort_index()
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value) if value is not None else np.nan
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def read_samples(db: Database, start: dt.datetime, end: dt.datetime) -> dict[str, pd.DataFrame]:
+    """Every stream's samples over ``[start, end)``, keyed by collection."""
+    return {s.collection: read_stream(db, s, start, end) for s in STREAMS}
+
+
+def latest_sample_times(db: Database) -> dict[str, dt.datetime | None]:
+    """The newest sample time per stream (None for an empty stream)."""
+    out: dict[str, dt.datetime | None] = {}
+    try:
+        for s in STREAMS:
+            doc = db[s.collection].find_one({}, {"time_series": 1}, sort=[("time_series", -1)])
+            out[s.collection] = doc["time_series"].astimezone(UTC) if doc else None
+    except PyMongoError as exc:
+        raise unavailable(db, exc) from exc
+    return out
+
+
+def data_range(db: Database) -> tuple[dt.datetime, dt.datetime] | None:
+    """The span covered by any stream: (oldest sample, newest sample), or None if empty."""
+    firsts, lasts = [], []
+    try:
+        for s in STREAMS:
+            first = db[s.collection].find_one({}, {"time_series": 1}, sort=[("time_series", 1)])
+            last = db[s.collection].find_one({}, {"time_series": 1}, sort=[("time_series", -1)])
+            if first and last:
+                firsts.append(first["time_series"])
+                lasts.append(last["time_series"])
+    except PyMongoError as exc:
+        raise unavailable(db, exc) from exc
+    if not firsts:
+        return None
+    return min(firsts).astimezone(UTC), max(lasts).astimezone(UTC)
+
+
+def read_incidents(db: Database, start: dt.datetime | None = None, end: dt.datetime | None = None) -> list[dict]:
+    """Ground-truth incidents (simulator) overlapping ``[start, end)``, oldest first."""
+    query: dict[str, Any] = {}
+    if start is not None:
+        query["end"] = {"$gte": _as_utc(start)}
+    if end is not None:
+        query["start"] = {"$lt": _as_utc(end)}
+    try:
+        return list(db[INCIDENTS_COLLECTION].find(query, {"_id": 0}).sort("start", ASCENDING))
+    except PyMongoError as exc:
+        raise unavailable(db, exc) from exc

@@ -1,0 +1,65 @@
+"""Shared fixtures: one real SecantusDB server per test session, spoken to over TCP.
+
+Each test that asks for ``db`` gets its own database on that server (dropped after),
+and a ``settings`` object pointing at it through ``MONGO_URI``, like production.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import importlib.util
+import shutil
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from telemetry.settings import Settings
+from telemetry.store import connect
+
+UTC = dt.timezone.utc
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+# Optional dependencies and tools, probed once (tests skip cleanly where one is missing).
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PROMETHEUS = shutil.which("prometheus")
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from telemetry.embedded import open_server
+
+    server = open_server(tmp_path_factory.mktemp("secantus"), port=0)
+    try:
+        yield server.uri
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def settings(mongo_uri: str, tmp_path: Path) -> Settings:
+    """Settings for one test: its own database and models directory."""
+    return Settings(
+        mongo_uri=mongo_uri,
+        database=f"test_{uuid.uuid4().hex[:12]}",
+        models_dir=tmp_path / "models",
+        data_dir=tmp_path / "db",
+    )
+
+
+@pytest.fixture
+def db(settings: Settings):
+    database = connect(settings, autostart=False)
+    try:
+        yield database
+    finally:
+        database.client.drop_database(database.name)
+        database.client.close()
+
+
+def with_settings(settings: Settings, **changes) -> Settings:
+    return dataclasses.replace(settings, **changes)
