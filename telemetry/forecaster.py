@@ -1,0 +1,163 @@
+"""Run a registry model with onnxruntime (CPU, no torch): per-minute frames in, quantile forecasts out.
+
+The ONNX contract (written by ``training/export.py``, described by the model card):
+input ``window`` float32 [batch, L, len(FEATURES)] from :func:`telemetry.windows.window_at`;
+output ``quantiles`` float32 [batch, H, len(TARGETS), len(quantiles)] in scaled units.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from telemetry import registry
+from telemetry.catalogue import flag_of
+from telemetry.health import MAX_FLAG_SUM
+from telemetry.settings import Settings
+from telemetry.windows import HEALTH, TARGETS, Scaling, window_at
+
+log = logging.getLogger(__name__)
+#: Physical bounds of each target in original units.
+BOUNDS = {
+    "cpu": (0.0, 1.0),
+    "memory": (0.0, 1.0),
+    "req_success": (0.0, np.inf),
+    "req_fail": (0.0, np.inf),
+    "response_time": (0.0, np.inf),
+    "health": (0.0, 1.0),
+}
+#: Which settings cut points score each target when health is derived from streams.
+FLAG_OF_TARGET = {"cpu": "cpu", "memory": "memory", "response_time": "response_time"}
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Quantile forecasts for the minutes ``times`` (starting at the origin minute)."""
+
+    origin: pd.Timestamp
+    times: pd.DatetimeIndex
+    quantiles: tuple[float, ...]
+    #: [H, len(TARGETS), len(quantiles)] in original units, quantiles non-decreasing.
+    values: np.ndarray
+    model_version: str
+
+    def target(self, name: str) -> np.ndarray:
+        """[H, Q] for one target."""
+        return self.values[:, TARGETS.index(name), :]
+
+    def median(self, name: str) -> np.ndarray:
+        return self.target(name)[:, self.quantiles.index(0.5)] if 0.5 in self.quantiles else np.median(self.target(name), axis=1)
+
+
+def session_options(threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    # On a 2-core box onnxruntime's default thread pools multiply tail latency under load.
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return options
+
+
+class OnnxForecaster:
+    """One loaded registry version. Stateless after construction, safe to share between threads."""
+
+    def __init__(self, models_dir: Path, version: str, settings: Settings):
+        import onnxruntime as ort
+
+        self.card = registry.read_card(models_dir, version)
+        self.version = version
+        self.settings = settings
+        self.scaling = Scaling.from_dict(self.card.scaling)
+        self.quantiles = tuple(self.card.quantiles)
+        path = registry.model_path(models_dir, version)
+        try:
+            self.session = ort.InferenceSession(
+                str(path), sess_options=session_options(settings.onnx_threads), providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
+            raise registry.RegistryError(f"cannot load {path}: {exc}") from exc
+        self._input = self.card.onnx.get("input", "window")
+        self._output = self.card.onnx.get("output", "quantiles")
+
+    @property
+    def input_minutes(self) -> int:
+        return self.card.input_minutes
+
+    @property
+    def horizon_minutes(self) -> int:
+        return self.card.horizon_minutes
+
+    def predict_scaled(self, windows: np.ndarray) -> np.ndarray:
+        """[B, L, F] -> [B, H, T, Q] scaled, straight from the network."""
+        return self.session.run([self._output], {self._input: windows.astype(np.float32, copy=False)})[0]
+
+    def to_original(self, scaled: np.ndarray) -> np.ndarray:
+        """[B, H, T, Q] scaled -> original units, bounded, quantiles sorted, health per the card."""
+        values = self.scaling.inverse(scaled, axis=2)
+        for i, name in enumerate(TARGETS):
+            lo, hi = BOUNDS[name]
+            values[:, :, i, :] = np.clip(values[:, :, i, :], lo, hi)
+        values = np.sort(values, axis=-1)  # quantiles never cross
+        if self.card.health_source == "derived":
+            values[:, :, HEALTH, :] = derive_health(values, self.settings)
+        return values
+
+    def forecast(self, frame: pd.DataFrame, origin: pd.Timestamp, horizon_minutes: int | None = None) -> Forecast:
+        """Forecast from the ``input_minutes`` of ``frame`` before ``origin``.
+
+        Beyond the model's own horizon, the forecast is rolled forward: the median path is
+        appended as if observed and the model is run again from the end of what it has. Bands
+        of rolled steps are conditional on that median path, so they are narrower than the truth.
+        """
+        horizon = horizon_minutes or self.horizon_minutes
+        origin = pd.Timestamp(origin).floor("1min")
+        history = frame.copy()
+        chunks: list[np.ndarray] = []
+        step_origin = origin
+        produced = 0
+        while produced < horizon:
+            x = window_at(history, step_origin, self.scaling, self.input_minutes)
+            chunk = self.to_original(self.predict_scaled(x))[0]
+            chunks.append(chunk)
+            produced += len(chunk)
+            if produced < horizon:
+                history = _append_median(history, chunk, step_origin, self.quantiles)
+                step_origin += pd.Timedelta(minutes=len(chunk))
+        values = np.concatenate(chunks)[:horizon]
+        times = pd.date_range(origin, periods=horizon, freq="1min")
+        return Forecast(origin, times, self.quantiles, values, self.version)
+
+
+def _append_median(history: pd.DataFrame, chunk: np.ndarray, origin: pd.Timestamp, quantiles: tuple[float, ...]) -> pd.DataFrame:
+    mid = quantiles.index(0.5) if 0.5 in quantiles else len(quantiles) // 2
+    times = pd.date_range(origin, periods=len(chunk), freq="1min")
+    future = pd.DataFrame(chunk[:, :, mid], index=times, columns=list(TARGETS))
+    kept = history[history.index < origin]
+    return pd.concat([kept, future.reindex(columns=history.columns)])
+
+
+def derive_health(values: np.ndarray, settings: Settings) -> np.ndarray:
+    """Health quantiles scored from forecast streams: [B, H, T, Q] -> [B, H, Q].
+
+    Flags rise with every stream, so health at quantile q is scored from the streams at
+    quantile 1 - q (the pessimistic end of each stream gives the low end of health).
+    """
+    cuts = settings.cuts()
+    flags = np.zeros(values.shape[:2] + values.shape[3:])
+    for name, flag in FLAG_OF_TARGET.items():
+        flags += flag_of(values[:, :, TARGETS.index(name), :], cuts[flag])
+    requests = values[:, :, TARGETS.index("req_success"), :] + values[:, :, TARGETS.index("req_fail"), :]
+    flags += flag_of(requests, cuts["request_rate"])
+    return (1.0 - flags / MAX_FLAG_SUM)[..., ::-1]
+
+
+def load_current(settings: Settings) -> OnnxForecaster | None:
+    """The promoted model, or None on a fresh install."""
+    version = registry.current_version(settings.models_dir)
+    return OnnxForecaster(settings.models_dir, version, settings) if version else None

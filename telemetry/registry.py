@@ -1,0 +1,186 @@
+"""The model registry on disk (``models_dir``), shared by the trainer (writes) and the API (reads).
+
+Layout::
+
+    models/
+      current                  # the promoted version's name: replaced atomically (write, then rename)
+      20261130T120000Z-1a2b3c/
+        model.onnx
+        card.json              # ModelCard: what the model is, how it was trained, how it scored
+
+A version directory appears whole (it is written under a temporary name, then renamed), so a
+reader never sees a half-written model. A rejected candidate stays, marked with its reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+UTC = dt.timezone.utc
+CARD = "card.json"
+MODEL = "model.onnx"
+CURRENT = "current"
+#: Version of the card/artifact format; readers refuse formats they do not know.
+FORMAT_VERSION = 1
+
+STATUS_CANDIDATE = "candidate"
+STATUS_PROMOTED = "promoted"
+STATUS_REJECTED = "rejected"
+
+
+class RegistryError(RuntimeError):
+    """A registry entry is missing or unreadable."""
+
+
+@dataclass
+class ModelCard:
+    """Everything needed to run a model and judge it. Written as ``card.json``."""
+
+    version: str
+    created_at: str  # ISO-8601 UTC
+    input_minutes: int
+    horizon_minutes: int
+    quantiles: list[float]
+    features: list[str]
+    targets: list[str]
+    scaling: dict[str, Any]
+    #: "direct": the network's health output is served; "derived": health is scored from forecast streams.
+    health_source: str = "direct"
+    data_range: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    status: str = STATUS_CANDIDATE
+    reason: str = ""
+    format_version: int = FORMAT_VERSION
+    onnx: dict[str, Any] = field(default_factory=lambda: {"input": "window", "output": "quantiles"})
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelCard":
+        if data.get("format_version", 0) > FORMAT_VERSION:
+            raise RegistryError(f"card format {data['format_version']} is newer than this reader ({FORMAT_VERSION})")
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def created(self) -> dt.datetime:
+        return dt.datetime.fromisoformat(self.created_at)
+
+
+def new_version(now: dt.datetime | None = None, suffix: str = "") -> str:
+    """A sortable version name: ``20261130T120000Z`` (+ ``-suffix``, e.g. a short git hash)."""
+    now = (now or dt.datetime.now(UTC)).astimezone(UTC)
+    return now.strftime("%Y%m%dT%H%M%SZ") + (f"-{suffix}" if suffix else "")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def add_version(models_dir: Path, onnx_path: Path, card: ModelCard) -> Path:
+    """Copy a model and its card into the registry as a new version directory (appears atomically)."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    final = models_dir / card.version
+    if final.exists():
+        raise RegistryError(f"version {card.version} already exists")
+    staging = Path(tempfile.mkdtemp(dir=models_dir, prefix=f".{card.version}."))
+    try:
+        shutil.copyfile(onnx_path, staging / MODEL)
+        (staging / CARD).write_text(card.to_json())
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+def read_card(models_dir: Path, version: str) -> ModelCard:
+    path = models_dir / version / CARD
+    try:
+        return ModelCard.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError as exc:
+        raise RegistryError(f"no model version {version!r} in {models_dir}") from exc
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise RegistryError(f"unreadable card for version {version!r}: {exc}") from exc
+
+
+def update_card(models_dir: Path, card: ModelCard) -> None:
+    _atomic_write(models_dir / card.version / CARD, card.to_json())
+
+
+def list_versions(models_dir: Path) -> list[ModelCard]:
+    """Every readable version, oldest first (unreadable ones are logged and skipped)."""
+    if not models_dir.is_dir():
+        return []
+    cards = []
+    for path in sorted(models_dir.iterdir()):
+        if path.is_dir() and not path.name.startswith(".") and (path / CARD).exists():
+            try:
+                cards.append(read_card(models_dir, path.name))
+            except RegistryError as exc:
+                log.warning("skipping %s: %s", path, exc)
+    return sorted(cards, key=lambda c: (c.created_at, c.version))
+
+
+def current_version(models_dir: Path) -> str | None:
+    try:
+        name = (models_dir / CURRENT).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return name or None
+
+
+def model_path(models_dir: Path, version: str) -> Path:
+    return models_dir / version / MODEL
+
+
+def activate(models_dir: Path, version: str, reason: str = "") -> ModelCard:
+    """Point ``current`` at ``version`` (atomic rename); used by promotion and rollback."""
+    card = read_card(models_dir, version)
+    if not model_path(models_dir, version).is_file():
+        raise RegistryError(f"version {version!r} has no {MODEL}")
+    card.status = STATUS_PROMOTED
+    card.reason = reason or card.reason
+    update_card(models_dir, card)
+    _atomic_write(models_dir / CURRENT, version + "\n")
+    log.info("current model is now %s", version)
+    return card
+
+
+def reject(models_dir: Path, version: str, reason: str) -> ModelCard:
+    card = read_card(models_dir, version)
+    card.status = STATUS_REJECTED
+    card.reason = reason
+    update_card(models_dir, card)
+    log.info("model %s rejected: %s", version, reason)
+    return card
+
+
+def prune(models_dir: Path, keep: int) -> list[str]:
+    """Delete all but the newest ``keep`` versions; the current one is always kept."""
+    current = current_version(models_dir)
+    versions = [c.version for c in list_versions(models_dir)]
+    doomed = [v for v in versions[: max(0, len(versions) - keep)] if v != current]
+    for version in doomed:
+        shutil.rmtree(models_dir / version, ignore_errors=True)
+    return doomed
