@@ -1,4 +1,4 @@
-"""Subcommands for the data side: ``db``, ``simulate``, ``health``."""
+"""Subcommands for the data side: ``db``, ``simulate``, ``health``, ``collect``, ``import-csv``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("health", help="print per-minute health over the last hours")
     p.add_argument("--hours", type=float, default=2.0, help="how far back (default 2)")
     p.set_defaults(handler=run_health)
+
+    p = sub.add_parser("collect", help="query Prometheus every few seconds and store the four streams")
+    p.add_argument("--prometheus-url", help="Prometheus base URL (default: $PYCEMAKER_PROMETHEUS_URL)")
+    p.add_argument("--interval", type=float, help="seconds between ticks (default 5)")
+    p.add_argument("--once", action="store_true", help="collect the current tick, then exit")
+    p.add_argument("--hours", type=float, help="backfill the last HOURS with query_range, then exit")
+    p.add_argument("--start", help="backfill from this ISO 8601 time with a zone (2024-05-01T10:00Z)")
+    p.add_argument("--end", help="end of the backfill (default: now)")
+    p.set_defaults(handler=run_collect)
+
+    p = sub.add_parser("import-csv", help="load a timestamp,value CSV into one stream (naive times are UTC)")
+    p.add_argument("file", help="CSV with a header: timestamp,value")
+    p.add_argument("--stream", required=True, help="cpu_usage, jvm_memory_usage, request_count (value = successes/s) or response_time")
+    p.add_argument("--scale", default="1", help="multiply every value: 0.01 for percent -> ratio, 1/300 for per-5-min counts -> per second")
+    p.set_defaults(handler=run_import_csv)
 
 
 def run_db(args: argparse.Namespace, settings: Settings) -> int:
@@ -73,6 +88,70 @@ def run_health(args: argparse.Namespace, settings: Settings) -> int:
     start = end - dt.timedelta(hours=args.hours)
     table = minute_health(store.read_samples(db, start, end), start, end, settings)
     sys.stdout.write(format_health_summary(table, settings))
+    return 0
+
+
+def run_collect(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+    import threading
+
+    from telemetry import store
+    from telemetry.collector import Collector, grid_floor, parse_time
+    from telemetry.prometheus import PrometheusClient, PrometheusError
+    from telemetry.settings import SettingsError
+
+    settings = override(settings, prometheus_url=args.prometheus_url, collect_interval_s=args.interval)
+    if settings.collect_interval_s <= 0:
+        raise SettingsError("collect_interval_s must be positive")
+    try:
+        end = parse_time(args.end) if args.end else dt.datetime.now(UTC)
+        start = parse_time(args.start) if args.start else None
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
+    if start is None and args.hours:
+        start = end - dt.timedelta(hours=args.hours)
+    # Not checked: a database that is down is buffered, not fatal.
+    db = store.connect(settings, check=False)
+    client = PrometheusClient(settings.prometheus_url, timeout_s=max(1.0, settings.collect_interval_s))
+    collector = Collector(settings, client, db)
+    try:
+        if start is not None:
+            found = collector.backfill(start, end)
+            log.info("backfilled %s .. %s: %d samples found", start.isoformat(), end.isoformat(), found)
+        elif args.once:
+            report = collector.tick(grid_floor(dt.datetime.now(UTC), settings.collect_interval_s))
+            log.info("collected %d samples at %s (missing: %s)", report.collected, report.time.isoformat(),
+                     ", ".join(report.missing) or "none")
+            if not report.collected:
+                return 1
+        else:
+            stop = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+            collector.run(stop)
+    except PrometheusError as exc:
+        log.error("%s", exc)
+        return 2
+    finally:
+        collector.close()
+        db.client.close()
+    return 0
+
+
+def run_import_csv(args: argparse.Namespace, settings: Settings) -> int:
+    from telemetry import store
+    from telemetry.importer import CsvImportError, import_csv, parse_scale
+
+    try:
+        scale = parse_scale(args.scale)
+        result = import_csv(store.connect(settings), args.file, args.stream, settings, scale=scale)
+    except CsvImportError as exc:
+        log.error("%s", exc)
+        return 2
+    sys.stdout.write(
+        f"{result.stream}: {result.rows} rows, {result.inserted} new, {result.duplicates} already stored, "
+        f"{result.skipped} skipped; {result.first:%Y-%m-%d %H:%M} .. {result.last:%Y-%m-%d %H:%M} UTC\n"
+    )
     return 0
 
 

@@ -1,0 +1,100 @@
+"""Starting and stopping the real parts of the test bed: every process is stopped, also on failure."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+
+def free_port() -> int:
+    """A free loopback port (the OS picks it; the short race before reuse is acceptable in tests)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Service:
+    """A process started by a test, in its own process group, logging to a file."""
+
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM the group we created, then SIGKILL if it lingers; returns the exit status."""
+        if self.running():
+            _signal_group(self.process, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.process, signal.SIGKILL)
+                self.process.wait(timeout)
+        return self.process.returncode
+
+
+def _signal_group(process: subprocess.Popen, sig: signal.Signals) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def start(
+    name: str, cmd: Sequence[str], log_dir: Path, *, cwd: Path, env: dict[str, str] | None = None
+) -> Service:
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            list(cmd),
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return Service(name, process, log_path)
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def wait_until(
+    ready: Callable[[], bool], timeout: float, what: str, services: Sequence[Service] = ()
+) -> None:
+    """Poll ``ready`` until true; fail early (with its log) if a service died meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        for service in services:
+            if not service.running():
+                raise AssertionError(
+                    f"{service.name} exited ({service.process.returncode}) while waiting "
+                    f"for {what}:\n{service.tail()}"
+                )
+        if time.monotonic() > deadline:
+            logs = "\n".join(f"--- {s.name}\n{s.tail()}" for s in services)
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{logs}")
+        time.sleep(0.2)
