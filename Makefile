@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 REQS   := requirements-telemetry.txt requirements-serve.txt requirements-train.txt requirements-dev.txt
 
-.PHONY: install demo test bench evaluate openapi clean
+.PHONY: install demo test e2e stack bench evaluate openapi clean
 
 install: $(STAMP)
 
@@ -23,6 +23,14 @@ demo: $(STAMP)
 ## test: the whole test suite against a real embedded MongoDB-compatible server.
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## e2e: the end-to-end test with a real Prometheus (Debian's prometheus package).
+e2e: $(STAMP)
+	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+## stack: the whole stack in Docker (not run in CI).
+stack:
+	docker compose up --build
 
 ## bench: performance figures, written to bench/results/*.json.
 bench: $(STAMP)
