@@ -99,14 +99,7 @@ class OnnxForecaster:
 
     def to_original(self, scaled: np.ndarray) -> np.ndarray:
         """[B, H, T, Q] scaled -> original units, bounded, quantiles sorted, health per the card."""
-        values = self.scaling.inverse(scaled, axis=2)
-        for i, name in enumerate(TARGETS):
-            lo, hi = BOUNDS[name]
-            values[:, :, i, :] = np.clip(values[:, :, i, :], lo, hi)
-        values = np.sort(values, axis=-1)  # quantiles never cross
-        if self.card.health_source == "derived":
-            values[:, :, HEALTH, :] = derive_health(values, self.settings)
-        return values
+        return to_original(scaled, self.scaling, self.card.health_source, self.settings)
 
     def forecast(self, frame: pd.DataFrame, origin: pd.Timestamp, horizon_minutes: int | None = None) -> Forecast:
         """Forecast from the ``input_minutes`` of ``frame`` before ``origin``.
@@ -132,6 +125,21 @@ class OnnxForecaster:
         values = np.concatenate(chunks)[:horizon]
         times = pd.date_range(origin, periods=horizon, freq="1min")
         return Forecast(origin, times, self.quantiles, values, self.version)
+
+
+def to_original(scaled: np.ndarray, scaling: Scaling, health_source: str, settings: Settings) -> np.ndarray:
+    """[B, H, T, Q] scaled -> original units, bounded, quantiles sorted, health per ``health_source``.
+
+    A function (not only a method) so the trainer scores a candidate exactly as serving will run it.
+    """
+    values = scaling.inverse(scaled, axis=2)
+    for i, name in enumerate(TARGETS):
+        lo, hi = BOUNDS[name]
+        values[:, :, i, :] = np.clip(values[:, :, i, :], lo, hi)
+    values = np.sort(values, axis=-1)  # quantiles never cross
+    if health_source == "derived":
+        values[:, :, HEALTH, :] = derive_health(values, settings)
+    return values
 
 
 def _append_median(history: pd.DataFrame, chunk: np.ndarray, origin: pd.Timestamp, quantiles: tuple[float, ...]) -> pd.DataFrame:

@@ -87,6 +87,7 @@ def new_version(now: dt.datetime | None = None, suffix: str = "") -> str:
 def _atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600: a server running as another user must read it
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
@@ -105,6 +106,7 @@ def add_version(models_dir: Path, onnx_path: Path, card: ModelCard) -> Path:
         raise RegistryError(f"version {card.version} already exists")
     staging = Path(tempfile.mkdtemp(dir=models_dir, prefix=f".{card.version}."))
     try:
+        staging.chmod(0o755)  # mkdtemp makes 0700: a server running as another user must read it
         shutil.copyfile(onnx_path, staging / MODEL)
         (staging / CARD).write_text(card.to_json())
         os.replace(staging, final)

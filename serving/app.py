@@ -1,0 +1,149 @@
+"""The Flask application factory: flask-smorest API, local Swagger UI, metrics, errors, runtime.
+
+``create_app()`` is what each gunicorn worker (or the dev server) calls; it never imports
+torch, Lightning or ``training/``. ``openapi_document()`` is the OpenAPI artifact
+(``docs/openapi.json``, written by ``pycemaker openapi``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from typing import Callable
+
+from flask import Flask, g, request
+from flask_smorest import Api
+from pymongo.database import Database
+
+from pycemaker import __version__
+from serving import metrics
+from serving.auth import SCHEME
+from serving.errors import register_error_handlers
+from serving.minute_cache import MinuteCache
+from serving.model_watcher import ModelState, ModelWatcher
+from serving.routes import BLUEPRINTS
+from serving.schemas import ErrorSchema
+from serving.runtime import Runtime, utc_now
+from serving.status import StatusService
+from telemetry import store
+from telemetry.settings import Settings, get_settings
+from telemetry.windows import MAX_FILL_MINUTES
+
+log = logging.getLogger(__name__)
+
+API_DESCRIPTION = """\
+pycemaker scores a web application's health from four metric streams (CPU, JVM memory,
+request rate, response time), forecasts it with an ONNX model, and says how long until it
+fails.
+
+- **Health** (0-1) is 1 - sum(flags) / 12, each stream flagged 0-3 against cut points, per
+  minute. An unknown minute is `null`, never 1.0.
+- **Failure**: a minute whose health is at or below the failure threshold (default 0.3).
+- **Time to failure**: where the forecast health paths first reach the threshold: `expected`
+  from the median (P50) path, a range from the P10 (earliest) and P90 (latest) paths.
+- **Forecasts** carry P10/P50/P90 bands for health and every stream; horizons beyond the
+  model's own are rolled forward.
+
+Times are ISO-8601 with a UTC offset (`Z` or `+00:00`; in a URL encode `+` as `%2B`).
+Errors are JSON `{code, status, message, errors}`; validation errors name the field.
+See docs/api.md.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Callable[[], dt.datetime] | None = None,
+    background: bool = True,
+    status_ttl_s: float = 1.0,
+    db: Database | None = None,
+) -> Flask:
+    """The API. ``background``: poll the registry and refresh the status in threads (production);
+    without, both happen on demand (tests). ``clock``: what "now" is (tests replay the past)."""
+    settings = settings or get_settings()
+    app = Flask(__name__, static_folder="static", static_url_path="/static")
+    app.config.update(
+        API_TITLE="pycemaker API",
+        API_VERSION=__version__,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        # Local assets (serving/static/swagger-ui, see fetch_swagger_ui.sh): production networks are often closed.
+        OPENAPI_SWAGGER_UI_URL="/static/swagger-ui/",
+        OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None, "displayRequestDuration": True, "deepLinking": True},
+        API_SPEC_OPTIONS={"info": {"description": API_DESCRIPTION, "license": {"name": "MIT"}}},
+        SEND_FILE_MAX_AGE_DEFAULT=3600,
+    )
+    api = _Api(app)
+    api.spec.components.security_scheme("bearerAuth", SCHEME)
+    for blueprint in BLUEPRINTS:
+        api.register_blueprint(blueprint)
+    register_error_handlers(app)
+
+    clock = clock or utc_now
+    db = db if db is not None else store.connect(settings, autostart=False, check=False)
+    models = ModelWatcher(settings, on_swap=lambda state: metrics.MODEL_SWAPS.inc())
+    recent = max(180, settings.input_minutes + MAX_FILL_MINUTES + 10)
+    cache = MinuteCache(db, settings, recent_minutes=recent, overlap_minutes=2)
+
+    def on_update(snap) -> None:
+        state: ModelState = snap.model or models.state
+        metrics.observe_status(snap.payload if snap.error is None else None, state.version, state.problem, snap.now)
+
+    status = StatusService(settings, cache, models, clock, ttl_s=status_ttl_s, on_update=on_update)
+    models.poll()  # the first model is loaded before the first request
+    rt = Runtime(settings, db, cache, models, status, clock, background)
+    app.extensions["pycemaker"] = rt
+    app.extensions["pycemaker.api"] = api
+    _install_request_hooks(app, rt)
+    rt.ensure_background()
+    return app
+
+
+class _Api(Api):
+    ERROR_SCHEMA = ErrorSchema  # one error schema in the document, with examples
+
+
+def _install_request_hooks(app: Flask, rt: Runtime) -> None:
+    origins = tuple(rt.settings.cors_origins)
+
+    @app.before_request
+    def _started() -> None:
+        g.started = time.perf_counter()
+        if rt.background and rt.pid != os.getpid():
+            rt.ensure_background()
+
+    @app.after_request
+    def _finished(response):
+        rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        started = g.get("started")
+        if started is not None:
+            metrics.REQUEST_SECONDS.labels(request.method, rule, str(response.status_code)).observe(time.perf_counter() - started)
+        if origins:
+            origin = request.headers.get("Origin")
+            if origin and ("*" in origins or origin in origins):
+                response.headers["Access-Control-Allow-Origin"] = "*" if "*" in origins else origin
+                response.headers.add("Vary", "Origin")
+                if request.method == "OPTIONS":
+                    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+                    response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+                    response.headers["Access-Control-Max-Age"] = "600"
+        return response
+
+
+def openapi_document(settings: Settings | None = None) -> dict:
+    """The OpenAPI document, as served at ``/openapi.json`` (deterministic: no settings values in it)."""
+    settings = settings or Settings()
+    app = create_app(settings, background=False, db=_NoDatabase())
+    with app.app_context():
+        return app.extensions["pycemaker.api"].spec.to_dict()
+
+
+class _NoDatabase:
+    """Stands in for the database when only the document is wanted (nothing is read)."""
+
+    def __getitem__(self, name):
+        raise RuntimeError("no database in openapi_document()")

@@ -1,0 +1,96 @@
+"""Time to failure and the streams behind it, from a quantile forecast. Pure functions, no I/O.
+
+- A minute *fails* when its health is at or below ``failure_threshold`` (telemetry.health).
+- The expected crossing is the first forecast minute whose P50 health fails; the range comes
+  from the band paths: the P10 path (pessimistic) crosses first, the P90 path (optimistic)
+  last or not at all within the horizon. Quantiles never cross, so earliest <= expected <= latest.
+- A stream's contribution at a minute is its flag (0-3) over 12: the share of health it takes
+  away (health = 1 - sum(flags) / 12). The driver is the stream whose contribution rises most
+  from now to the crossing (ties: the larger contribution).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from telemetry.catalogue import FLAG_NAMES, flag_of
+from telemetry.forecaster import Forecast
+from telemetry.health import MAX_FLAG_SUM
+from telemetry.settings import Settings
+
+#: The bands every response carries, whatever quantiles the model was trained on.
+BANDS: dict[str, float] = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
+
+
+def bands(forecast: Forecast, target: str) -> np.ndarray:
+    """[H, 3] P10/P50/P90 of one target (the model's own quantiles, interpolated if it uses other levels)."""
+    values = forecast.target(target)
+    levels = np.asarray(forecast.quantiles, dtype=float)
+    wanted = np.asarray(list(BANDS.values()))
+    if len(levels) == len(wanted) and np.allclose(levels, wanted):
+        return values
+    return np.stack([np.array([np.interp(w, levels, row) for w in wanted]) for row in values])
+
+
+def first_failing(path: np.ndarray, threshold: float, start: int = 0) -> int | None:
+    """Index of the first value at or below the threshold, from ``start`` (None: none)."""
+    hits = np.flatnonzero(np.asarray(path[start:], dtype=float) <= threshold)
+    return int(start + hits[0]) if len(hits) else None
+
+
+@dataclass(frozen=True)
+class Crossing:
+    at: pd.Timestamp
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return {"at": self.at.to_pydatetime(), "seconds": self.seconds}
+
+
+def crossing(times: pd.DatetimeIndex, path: np.ndarray, threshold: float, now: pd.Timestamp, start: int = 1) -> Crossing | None:
+    """When ``path`` first fails (from index ``start``), and the seconds from ``now`` to that minute."""
+    index = first_failing(path, threshold, start)
+    if index is None:
+        return None
+    at = times[index]
+    return Crossing(at, max(0.0, (at - now).total_seconds()))
+
+
+def forecast_flags(forecast: Forecast, index: int, settings: Settings) -> dict[str, float]:
+    """Each health input's flag at one forecast minute, scored from the P50 stream forecasts."""
+    cuts = settings.cuts()
+    p50 = {name: float(bands(forecast, name)[index, 1]) for name in ("cpu", "memory", "req_success", "req_fail", "response_time")}
+    values = {
+        "cpu": p50["cpu"],
+        "memory": p50["memory"],
+        "request_rate": p50["req_success"] + p50["req_fail"],
+        "response_time": p50["response_time"],
+    }
+    return {name: float(flag_of(values[name], cuts[name])) for name in FLAG_NAMES}
+
+
+def observed_flags(row: Mapping[str, float]) -> dict[str, float | None]:
+    """Each health input's mean flag over an observed minute (a minute-frame row)."""
+    out: dict[str, float | None] = {}
+    for name in FLAG_NAMES:
+        value = row.get(f"flag_{name}")
+        out[name] = None if value is None or not np.isfinite(value) else float(value)
+    return out
+
+
+def drivers(before: Mapping[str, float | None], at: Mapping[str, float | None]) -> tuple[str | None, list[dict]]:
+    """Per-stream contributions at a minute and their change since ``before``; the driving stream first."""
+    rows = []
+    for name in FLAG_NAMES:
+        flag_at, flag_before = at.get(name), before.get(name)
+        contribution = None if flag_at is None else flag_at / MAX_FLAG_SUM
+        change = None if flag_at is None or flag_before is None else (flag_at - flag_before) / MAX_FLAG_SUM
+        rows.append({"stream": name, "flag_before": flag_before, "flag_at": flag_at, "contribution": contribution, "change": change})
+    rows.sort(key=lambda r: (r["change"] or 0.0, r["contribution"] or 0.0), reverse=True)
+    top = rows[0]
+    driver = top["stream"] if (top["change"] or 0.0) > 0 or (top["contribution"] or 0.0) > 0 else None
+    return driver, rows

@@ -1,0 +1,90 @@
+"""Prometheus metrics of the API (``GET /metrics``).
+
+Under gunicorn every worker has its own memory, so ``pycemaker serve`` sets
+``PROMETHEUS_MULTIPROC_DIR`` before anything imports prometheus_client: request histograms
+then add up across workers, and the status gauges report the most recent worker's value.
+Without it (the dev server, tests) the process's own registry is exposed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+
+from serving.schemas import STATES
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+HEALTH = Gauge("pycemaker_health", "Observed health of the newest minute (NaN when unknown).", multiprocess_mode="livemostrecent")
+PREDICTED_HEALTH = Gauge(
+    "pycemaker_predicted_health", "P50 health the model forecast for the newest minute (NaN without a model).", multiprocess_mode="livemostrecent"
+)
+TIME_TO_FAILURE = Gauge(
+    "pycemaker_time_to_failure_seconds",
+    "Seconds until health is forecast to cross the failure threshold: bound=expected (P50 path), earliest (P10),"
+    " latest (P90). 0 while failing, +Inf when not within the horizon, NaN when unknown.",
+    ["bound"],
+    multiprocess_mode="livemostrecent",
+)
+STATUS_STATE = Gauge("pycemaker_status_state", "1 for the current status state, 0 for the others.", ["state"], multiprocess_mode="livemostrecent")
+MODEL_INFO = Gauge("pycemaker_model_info", "1 for the model version being served.", ["version"], multiprocess_mode="livemostrecent")
+MODEL_PROBLEM = Gauge(
+    "pycemaker_model_problem", "1 while the model the registry points at cannot be loaded (the last good one serves).", multiprocess_mode="livemax"
+)
+DATA_AGE = Gauge("pycemaker_data_age_seconds", "Seconds since the newest sample of any stream.", multiprocess_mode="livemostrecent")
+REQUEST_SECONDS = Histogram(
+    "pycemaker_http_request_duration_seconds", "HTTP request latency by route.", ["method", "route", "status"], buckets=LATENCY_BUCKETS
+)
+MODEL_SWAPS = Counter("pycemaker_model_swaps", "Models swapped in without a restart.")
+
+_versions_seen: set[str] = set()
+
+
+def observe_status(payload: dict | None, model_version: str | None, model_problem: str | None, now=None) -> None:
+    """Set the status gauges from a status document (None: the status could not be computed)."""
+    payload = payload or {}
+    state = payload.get("state", "unknown")
+    for name in STATES:
+        STATUS_STATE.labels(name).set(1.0 if name == state else 0.0)
+    current = payload.get("current") or {}
+    predicted = payload.get("predicted_current") or {}
+    HEALTH.set(_nan(current.get("health")))
+    PREDICTED_HEALTH.set(_nan(predicted.get("p50")))
+    ttf = payload.get("time_to_failure")
+    for bound in ("expected", "earliest", "latest"):
+        if ttf is None:
+            value = math.nan
+        else:
+            crossing = ttf.get(bound)
+            value = math.inf if crossing is None else float(crossing["seconds"])
+        TIME_TO_FAILURE.labels(bound).set(value)
+    latest = (payload.get("data") or {}).get("latest_sample")
+    DATA_AGE.set((now - latest).total_seconds() if latest is not None and now is not None else math.nan)
+    observe_model(model_version, model_problem)
+
+
+def observe_model(version: str | None, problem: str | None) -> None:
+    for seen in _versions_seen - {version}:
+        MODEL_INFO.labels(seen).set(0.0)
+    if version:
+        _versions_seen.add(version)
+        MODEL_INFO.labels(version).set(1.0)
+    MODEL_PROBLEM.set(1.0 if problem else 0.0)
+
+
+def _nan(value) -> float:
+    return math.nan if value is None else float(value)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text exposition, aggregated over gunicorn workers when running multi-process."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(DEFAULT_REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,217 @@
+"""Per-worker minute frames: the recent span kept current incrementally, closed hours memoised.
+
+Reading samples is the slow part (on the embedded server ~0.1 s per stream-hour), and only
+the newest minutes ever change, so a worker keeps:
+
+- the *recent* frame (the last ``recent_minutes``, enough for the model's input window and
+  the default health interval), brought up to date by re-reading only its last few minutes;
+- *hour chunks* of older minutes, read once per closed hour and kept (LRU, with a TTL so a
+  late replay of spilled samples is eventually seen).
+
+Frames are :func:`telemetry.frames.minute_frame` frames: computing an hour on its own gives
+exactly the minutes of computing a day (each minute's grid points only look back
+``alignment_tolerance_s``), so the chunks join seamlessly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections import OrderedDict
+
+import numpy as np
+import pandas as pd
+from pymongo import DESCENDING
+from pymongo.database import Database
+from pymongo.errors import PyMongoError
+
+from telemetry import store
+from telemetry.catalogue import FLAG_NAMES, STREAM_COLUMNS, STREAMS
+from telemetry.frames import load_minute_frame
+from telemetry.health import floor_minute
+from telemetry.settings import Settings
+
+UTC = dt.timezone.utc
+MINUTE = pd.Timedelta(minutes=1)
+HOUR = pd.Timedelta(hours=1)
+#: The columns of a minute frame (telemetry.frames.minute_frame), in order.
+FRAME_COLUMNS = [*STREAM_COLUMNS, "health", "coverage", *(f"flag_{name}" for name in FLAG_NAMES)]
+
+
+class MinuteCache:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        recent_minutes: int = 180,
+        overlap_minutes: int = 5,
+        full_reload_s: float = 600.0,
+        chunk_ttl_s: float = 900.0,
+        max_chunks: int = 24 * 8,
+    ):
+        self.db = db
+        self.settings = settings
+        self.recent_minutes = recent_minutes
+        self.overlap = pd.Timedelta(minutes=overlap_minutes)
+        self.full_reload_s = full_reload_s
+        self.chunk_ttl_s = chunk_ttl_s
+        self.max_chunks = max_chunks
+        self._refresh_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._recent: pd.DataFrame | None = None
+        self._recent_until: dt.datetime | None = None  # the ``now`` the recent frame was read up to
+        self._recent_full_at = 0.0
+        self._chunks: OrderedDict[pd.Timestamp, tuple[float, pd.DataFrame]] = OrderedDict()
+        self._latest: dict[str, dt.datetime | None] = {}
+        self._searched_until: dict[str, dt.datetime] = {}
+
+    # --- the recent span ------------------------------------------------------
+    def refresh(self, now: dt.datetime) -> pd.DataFrame:
+        """Bring the recent frame up to ``now`` (re-reading only its newest minutes) and return it.
+
+        Samples after ``now`` are ignored, so a frame never depends on when it was read.
+        """
+        start = pd.Timestamp(floor_minute(now)) - pd.Timedelta(minutes=self.recent_minutes - 1)
+        with self._refresh_lock:
+            recent, until = self._recent, self._recent_until
+            full = (
+                recent is None
+                or until is None
+                or now < until  # the clock went back (tests): nothing cached is valid
+                or recent.index[-1] < start
+                or time.monotonic() - self._recent_full_at > self.full_reload_s
+            )
+            if full:
+                frame = load_minute_frame(self.db, start.to_pydatetime(), now, self.settings)
+                self._recent_full_at = time.monotonic()
+            else:
+                tail_start = max(start, recent.index[-1] - self.overlap)
+                tail = load_minute_frame(self.db, tail_start.to_pydatetime(), now, self.settings)
+                kept = recent[(recent.index >= start) & (recent.index < tail_start)]
+                frame = pd.concat([kept, tail]) if len(kept) else tail
+            self._recent, self._recent_until = frame, now
+        return frame
+
+    def recent(self) -> pd.DataFrame | None:
+        return self._recent
+
+    @property
+    def recent_until(self) -> dt.datetime | None:
+        return self._recent_until
+
+    # --- any interval ----------------------------------------------------------
+    def frame(self, start: dt.datetime, end: dt.datetime, now: dt.datetime, max_age_s: float = 5.0) -> pd.DataFrame:
+        """Minute frame for the minutes ``floor(start) <= m < end``; minutes after ``now`` are unknown (NaN).
+
+        The recent part comes from the recent frame (re-read first if it is older than
+        ``max_age_s``); older minutes from hour chunks.
+        """
+        minutes = pd.date_range(floor_minute(start), pd.Timestamp(end) - pd.Timedelta(microseconds=1), freq="1min", name="time")
+        if not len(minutes):
+            return self._empty(minutes)
+        recent, until = self._recent, self._recent_until
+        if recent is None or until is None or until > now or (now - until).total_seconds() > max_age_s:
+            recent = self.refresh(now)
+        recent_start = recent.index[0] if len(recent) else pd.Timestamp(floor_minute(now))
+        parts = []
+        if minutes[0] < recent_start:
+            parts.append(self._history(minutes[0], min(minutes[-1] + MINUTE, recent_start), now))
+        if minutes[-1] >= recent_start:
+            parts.append(recent[(recent.index >= minutes[0]) & (recent.index <= minutes[-1])])
+        frame = pd.concat([p for p in parts if len(p)]) if any(len(p) for p in parts) else self._empty(minutes)
+        frame = frame[~frame.index.duplicated(keep="last")].reindex(minutes)
+        frame["coverage"] = frame["coverage"].fillna(0.0)
+        return frame
+
+    @staticmethod
+    def _empty(minutes: pd.DatetimeIndex) -> pd.DataFrame:
+        frame = pd.DataFrame(np.nan, index=minutes, columns=FRAME_COLUMNS)
+        frame["coverage"] = 0.0
+        return frame
+
+    def _history(self, start: pd.Timestamp, end: pd.Timestamp, now: dt.datetime) -> pd.DataFrame:
+        """Minutes ``[start, end)`` (all before the recent span) from hour chunks, reading the missing hours."""
+        hours = pd.date_range(start.floor("1h"), end - pd.Timedelta(microseconds=1), freq="1h")
+        final_before = pd.Timestamp(now) - pd.Timedelta(minutes=10)
+        found: dict[pd.Timestamp, pd.DataFrame] = {}
+        with self._lock:
+            clock = time.monotonic()
+            for hour in hours:
+                entry = self._chunks.get(hour)
+                if entry and clock - entry[0] <= self.chunk_ttl_s:
+                    self._chunks.move_to_end(hour)
+                    found[hour] = entry[1]
+        missing = [h for h in hours if h not in found]
+        for run in _runs(missing):
+            run_end = min(run[-1] + HOUR, pd.Timestamp(now))
+            frame = load_minute_frame(self.db, run[0].to_pydatetime(), run_end.to_pydatetime(), self.settings)
+            for hour in run:
+                chunk = frame[(frame.index >= hour) & (frame.index < hour + HOUR)]
+                found[hour] = chunk
+                if hour + HOUR <= final_before:
+                    self._remember(hour, chunk)
+        chunks = [found[h] for h in hours]
+        frame = pd.concat(chunks)
+        return frame[(frame.index >= start) & (frame.index < end)]
+
+    def _remember(self, hour: pd.Timestamp, chunk: pd.DataFrame) -> None:
+        with self._lock:
+            self._chunks[hour] = (time.monotonic(), chunk)
+            self._chunks.move_to_end(hour)
+            while len(self._chunks) > self.max_chunks:
+                self._chunks.popitem(last=False)
+
+    # --- what data there is -------------------------------------------------------
+    def latest_sample_times(self, now: dt.datetime) -> dict[str, dt.datetime | None]:
+        """The newest sample at or before ``now`` per stream (None: none at all).
+
+        An unbounded "newest document" query scans a whole collection on the embedded server
+        (~0.1 s each), so this asks only for samples newer than the last one seen, which is a
+        short index range; the full search happens once per stream.
+        """
+        out: dict[str, dt.datetime | None] = {}
+        try:
+            for stream in STREAMS:
+                name = stream.collection
+                known = self._latest.get(name)
+                searched = self._searched_until.get(name)
+                if (known is not None and known > now) or (searched is not None and searched > now):
+                    known, searched = None, None  # the clock went back (tests)
+                lower = known or searched
+                if lower is not None:
+                    newest = self._newest(name, {"$gt": lower, "$lte": now})
+                    latest = newest or known
+                else:
+                    latest = self._search_back(name, now)
+                self._latest[name] = latest
+                self._searched_until[name] = now
+                out[name] = latest
+        except PyMongoError as exc:
+            raise store.unavailable(self.db, exc) from exc
+        return out
+
+    def _newest(self, collection: str, bounds: dict) -> dt.datetime | None:
+        doc = self.db[collection].find_one({"time_series": bounds}, {"_id": 0, "time_series": 1}, sort=[("time_series", DESCENDING)])
+        return doc["time_series"].astimezone(UTC) if doc else None
+
+    def _search_back(self, collection: str, now: dt.datetime) -> dt.datetime | None:
+        upper = now
+        for span in (dt.timedelta(minutes=10), dt.timedelta(hours=3), dt.timedelta(days=2)):
+            found = self._newest(collection, {"$gt": now - span, "$lte": upper})
+            if found:
+                return found
+            upper = now - span
+        return self._newest(collection, {"$lte": upper})
+
+
+def _runs(hours: list[pd.Timestamp]) -> list[list[pd.Timestamp]]:
+    """Consecutive hours grouped, so each run is read with one query per stream."""
+    runs: list[list[pd.Timestamp]] = []
+    for hour in hours:
+        if runs and hour - runs[-1][-1] == HOUR:
+            runs[-1].append(hour)
+        else:
+            runs.append([hour])
+    return runs

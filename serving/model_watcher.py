@@ -1,0 +1,155 @@
+"""Follows the registry's ``current`` pointer: loads a newly promoted model and swaps it in atomically.
+
+Each worker polls every ``model_poll_seconds``. A request takes the forecaster once and keeps
+that reference, so a swap never disturbs a request in flight. A pointed model that is missing
+or corrupt (unreadable card, a file onnxruntime refuses, outputs of the wrong shape) is never
+swapped in: the last good model keeps serving, the problem is logged once and reported by
+``/readyz``, and the load is retried when the version's files change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from telemetry import registry
+from telemetry.forecaster import OnnxForecaster
+from telemetry.settings import Settings
+from telemetry.windows import FEATURES, TARGETS
+
+log = logging.getLogger(__name__)
+UTC = dt.timezone.utc
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """What a worker serves, replaced as a whole (never mutated)."""
+
+    forecaster: OnnxForecaster | None = None
+    #: The version ``current`` points at (None: no pointer yet).
+    wanted: str | None = None
+    #: Why ``wanted`` is not what is served (None when all is well).
+    problem: str | None = None
+    loaded_at: dt.datetime | None = None
+
+    @property
+    def version(self) -> str | None:
+        return self.forecaster.version if self.forecaster else None
+
+
+def load_forecaster(models_dir: Path, version: str, settings: Settings) -> OnnxForecaster:
+    """Load a version and prove it honours the contract with one inference on a blank window."""
+    forecaster = OnnxForecaster(models_dir, version, settings)
+    card = forecaster.card
+    if tuple(card.features) != FEATURES or tuple(card.targets) != TARGETS:
+        raise registry.RegistryError(f"model {version} was built for other channels ({card.features} -> {card.targets})")
+    blank = np.zeros((1, forecaster.input_minutes, len(FEATURES)), np.float32)
+    out = forecaster.predict_scaled(blank)
+    expected = (1, forecaster.horizon_minutes, len(TARGETS), len(forecaster.quantiles))
+    if out.shape != expected:
+        raise registry.RegistryError(f"model {version} outputs {out.shape}, its card promises {expected}")
+    if not np.isfinite(out).all():
+        raise registry.RegistryError(f"model {version} outputs non-finite values")
+    return forecaster
+
+
+def _signature(models_dir: Path, version: str) -> tuple:
+    """Changes when a version's files change (so a repaired model is retried)."""
+    out = []
+    for name in (registry.CARD, registry.MODEL):
+        try:
+            st = (models_dir / version / name).stat()
+            out.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+class ModelWatcher:
+    def __init__(self, settings: Settings, on_swap: Callable[[ModelState], None] | None = None):
+        self.settings = settings
+        self.models_dir = settings.models_dir
+        self.on_swap = on_swap
+        self._state = ModelState()
+        self._lock = threading.Lock()
+        self._failed: tuple[str, tuple] | None = None
+        self._logged_problem: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def state(self) -> ModelState:
+        return self._state
+
+    @property
+    def forecaster(self) -> OnnxForecaster | None:
+        return self._state.forecaster
+
+    def poll(self) -> bool:
+        """Check the pointer once; returns True when a new model was swapped in."""
+        with self._lock:
+            return self._poll()
+
+    def _poll(self) -> bool:
+        state = self._state
+        try:
+            wanted = registry.current_version(self.models_dir)
+        except OSError as exc:
+            self._set(state, state.wanted, f"cannot read the registry pointer ({exc})")
+            return False
+        if wanted is None:
+            problem = f"the registry has no current pointer; still serving {state.version}" if state.version else None
+            self._set(state, None, problem)
+            return False
+        if wanted == state.version:
+            self._set(state, wanted, None)
+            return False
+        signature = _signature(self.models_dir, wanted)
+        if self._failed == (wanted, signature):
+            return False  # already tried these very files
+        try:
+            forecaster = load_forecaster(self.models_dir, wanted, self.settings)
+        except Exception as exc:  # a corrupt model must never take a worker down
+            self._failed = (wanted, signature)
+            serving = f"still serving {state.version}" if state.version else "no model loaded"
+            self._set(state, wanted, f"model {wanted} cannot be loaded: {exc}; {serving}")
+            return False
+        self._failed = None
+        new = ModelState(forecaster, wanted, None, dt.datetime.now(UTC))
+        self._state = new  # one reference assignment: requests see the old model or the new one
+        log.info("serving model %s (was %s)", wanted, state.version)
+        self._logged_problem = None
+        if self.on_swap:
+            self.on_swap(new)
+        return True
+
+    def _set(self, state: ModelState, wanted: str | None, problem: str | None) -> None:
+        if (state.wanted, state.problem) != (wanted, problem):
+            self._state = ModelState(state.forecaster, wanted, problem, state.loaded_at)
+        if problem and problem != self._logged_problem:
+            log.warning("%s", problem)
+        self._logged_problem = problem
+
+    # --- background polling -------------------------------------------------------
+    def start(self) -> None:
+        if self._thread and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.model_poll_seconds):
+            try:
+                self.poll()
+            except Exception:  # never let the watcher die
+                log.exception("model watcher poll failed")
