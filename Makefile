@@ -36,5 +36,9 @@ stack:
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
+## openapi: rewrite docs/openapi.json from the code (a test fails when it is stale).
+openapi: $(STAMP)
+	$(VENV)/bin/pycemaker openapi docs/openapi.json
+
 clean:
 	rm -rf $(VENV) var .pytest_cache
