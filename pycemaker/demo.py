@@ -71,7 +71,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         base = f"http://{host}:{settings.port}"
         if _wait_for(base + "/livez", stop, children, timeout=120):
             sys.stdout.write(
-                f"\nAPI:        {base}/api/v1/status\nSwagger UI: {base}/docs\n"
+                f"\nDashboard:  {base}/\nAPI:        {base}/api/v1/status\nSwagger UI: {base}/docs\n"
                 "Live simulator, training scheduler and API are running; Ctrl-C stops everything.\n\n"
             )
             sys.stdout.flush()
