@@ -14,7 +14,7 @@ import time
 from typing import Callable
 
 from flask import Flask, g, request
-from flask_smorest import Api
+from flask_smorest import Api, abort
 from pymongo.database import Database
 
 from pycemaker import __version__
@@ -107,14 +107,25 @@ class _Api(Api):
     ERROR_SCHEMA = ErrorSchema  # one error schema in the document, with examples
 
 
+#: No route takes a request body: anything larger than this is refused (413) before it is read.
+MAX_REQUEST_BYTES = 64 * 1024
+#: Sent with every response (a route that sets its own Content-Security-Policy keeps it).
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+#: For everything but HTML pages (JSON, metrics, assets): nothing may load, nothing may frame it.
+API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'"
+
+
 def _install_request_hooks(app: Flask, rt: Runtime) -> None:
     origins = tuple(rt.settings.cors_origins)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
 
     @app.before_request
     def _started() -> None:
         g.started = time.perf_counter()
         if rt.background and rt.pid != os.getpid():
             rt.ensure_background()
+        if (request.content_length or 0) > MAX_REQUEST_BYTES:
+            abort(413, message=f"request body larger than {MAX_REQUEST_BYTES} bytes (no route takes a body)")
 
     @app.after_request
     def _finished(response):
@@ -122,6 +133,13 @@ def _install_request_hooks(app: Flask, rt: Runtime) -> None:
         started = g.get("started")
         if started is not None:
             metrics.REQUEST_SECONDS.labels(request.method, rule, str(response.status_code)).observe(time.perf_counter() - started)
+        for key, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+        if "Content-Security-Policy" not in response.headers:
+            # Swagger UI (/docs) runs an inline script: HTML pages set their own policy, or none.
+            if response.mimetype != "text/html":
+                response.headers["Content-Security-Policy"] = API_CONTENT_SECURITY_POLICY
+            response.headers.setdefault("X-Frame-Options", "DENY")
         if origins:
             origin = request.headers.get("Origin")
             if origin and ("*" in origins or origin in origins):

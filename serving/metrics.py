@@ -8,6 +8,7 @@ Without it (the dev server, tests) the process's own registry is exposed.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 
@@ -15,12 +16,24 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 
 from serving.schemas import STATES
+from telemetry.catalogue import FLAG_NAMES
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 HEALTH = Gauge("pycemaker_health", "Observed health of the newest minute (NaN when unknown).", multiprocess_mode="livemostrecent")
 PREDICTED_HEALTH = Gauge(
     "pycemaker_predicted_health", "P50 health the model forecast for the newest minute (NaN without a model).", multiprocess_mode="livemostrecent"
+)
+# The band around PREDICTED_HEALTH and the per-input flags: the Grafana dashboard's panels (deploy/grafana).
+PREDICTED_HEALTH_BAND = Gauge(
+    "pycemaker_predicted_health_band",
+    "P10 (quantile=0.1) and P90 (quantile=0.9) of the health forecast for the newest minute (NaN without a model).",
+    ["quantile"],
+    multiprocess_mode="livemostrecent",
+)
+HEALTH_FLAG = Gauge(
+    "pycemaker_health_flag", "Flag 0-3 of each health input in the newest minute (NaN when unknown).", ["input"],
+    multiprocess_mode="livemostrecent",
 )
 TIME_TO_FAILURE = Gauge(
     "pycemaker_time_to_failure_seconds",
@@ -31,6 +44,11 @@ TIME_TO_FAILURE = Gauge(
 )
 STATUS_STATE = Gauge("pycemaker_status_state", "1 for the current status state, 0 for the others.", ["state"], multiprocess_mode="livemostrecent")
 MODEL_INFO = Gauge("pycemaker_model_info", "1 for the model version being served.", ["version"], multiprocess_mode="livemostrecent")
+MODEL_CREATED = Gauge(
+    "pycemaker_model_created_timestamp_seconds",
+    "When the model being served was trained (Unix time, from its version name; NaN when unknown).",
+    multiprocess_mode="livemostrecent",
+)
 MODEL_PROBLEM = Gauge(
     "pycemaker_model_problem", "1 while the model the registry points at cannot be loaded (the last good one serves).", multiprocess_mode="livemax"
 )
@@ -53,6 +71,11 @@ def observe_status(payload: dict | None, model_version: str | None, model_proble
     predicted = payload.get("predicted_current") or {}
     HEALTH.set(_nan(current.get("health")))
     PREDICTED_HEALTH.set(_nan(predicted.get("p50")))
+    PREDICTED_HEALTH_BAND.labels("0.1").set(_nan(predicted.get("p10")))
+    PREDICTED_HEALTH_BAND.labels("0.9").set(_nan(predicted.get("p90")))
+    flags = current.get("flags") or {}
+    for name in FLAG_NAMES:
+        HEALTH_FLAG.labels(name).set(_nan(flags.get(name)))
     ttf = payload.get("time_to_failure")
     for bound in ("expected", "earliest", "latest"):
         if ttf is None:
@@ -73,6 +96,15 @@ def observe_model(version: str | None, problem: str | None) -> None:
         _versions_seen.add(version)
         MODEL_INFO.labels(version).set(1.0)
     MODEL_PROBLEM.set(1.0 if problem else 0.0)
+    MODEL_CREATED.set(version_time(version))
+
+
+def version_time(version: str | None) -> float:
+    """Unix time of a version named by ``telemetry.registry.new_version`` (``20261130T120000Z-...``); NaN otherwise."""
+    try:
+        return dt.datetime.strptime((version or "")[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
+    except ValueError:
+        return math.nan
 
 
 def _nan(value) -> float:

@@ -4,7 +4,8 @@ Each worker polls every ``model_poll_seconds``. A request takes the forecaster o
 that reference, so a swap never disturbs a request in flight. A pointed model that is missing
 or corrupt (unreadable card, a file onnxruntime refuses, outputs of the wrong shape) is never
 swapped in: the last good model keeps serving, the problem is logged once and reported by
-``/readyz``, and the load is retried when the version's files change.
+``/readyz``, and the load is retried when the version's files change. The served version's own
+files are watched too: changed in place, they are reloaded, or reported if they no longer load.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ class ModelWatcher:
         self._state = ModelState()
         self._lock = threading.Lock()
         self._failed: tuple[str, tuple] | None = None
+        #: The files the served model was loaded from (a change is reloaded, or reported if it no longer loads).
+        self._served_signature: tuple | None = None
         self._logged_problem: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -107,20 +110,28 @@ class ModelWatcher:
             problem = f"the registry has no current pointer; still serving {state.version}" if state.version else None
             self._set(state, None, problem)
             return False
-        if wanted == state.version:
+        signature = _signature(self.models_dir, wanted)
+        if wanted == state.version and signature == self._served_signature:
             self._set(state, wanted, None)
             return False
-        signature = _signature(self.models_dir, wanted)
         if self._failed == (wanted, signature):
             return False  # already tried these very files
         try:
             forecaster = load_forecaster(self.models_dir, wanted, self.settings)
         except Exception as exc:  # a corrupt model must never take a worker down
             self._failed = (wanted, signature)
-            serving = f"still serving {state.version}" if state.version else "no model loaded"
-            self._set(state, wanted, f"model {wanted} cannot be loaded: {exc}; {serving}")
+            if wanted == state.version:
+                # The served version's files changed under it (damaged in place): its session is in memory and
+                # keeps serving, but a worker started now could not load it.
+                loaded = state.loaded_at.isoformat(timespec="seconds") if state.loaded_at else "start-up"
+                problem = f"model {wanted} changed on disk and cannot be loaded: {exc}; still serving the copy loaded at {loaded}"
+            else:
+                serving = f"still serving {state.version}" if state.version else "no model loaded"
+                problem = f"model {wanted} cannot be loaded: {exc}; {serving}"
+            self._set(state, wanted, problem)
             return False
         self._failed = None
+        self._served_signature = signature
         new = ModelState(forecaster, wanted, None, dt.datetime.now(UTC))
         self._state = new  # one reference assignment: requests see the old model or the new one
         log.info("serving model %s (was %s)", wanted, state.version)

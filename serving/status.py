@@ -98,7 +98,9 @@ def compute_status(
 
     observed = frame[(frame.index <= now_ts) & frame["health"].notna()]
     if observed.empty:
-        return _unknown(out, "no_data", "no minute could be scored recently (the streams do not overlap)"), None
+        detail = ("no minute could be scored recently: at every recent grid point some stream had no usable value"
+                  " (no sample within the tolerance, NaN or not a number)")
+        return _unknown(out, "no_data", detail), None
     minute = observed.index[-1]
     row = observed.iloc[-1]
     health = float(row["health"])

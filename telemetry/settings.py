@@ -6,7 +6,8 @@ Precedence, lowest to highest: the defaults below, a TOML config file
 (applied by the CLI with :func:`dataclasses.replace`).
 
 Secrets (``api_token``, ``mongo_uri``) may also come from a file named by
-``PYCEMAKER_API_TOKEN_FILE`` / ``MONGO_URI_FILE`` (Docker and Kubernetes secrets).
+``PYCEMAKER_API_TOKEN_FILE`` / ``MONGO_URI_FILE`` (Docker and Kubernetes secrets), and only
+from there or the environment: a config file holding a token, or a URI with a password, is refused.
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ class Settings:
     train_interval_hours: float = 3.0
     max_epochs: int = 30
     seed: int = 7
+    #: CPU threads torch trains with. 1: on a 2-core box shared with the API, 2 threads thrash
+    #: (measured 3-9x slower per step under load); a dedicated training box may raise it.
+    train_threads: int = 1
+    #: Wall-clock budget of one fit in seconds; the best epoch so far is kept (0: no limit).
+    train_budget_s: float = 180.0
 
     # --- Serving -----------------------------------------------------------
     host: str = "127.0.0.1"
@@ -165,6 +171,14 @@ def _coerce(raw: Any, annotation: Any, name: str) -> Any:
         raise SettingsError(f"{name}: cannot read {raw!r} as {annotation}") from exc
 
 
+def _holds_secret(name: str, value: Any) -> bool:
+    """A token always is one; a MongoDB URI when it carries a password (``user:password@``)."""
+    if name != "mongo_uri":
+        return bool(value)
+    rest = str(value or "").split("://", 1)[-1]
+    return "@" in rest and ":" in rest.rsplit("@", 1)[0]
+
+
 def _validate(s: Settings) -> None:
     for name, cuts in s.cuts().items():
         if list(cuts) != sorted(cuts) or len(set(cuts)) != len(cuts):
@@ -197,6 +211,10 @@ def load_settings(
         unknown = set(table) - set(hints)
         if unknown:
             raise SettingsError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
+        for name in SECRET_FIELDS:
+            if name in table and _holds_secret(name, table[name]):
+                # Config files get committed and copied into images; secrets come from the environment.
+                raise SettingsError(f"{name} holds a credential: set {env_name(name)} or {env_name(name)}_FILE, not {path}")
         for name, raw in table.items():
             values[name] = _coerce(raw, hints[name], name)
 
@@ -205,7 +223,10 @@ def load_settings(
         if key in environ:
             values[f.name] = _coerce(environ[key], hints[f.name], f.name)
         elif f.name in SECRET_FIELDS and key + "_FILE" in environ:
-            secret = Path(environ[key + "_FILE"]).read_text().strip()
+            try:
+                secret = Path(environ[key + "_FILE"]).read_text().strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SettingsError(f"{key}_FILE: cannot read {environ[key + '_FILE']} ({type(exc).__name__})") from None
             values[f.name] = _coerce(secret, hints[f.name], f.name)
 
     settings = Settings(**values)

@@ -27,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from telemetry import store
 from telemetry.catalogue import CRITICITY_LABELS, INCIDENTS_COLLECTION, STREAMS, Stream, flag_of
@@ -275,22 +276,56 @@ def backfill(db, days: float, settings: Settings, seed: int, end: dt.datetime | 
     return sim
 
 
-def run_live(db, settings: Settings, seed: int, interval_s: float = 5.0, stop: Callable[[], bool] = lambda: False) -> None:
-    """Append samples in real time, a day's simulation at a time, until ``stop()``."""
-    store.ensure_indexes(db)
-    written_until = dt.datetime.now(UTC)
+def run_live(
+    db,
+    settings: Settings,
+    seed: int,
+    interval_s: float = 5.0,
+    stop: Callable[[], bool] = lambda: False,
+    *,
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(UTC),
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Append samples in real time, a day's simulation at a time, until ``stop()``.
+
+    A database outage never ends the loop: the due samples stay due (``written_until`` only
+    advances after every stream's write succeeded) and are written on the first tick after the
+    database answers again. Writes are idempotent (unique ``time_series`` index, created before
+    the first write), so a window retried after a partial write is never duplicated.
+    """
+    written_until = clock()
+    indexed = False
+    down_since: dt.datetime | None = None
     day = 0
     while not stop():
         chunk_start = written_until
-        sim = simulate(chunk_start, chunk_start + dt.timedelta(days=1), seed + day, settings)
-        store.insert_idempotent(db, INCIDENTS_COLLECTION, [i.document() for i in sim.incidents])
         chunk_end = chunk_start + dt.timedelta(days=1)
+        sim = simulate(chunk_start, chunk_end, seed + day, settings)
+        incidents_written = False
         while written_until < chunk_end and not stop():
-            now = min(dt.datetime.now(UTC), chunk_end)
-            for stream in STREAMS:
-                frame = sim.samples[stream.collection]
-                due = frame[(frame.index >= written_until) & (frame.index < now)]
-                store.insert_idempotent(db, stream.collection, documents(stream, due, settings))
-            written_until = now
-            time.sleep(interval_s)
+            now = min(clock(), chunk_end)
+            try:
+                if not indexed:
+                    store.ensure_indexes(db)
+                    indexed = True
+                if not incidents_written:
+                    store.insert_idempotent(db, INCIDENTS_COLLECTION, [i.document() for i in sim.incidents])
+                    incidents_written = True
+                for stream in STREAMS:
+                    frame = sim.samples[stream.collection]
+                    due = frame[(frame.index >= written_until) & (frame.index < now)]
+                    store.insert_idempotent(db, stream.collection, documents(stream, due, settings))
+            except BulkWriteError:
+                raise  # not an outage: the server refuses these documents, and always would
+            except (store.DatabaseUnavailable, PyMongoError) as exc:
+                if down_since is None:
+                    down_since = written_until
+                    reason = exc if isinstance(exc, store.DatabaseUnavailable) else store.unavailable(db, exc)
+                    log.warning("live simulator: %s; samples from %s wait until it answers", reason, written_until.isoformat())
+            else:
+                if down_since is not None:
+                    log.info("live simulator: database back; wrote the samples due since %s", down_since.isoformat())
+                    down_since = None
+                written_until = now
+            sleep(interval_s)
         day += 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import socket
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
@@ -35,8 +34,17 @@ class DatabaseUnavailable(RuntimeError):
 
 
 def mask_uri(uri: str) -> str:
-    """``mongodb://user:secret@host`` -> ``mongodb://user:***@host`` (safe for logs and errors)."""
-    return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", uri)
+    """``mongodb://user:secret@host`` -> ``mongodb://user:***@host`` (safe for logs and errors).
+
+    The credentials end at the *last* ``@``: a password with an unescaped ``@`` or ``/`` (which
+    MongoDB refuses, but a log line must not leak either) is masked whole.
+    """
+    scheme, sep, rest = uri.partition("://")
+    if not sep or "@" not in rest:
+        return uri
+    userinfo, hosts = rest.rsplit("@", 1)
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}:***@{hosts}" if colon else uri
 
 
 def uri_hosts(uri: str) -> str:

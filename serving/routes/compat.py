@@ -66,7 +66,7 @@ def health_data(hours: str):
 @blp.route("/predicted_data/<hours>", parameters=[{**HOURS[0], "description": "How many hours ahead to forecast."}])
 @blp.response(200, CompatPredictedDataSchema)
 @blp.alt_response(422, schema=ErrorSchema, description="`hours` is not a positive number, or exceeds `max_horizon_hours`.")
-@blp.alt_response(503, schema=ErrorSchema, description="No model yet, or the database is unreachable.")
+@blp.alt_response(503, schema=ErrorSchema, description="No model yet, no forecast (stale data: the message says why), or the database is unreachable.")
 def predicted_data(hours: str):
     """P50 health forecast for the next `hours` (original route)
 
@@ -79,7 +79,10 @@ def predicted_data(hours: str):
     snap = _snapshot()
     forecast = rt.status.forecast_from_current(snap, max(1, int(round(span * 60))))
     if forecast is None:
-        no_model(rt.models.state.problem)
+        if rt.models.forecaster is None:
+            no_model(rt.models.state.problem)
+        # A model is loaded but the status made no forecast (stale data, no scorable minute): say why.
+        unavailable(f"no forecast: {snap.payload.get('detail') or 'the current status has none'}", retry_after=30)
     p50 = eta.bands(forecast, "health")[:, 1]
     return {
         "remaining_time": remaining_seconds(snap, forecast),

@@ -88,8 +88,8 @@ def get_model(version: str):
 @blp.route("/models/<version>/activate", methods=["POST"])
 @blp.doc(security=SECURITY)
 @blp.response(200, ModelCardSchema)
-@blp.alt_response(401, schema=ErrorSchema, description="Missing or wrong bearer token.")
-@blp.alt_response(403, schema=ErrorSchema, description="Write routes are disabled (no `api_token` configured).")
+@blp.alt_response(401, schema=ErrorSchema, description="No bearer token.")
+@blp.alt_response(403, schema=ErrorSchema, description="A wrong bearer token, or write routes are disabled (no `api_token` configured).")
 @blp.alt_response(404, schema=ErrorSchema, description="No such version.")
 @blp.alt_response(409, schema=ErrorSchema, description="The version cannot be loaded (missing or corrupt model file); nothing changed.")
 @require_token
@@ -114,8 +114,8 @@ def activate(version: str):
 @blp.route("/train", methods=["POST"])
 @blp.doc(security=SECURITY)
 @blp.response(202, TrainRequestSchema)
-@blp.alt_response(401, schema=ErrorSchema, description="Missing or wrong bearer token.")
-@blp.alt_response(403, schema=ErrorSchema, description="Write routes are disabled (no `api_token` configured).")
+@blp.alt_response(401, schema=ErrorSchema, description="No bearer token.")
+@blp.alt_response(403, schema=ErrorSchema, description="A wrong bearer token, or write routes are disabled (no `api_token` configured).")
 @blp.alt_response(503, schema=ErrorSchema, description="The database is unreachable.")
 @require_token
 def train():
