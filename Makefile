@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 REQS   := requirements-telemetry.txt requirements-serve.txt requirements-train.txt requirements-dev.txt
 
-.PHONY: install demo test e2e stack bench evaluate openapi clean
+.PHONY: install demo test e2e stack bench soak audit evaluate openapi clean
 
 install: $(STAMP)
 
@@ -35,6 +35,14 @@ stack:
 ## bench: performance figures, written to bench/results/*.json.
 bench: $(STAMP)
 	$(PY) bench/run_all.py
+
+## soak: 60 s of sustained load on gunicorn (bench/results/soak.json): errors, workers, memory growth.
+soak: $(STAMP)
+	$(PY) bench/soak_bench.py
+
+## audit: known vulnerabilities in the pinned requirements (needs PyPI).
+audit: $(STAMP)
+	$(PY) -m pip_audit -r requirements-serve.txt -r requirements-train.txt
 
 ## openapi: rewrite docs/openapi.json from the code (a test fails when it is stale).
 openapi: $(STAMP)
