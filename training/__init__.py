@@ -1,0 +1,1 @@
+"""Training: the Lightning LSTM, ONNX export, promotion gates and scheduled retraining (needs torch)."""

@@ -1,0 +1,117 @@
+"""A tiny fit on a simulated day: beats seasonal naive, exports to ONNX with parity, and its card says so."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from telemetry import registry  # noqa: E402
+from telemetry.forecaster import OnnxForecaster  # noqa: E402
+from telemetry.settings import Settings  # noqa: E402
+from telemetry.windows import FEATURES, TARGETS, Scaling, target_values  # noqa: E402
+from tests.training.conftest import TINY, tiny_fit_config  # noqa: E402
+from training import gates  # noqa: E402
+from training.export import PARITY_TOLERANCE, ExportError, check_onnx, parity  # noqa: E402
+from training.pipeline import build_candidate  # noqa: E402
+
+SETTINGS = dataclasses.replace(Settings(), **TINY)
+
+
+@pytest.fixture(scope="module")
+def candidate(two_days_frame, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("candidate")
+    return build_candidate(two_days_frame, SETTINGS, tiny_fit_config(), workdir, progress_bar=False)
+
+
+def test_tiny_fit_beats_seasonal_naive_on_validation(candidate):
+    mae = candidate.card.metrics["health_mae"]
+    assert mae["model"] < mae["seasonal_naive"] < mae["persistence"]
+    assert mae["model"] == min(mae["direct"], mae["derived"])
+    assert candidate.card.health_source == ("direct" if mae["direct"] <= mae["derived"] else "derived")
+    assert 0 < mae["model"] < 0.1
+    # Training helped: the untrained network (the mean of the input hours) scores worse on the same windows.
+    data = candidate.data
+    untrained = type(candidate.fit.model)(**candidate.fit.model.hparams).eval()
+    with torch.no_grad():
+        scaled = untrained(torch.from_numpy(data.validation.inputs)).numpy()
+    before = gates.validate(scaled, data.values, data.validation.origins, data.scaling, (0.1, 0.5, 0.9), 120, SETTINGS)
+    assert mae["model"] < before.metrics["health_mae"]["model"]
+    band = candidate.card.metrics["health_band"]
+    assert band["nominal_coverage"] == pytest.approx(0.8) and 0.3 < band["coverage"] <= 1.0
+    assert candidate.fit.epochs >= 1 and candidate.fit.mean_epoch_seconds > 0
+
+
+def test_scaling_is_fitted_on_the_training_block_only(candidate, two_days_frame):
+    data = candidate.data
+    first, last = data.split.train[0] - 120, data.split.train[-1] + 60
+    assert data.scaling == Scaling.fit(target_values(two_days_frame)[first:last])
+    assert data.scaling != Scaling.fit(target_values(two_days_frame))
+    # validation and test windows lie wholly after the training block
+    assert data.validation.origins[0] - 120 >= last and data.test.origins[0] - 120 >= data.validation.origins[-1] + 60
+
+
+def test_card_describes_the_model(candidate, two_days_frame):
+    card = candidate.card
+    assert (card.input_minutes, card.horizon_minutes, card.quantiles) == (120, 60, [0.1, 0.5, 0.9])
+    assert card.features == list(FEATURES) and card.targets == list(TARGETS)
+    assert Scaling.from_dict(card.scaling) == candidate.data.scaling
+    assert card.data_range["start"] == two_days_frame.index[0].isoformat()
+    assert card.data_range["validation"]["windows"] == len(candidate.data.validation)
+    assert card.onnx["opset"] >= 17 and card.onnx["input"] == "window" and card.onnx["output"] == "quantiles"
+    assert card.onnx["parity_max_abs_diff"] <= PARITY_TOLERANCE
+    training = card.training
+    assert training["device"].startswith("cpu") and training["precision"] == "32-true"
+    assert training["packages"]["torch"].startswith("2.") and training["git_commit"]
+    assert training["config"]["hidden_size"] == 16 and training["seconds"] > 0
+    for stream in ("cpu", "memory", "req_success", "req_fail", "response_time"):
+        assert set(card.metrics["stream_mae"][stream]) == {"model", "seasonal_naive", "persistence"}
+
+
+def test_onnx_matches_torch_on_held_back_windows(candidate):
+    model, path, held_back = candidate.fit.model, candidate.onnx_path, candidate.data.test.inputs
+    assert parity(model, path, held_back) <= PARITY_TOLERANCE
+    assert check_onnx(path, 120, len(FEATURES), 60, len(TARGETS), 3) >= 17
+
+
+def test_registry_model_forecasts_what_the_validation_scored(candidate, tmp_path):
+    """Run through OnnxForecaster (serving's path), the candidate gives the forecasts the gates scored."""
+    registry.add_version(tmp_path, candidate.onnx_path, candidate.card)
+    forecaster = OnnxForecaster(tmp_path, candidate.card.version, SETTINGS)
+    x = candidate.data.validation.inputs[:16]
+    served = forecaster.to_original(forecaster.predict_scaled(x))
+    scored = candidate.validation.values[:16]
+    if candidate.card.health_source == "derived":
+        scored = scored.copy()
+        scored[:, :, TARGETS.index("health"), :] = candidate.validation.derived_health[:16]
+    np.testing.assert_allclose(served, scored, atol=1e-3)
+
+
+def test_checker_refuses_a_model_that_breaks_the_contract(candidate, tmp_path):
+    path = candidate.onnx_path
+    with pytest.raises(ExportError, match="shape"):
+        check_onnx(path, 120, len(FEATURES), 180, len(TARGETS), 3)  # a card promising H=180
+    with pytest.raises(ExportError, match="shape"):
+        check_onnx(path, 60, len(FEATURES), 60, len(TARGETS), 3)  # ... or L=60
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ExportError, match="checker"):
+        check_onnx(broken, 120, len(FEATURES), 60, len(TARGETS), 3)
+
+
+def test_parity_catches_a_model_that_differs(candidate):
+    other = type(candidate.fit.model)(**candidate.fit.model.hparams)
+    torch.nn.init.normal_(other.head[-1].weight)  # a different network than the exported one
+    assert parity(other, candidate.onnx_path, candidate.data.test.inputs) > PARITY_TOLERANCE
+    assert parity(candidate.fit.model, candidate.onnx_path, candidate.data.test.inputs[:1]) <= PARITY_TOLERANCE
+
+
+def test_exported_batch_axis_is_dynamic(candidate):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(candidate.onnx_path), providers=["CPUExecutionProvider"])
+    for batch in (1, 7, 300):
+        x = np.zeros((batch, 120, len(FEATURES)), np.float32)
+        assert session.run(None, {"window": x})[0].shape == (batch, 60, len(TARGETS), 3)
+    assert parity(candidate.fit.model, candidate.onnx_path, candidate.data.validation.inputs) <= PARITY_TOLERANCE

@@ -1,0 +1,113 @@
+"""Subcommands for the training side: ``train`` and ``models``.
+
+Only argparse here: torch and Lightning are imported inside the handlers, so the CLI (and
+the CPU serving image, which has no torch) can import this module. ``models`` needs no
+torch at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from telemetry.settings import Settings, override
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a forecasting model and promote it if it passes the gates")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--once", action="store_true", help="one training run, then exit")
+    mode.add_argument("--schedule", action="store_true",
+                      help="retrain every $PYCEMAKER_TRAIN_INTERVAL_HOURS (first run now) and serve training requests")
+    p.add_argument("--days", type=float, help="days of history to train on (default: $PYCEMAKER_TRAIN_DAYS or 7)")
+    p.add_argument("--max-epochs", type=int, help="epoch limit (default: $PYCEMAKER_MAX_EPOCHS or 30)")
+    p.add_argument("--quick", action="store_true",
+                   help="a small, fast model (about a minute on 2 cores): what `make demo` trains on a fresh install")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_train)
+
+    p = sub.add_parser("models", help="the model registry: list versions, activate one (rollback)")
+    models = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    q = models.add_parser("list", help="every version, newest last; * marks the current one")
+    q.set_defaults(handler=run_models_list)
+    q = models.add_parser("activate", help="make VERSION the current model (rollback)")
+    q.add_argument("version")
+    q.add_argument("--force", action="store_true", help="also activate a version the gates rejected")
+    q.set_defaults(handler=run_models_activate)
+
+
+def run_train(args: argparse.Namespace, settings: Settings) -> int:
+    from telemetry import store
+
+    settings = override(settings, train_days=args.days, max_epochs=args.max_epochs)
+    db = store.connect(settings)
+    if args.schedule:
+        from training.scheduler import run_schedule
+
+        return run_schedule(settings, db)
+
+    from telemetry import registry
+    from training.fit import FitConfig
+    from training.pipeline import TrainingBusy, summarise, train_once
+
+    config = None
+    if args.quick:
+        config = FitConfig.quick(settings, **({"max_epochs": args.max_epochs} if args.max_epochs else {}))
+    try:
+        result = train_once(settings, db, config=config, quick=args.quick, trigger="cli", progress_bar=not args.no_progress)
+    except TrainingBusy as exc:
+        log.error("%s", exc)
+        return 3
+    if result.error:
+        log.error("training failed: %s", result.error)
+        return 1
+    sys.stdout.write(summarise(registry.read_card(settings.models_dir, result.version)))
+    return 0 if result.promoted else 4
+
+
+def format_versions(settings: Settings) -> str:
+    from telemetry import registry
+
+    cards = registry.list_versions(settings.models_dir)
+    if not cards:
+        return f"no models in {settings.models_dir}: run `pycemaker train --once`\n"
+    current = registry.current_version(settings.models_dir)
+    lines = [f"{'':1} {'version':<26} {'created (UTC)':<17} {'status':<9} {'health MAE':>10} {'naive':>7}  source    reason"]
+    for card in cards:
+        mae = card.metrics.get("health_mae", {})
+        fmt = lambda v: f"{v:.4f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
+        lines.append(
+            f"{'*' if card.version == current else ' '} {card.version:<26} {card.created_at[:16].replace('T', ' '):<17} "
+            f"{card.status:<9} {fmt(mae.get('model')):>10} {fmt(mae.get('seasonal_naive')):>7}  {card.health_source:<8}  "
+            f"{card.reason[:80]}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run_models_list(args: argparse.Namespace, settings: Settings) -> int:
+    sys.stdout.write(format_versions(settings))
+    return 0
+
+
+def run_models_activate(args: argparse.Namespace, settings: Settings) -> int:
+    from telemetry import registry
+
+    try:
+        card = registry.read_card(settings.models_dir, args.version)
+    except registry.RegistryError as exc:
+        log.error("%s", exc)
+        return 1
+    if card.status == registry.STATUS_REJECTED and not args.force:
+        log.error("version %s was rejected (%s); add --force to activate it anyway", card.version, card.reason)
+        return 1
+    previous = registry.current_version(settings.models_dir)
+    try:
+        registry.activate(settings.models_dir, args.version, reason=f"activated by hand (was {previous or 'none'}); {card.reason}")
+    except registry.RegistryError as exc:
+        log.error("%s", exc)
+        return 1
+    sys.stdout.write(f"current model: {args.version} (was {previous or 'none'})\n")
+    return 0

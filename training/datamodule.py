@@ -1,0 +1,146 @@
+"""The Lightning data module: per-minute frames -> scaled, leak-free windows.
+
+Everything about channels, gaps, scaling and splits comes from :mod:`telemetry.windows`
+(the module serving uses too); this module only fits the scaling on the training block,
+cuts the windows and hands them to torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from telemetry.windows import FEATURES, TARGETS, Scaling, Split, feature_matrix, split_origins, target_values, windows
+
+#: Train / validation / test shares of the minutes, in time order.
+FRACTIONS = (0.7, 0.15, 0.15)
+
+
+class NotEnoughData(ValueError):
+    """The frame is too short to cut train, validation and test windows from."""
+
+
+def minimum_minutes(input_minutes: int, horizon_minutes: int, fractions: tuple[float, float, float] = FRACTIONS) -> int:
+    """The shortest frame whose smallest block still holds one whole window."""
+    return int(np.ceil((input_minutes + horizon_minutes) / min(fractions))) + 1
+
+
+@dataclass
+class WindowSet:
+    """Windows of one split part: inputs [N, L, F], targets [N, H, T] (scaled, NaN where missing)."""
+
+    origins: np.ndarray
+    inputs: np.ndarray
+    targets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.origins)
+
+
+class WindowDataModule(L.LightningDataModule):
+    """Train / validation / test windows of one per-minute frame.
+
+    ``train_stride`` > 1 keeps every n-th training window (neighbouring windows overlap by
+    all but one minute, so striding costs little accuracy and saves epoch time).
+    Validation and test keep every window: the gates score on all of them.
+    """
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        input_minutes: int,
+        horizon_minutes: int,
+        batch_size: int = 256,
+        train_stride: int = 1,
+        fractions: tuple[float, float, float] = FRACTIONS,
+        seed: int = 7,
+    ):
+        super().__init__()
+        self.frame = frame
+        self.input_minutes = input_minutes
+        self.horizon_minutes = horizon_minutes
+        self.batch_size = batch_size
+        self.train_stride = max(1, int(train_stride))
+        self.fractions = fractions
+        self.seed = seed
+        self.scaling: Scaling | None = None
+        self.split: Split | None = None
+        self.train: WindowSet | None = None
+        self.validation: WindowSet | None = None
+        self.test: WindowSet | None = None
+        self.values: np.ndarray | None = None
+
+    @property
+    def n_features(self) -> int:
+        return len(FEATURES)
+
+    @property
+    def n_targets(self) -> int:
+        return len(TARGETS)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train is not None:
+            return
+        n = len(self.frame)
+        need = minimum_minutes(self.input_minutes, self.horizon_minutes, self.fractions)
+        split = split_origins(n, self.input_minutes, self.horizon_minutes, self.fractions)
+        if n < need or not all(len(part) for part in (split.train, split.validation, split.test)):
+            raise NotEnoughData(
+                f"{n} minutes of data; at least {need} are needed for L={self.input_minutes}, "
+                f"H={self.horizon_minutes} and a {'/'.join(f'{f:.0%}' for f in self.fractions)} split"
+            )
+        self.values = target_values(self.frame)
+        # Scaling sees only the minutes the training windows cover (never validation or test).
+        first, last = split.train[0] - self.input_minutes, split.train[-1] + self.horizon_minutes
+        self.scaling = Scaling.fit(self.values[first:last])
+        features = feature_matrix(self.frame, self.scaling)
+        scaled_targets = self.scaling.transform(self.values)
+        self.split = split
+
+        def part(origins: np.ndarray) -> WindowSet:
+            x, y = windows(features, scaled_targets, origins, self.input_minutes, self.horizon_minutes)
+            return WindowSet(origins, x, y)
+
+        self.train = part(split.train[:: self.train_stride])
+        self.validation = part(split.validation)
+        self.test = part(split.test)
+
+    def _loader(self, windows_: WindowSet, shuffle: bool) -> DataLoader:
+        dataset = TensorDataset(torch.from_numpy(windows_.inputs), torch.from_numpy(windows_.targets))
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, generator=generator, num_workers=0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.validation, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test, shuffle=False)
+
+    def data_range(self) -> dict[str, str]:
+        """The minutes each part covers (ISO-8601 UTC), for the model card."""
+        index = self.frame.index
+
+        def span(origins: np.ndarray, before: int, after: int) -> dict[str, str]:
+            return {
+                "start": index[origins[0] - before].isoformat(),
+                "end": (index[origins[-1] + after - 1] + pd.Timedelta(minutes=1)).isoformat(),
+                "windows": int(len(origins)),
+            }
+
+        assert self.split is not None
+        L_, H_ = self.input_minutes, self.horizon_minutes
+        return {
+            "start": index[0].isoformat(),
+            "end": (index[-1] + pd.Timedelta(minutes=1)).isoformat(),
+            "train": span(self.split.train, L_, H_),
+            "validation": span(self.split.validation, L_, H_),
+            "test": span(self.split.test, L_, H_),
+        }
