@@ -27,6 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help="a small, fast model (about a minute on 2 cores): what `make demo` trains on a fresh install")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    dist = p.add_argument_group("several devices or machines, with --once (Lightning DDP; docs/scaling.md)")
+    dist.add_argument("--strategy", choices=("auto", "ddp"), help="ddp: one process per device (default: auto)")
+    dist.add_argument("--devices", type=_devices,
+                      help="devices per machine: a number, auto, or GPU indices such as 0,1 (default 1)")
+    dist.add_argument("--num-nodes", type=int,
+                      help="machines, each running the same command under torchrun or srun (default 1)")
+    dist.add_argument("--accelerator", choices=("auto", "cpu", "gpu"),
+                      help="what to train on (default: auto, a GPU when present)")
     p.set_defaults(handler=run_train)
 
     p = sub.add_parser("models", help="the model registry: list versions, activate one (rollback)")
@@ -39,9 +47,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(handler=run_models_activate)
 
 
+def _devices(text: str) -> int | str:
+    """``--devices``: a count (``2``, ``-1`` for all), ``auto``, or device indices (``0,1``), as Lightning takes them."""
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    if text == "auto" or all(part.strip().isdigit() for part in text.split(",")):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: a number, auto, or indices such as 0,1")
+
+
+def _placement(args: argparse.Namespace) -> dict:
+    """The distributed flags given, as FitConfig fields."""
+    given = {"strategy": args.strategy, "devices": args.devices, "num_nodes": args.num_nodes, "accelerator": args.accelerator}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def run_train(args: argparse.Namespace, settings: Settings) -> int:
     from telemetry import store
 
+    placement = _placement(args)
+    if placement and args.schedule:
+        log.error("--strategy, --devices, --num-nodes and --accelerator go with --once: "
+                  "the scheduler trains in one process")
+        return 2
     settings = override(settings, train_days=args.days, max_epochs=args.max_epochs)
     db = store.connect(settings)
     if args.schedule:
@@ -51,16 +80,23 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
 
     from telemetry import registry
     from training.fit import FitConfig
-    from training.pipeline import TrainingBusy, summarise, train_once
+    from training.pipeline import FOLLOWER, DistributedSetupError, TrainingBusy, summarise, train_once
 
     config = None
     if args.quick:
-        config = FitConfig.quick(settings, **({"max_epochs": args.max_epochs} if args.max_epochs else {}))
+        config = FitConfig.quick(settings, **({"max_epochs": args.max_epochs} if args.max_epochs else {}), **placement)
+    elif placement:
+        config = FitConfig.from_settings(settings, **placement)
     try:
         result = train_once(settings, db, config=config, quick=args.quick, trigger="cli", progress_bar=not args.no_progress)
     except TrainingBusy as exc:
         log.error("%s", exc)
         return 3
+    except DistributedSetupError as exc:
+        log.error("%s", exc)
+        return 2
+    if result.status == FOLLOWER:
+        return 0  # a distributed run's other process: rank zero reports the run
     if result.error:
         log.error("training failed: %s", result.error)
         return 1

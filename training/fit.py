@@ -3,6 +3,10 @@
 GPU when one is present (bf16 mixed precision), CPU otherwise; seeds fixed; early stopping
 on the validation loss; the best checkpoint (kept in a temporary directory) is restored
 before the model is handed back for export.
+
+One device by default; ``strategy="ddp"`` with ``devices``/``num_nodes`` spreads the fit over
+processes (Distributed Data Parallel, docs/scaling.md). Only global rank zero restores the
+checkpoint and hands a model on: the others return after training.
 """
 
 from __future__ import annotations
@@ -47,6 +51,12 @@ class FitConfig:
     seed: int = 7
     #: torch CPU threads (ignored on GPU); see ``Settings.train_threads``.
     threads: int = 1
+    #: Where the fit runs, passed to Lightning's Trainer: ``auto``/``cpu``/``gpu``; ``auto`` or ``ddp``;
+    #: devices per machine (a number, ``auto``, or GPU indices ``"0,1"``); machines.
+    accelerator: str = "auto"
+    strategy: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
 
     @classmethod
     def from_settings(cls, settings, **changes: Any) -> "FitConfig":
@@ -69,6 +79,11 @@ class FitConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def distributed(self) -> bool:
+        """Whether the fit may run as several processes (``devices="auto"`` may take every GPU)."""
+        return str(self.devices) != "1" or self.num_nodes != 1 or str(self.strategy).startswith("ddp")
+
 
 @dataclass
 class FitResult:
@@ -84,6 +99,9 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     fit_seconds: float = 0.0
     stopped_by: str = "max_epochs"
+    #: Processes the fit ran on, and whether this one is global rank zero (the one that hands a model on).
+    world_size: int = 1
+    is_global_zero: bool = True
 
     @property
     def mean_epoch_seconds(self) -> float:
@@ -147,7 +165,7 @@ def fit(
     _quiet_lightning()
     L.seed_everything(config.seed, workers=True, verbose=False)
     data.setup("fit")
-    cuda = torch.cuda.is_available()
+    cuda = torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda")
     if not cuda:
         torch.set_num_threads(max(1, config.threads))
     precision = "bf16-mixed" if cuda else "32-true"
@@ -171,8 +189,10 @@ def fit(
         # Early stopping watches the loss; the checkpoint kept is the epoch best at what the gates judge.
         checkpoint = ModelCheckpoint(dirpath=ckpt_dir, monitor="val_health_mae", mode="min", save_top_k=1, filename="best")
         trainer = L.Trainer(
-            accelerator="auto",
-            devices=1,
+            accelerator=config.accelerator,
+            strategy=config.strategy,
+            devices=config.devices,
+            num_nodes=config.num_nodes,
             precision=precision,
             max_epochs=config.max_epochs,
             max_time={"seconds": config.max_time_s} if config.max_time_s else None,
@@ -184,6 +204,13 @@ def fit(
             deterministic=False,
         )
         trainer.fit(model, datamodule=data)
+        if not trainer.is_global_zero:
+            # Rank zero alone saved the checkpoint and carries the run on (export, gates, registry).
+            return FitResult(
+                model=model.to("cpu").float().eval(), device=device_name(), precision=precision,
+                epochs=len(timer.seconds), best_epoch=-1, best_val_loss=float("nan"), best_val_health_mae=float("nan"),
+                world_size=trainer.world_size, is_global_zero=False,
+            )
         best_epoch = -1
         if checkpoint.best_model_path:
             saved = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
@@ -217,5 +244,6 @@ def fit(
         history=timer.history,
         fit_seconds=elapsed,
         stopped_by=stopped_by,
+        world_size=trainer.world_size,
     )
 

@@ -134,20 +134,25 @@ class QuantileLSTM(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
+        # sync_dist: under DDP every process sees the mean over all of them (one device: no effect), so early
+        # stopping, the checkpoint kept and the learning-rate schedule agree across processes.
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch[0]),
+                 sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
         window, target = batch
         prediction = self(window)
         loss = pinball_loss(prediction, target, self.quantiles, self.target_weights)
-        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(window))
+        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(window),
+                 sync_dist=True)
         # The gates' figure (health median MAE), in scaled units: the checkpoint kept is the best by it.
         health = target[:, :, HEALTH]
         observed = ~torch.isnan(health)
         error = (prediction[:, :, HEALTH, self.median_index].float() - torch.nan_to_num(health)).abs()
         mae = (error * observed).sum() / observed.sum().clamp_min(1)
-        self.log("val_health_mae", mae, on_step=False, on_epoch=True, prog_bar=True, batch_size=int(observed.sum()))
+        self.log("val_health_mae", mae, on_step=False, on_epoch=True, prog_bar=True, batch_size=int(observed.sum()),
+                 sync_dist=True)
         return loss
 
     def configure_optimizers(self):

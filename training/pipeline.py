@@ -9,6 +9,9 @@ Safety: the version directory appears whole (:func:`telemetry.registry.add_versi
 rename), so a run that fails or is killed at any point leaves the current model untouched.
 One training at a time per registry: a lock file in ``models_dir`` (``flock``) is held for
 the whole run, by ``train --once`` and by the scheduler alike.
+
+Distributed (DDP, docs/scaling.md): every process reads the same minutes and trains; only
+global rank zero takes the lock, records the run, exports, judges and writes the registry.
 """
 
 from __future__ import annotations
@@ -44,6 +47,15 @@ from training.fit import FitConfig, FitResult, StopWhenSet, fit
 log = logging.getLogger(__name__)
 UTC = dt.timezone.utc
 LOCK_FILE = ".training.lock"
+#: The end (exclusive, UTC) of the data a distributed run trains on, so that every process reads the same
+#: minutes. Rank zero sets it for the processes Lightning's launcher starts (they inherit the environment);
+#: a torchrun or SLURM job exports it once for all of them (docs/scaling.md).
+DATA_END_ENV = "PYCEMAKER_TRAIN_DATA_END"
+#: Rank variables of the launchers: torchrun (RANK, LOCAL_RANK, GROUP_RANK), SLURM (SLURM_PROCID), and
+#: Lightning's own launcher in the processes it starts or on another machine (LOCAL_RANK, NODE_RANK).
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
+#: ``RunResult.status`` of a distributed run's process other than rank zero: it trained, rank zero did the rest.
+FOLLOWER = "follower"
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -53,6 +65,42 @@ class TrainingBusy(RuntimeError):
 
 class RunStopped(RuntimeError):
     """The run was asked to stop (the trainer is shutting down) before it finished."""
+
+
+class DistributedSetupError(RuntimeError):
+    """A distributed run cannot start as asked (its processes would not read the same data)."""
+
+
+def _int_env(name: str, default: int = 0) -> int:
+    try:
+        return int(os.environ.get(name, "") or default)
+    except ValueError:
+        return default
+
+
+def process_is_rank_zero() -> bool:
+    """Whether this process is global rank zero of a distributed run (or not part of one)."""
+    return all(_int_env(name) == 0 for name in RANK_VARIABLES)
+
+
+def launched_from_outside() -> bool:
+    """Whether a launcher started this process as one of several (torchrun, srun, Lightning's children)."""
+    started = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE")
+    return any(name in os.environ for name in started) or _int_env("SLURM_NTASKS", 1) > 1
+
+
+def pinned_data_end() -> dt.datetime | None:
+    """``$PYCEMAKER_TRAIN_DATA_END`` as a whole UTC minute (None when unset)."""
+    raw = os.environ.get(DATA_END_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        end = dt.datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise DistributedSetupError(f"{DATA_END_ENV}={raw!r} is not an ISO-8601 time") from exc
+    if end.tzinfo is None:
+        raise DistributedSetupError(f"{DATA_END_ENV}={raw!r} has no time zone: add Z or an offset")
+    return floor_minute(end)
 
 
 class TrainingLock:
@@ -172,16 +220,18 @@ def newest_sample_time(db) -> dt.datetime | None:
     return span[1] if span else None
 
 
-def load_training_frame(db, settings: Settings, days: float) -> pd.DataFrame:
-    """The last ``days`` of whole minutes in the store, as a per-minute frame.
+def load_training_frame(db, settings: Settings, days: float, end: dt.datetime | None = None) -> pd.DataFrame:
+    """The last ``days`` of whole minutes in the store (up to ``end``, a whole minute, when given), as a
+    per-minute frame.
 
     The newest minute may still be filling, so it is left out; minutes before the first
     scored one (the store holds less than ``days``) are trimmed.
     """
-    newest = newest_sample_time(db)
-    if newest is None:
-        raise NotEnoughData("no samples in the database: run `pycemaker simulate` or `pycemaker collect` first")
-    end = floor_minute(newest)
+    if end is None:
+        newest = newest_sample_time(db)
+        if newest is None:
+            raise NotEnoughData("no samples in the database: run `pycemaker simulate` or `pycemaker collect` first")
+        end = floor_minute(newest)
     start = end - dt.timedelta(days=days)
     log.info("reading %s .. %s from the store", start.isoformat(), end.isoformat())
     frame = frames.load_minute_frame(db, start, end, settings)
@@ -190,6 +240,13 @@ def load_training_frame(db, settings: Settings, days: float) -> pd.DataFrame:
         raise NotEnoughData(f"no scorable minute between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M}")
     # The first scored minute may have begun mid-minute: start at the next one.
     return frame.loc[known[0] + pd.Timedelta(minutes=1) :]
+
+
+def window_data(frame: pd.DataFrame, settings: Settings, config: FitConfig) -> WindowDataModule:
+    return WindowDataModule(
+        frame, settings.input_minutes, settings.horizon_minutes,
+        batch_size=config.batch_size, train_stride=config.train_stride, seed=config.seed,
+    )
 
 
 def build_candidate(
@@ -204,10 +261,7 @@ def build_candidate(
 ) -> Candidate:
     """Fit on ``frame``, score on its validation windows, export and check; nothing touches the registry."""
     began = time.perf_counter()
-    data = WindowDataModule(
-        frame, settings.input_minutes, settings.horizon_minutes,
-        batch_size=config.batch_size, train_stride=config.train_stride, seed=config.seed,
-    )
+    data = window_data(frame, settings, config)
     data.setup("fit")
     extra = [StopWhenSet(stop)] if stop is not None else []
     fitted = fit(data, tuple(settings.quantiles), config, progress_bar=progress_bar, callbacks=extra)
@@ -260,6 +314,7 @@ def build_candidate(
             "history": fitted.history,
             "train_windows": len(data.train),
             "device": fitted.device,
+            "world_size": fitted.world_size,
             "precision": fitted.precision,
             "quick": quick,
             "config": config.to_dict(),
@@ -322,8 +377,19 @@ def train_once(
 ) -> RunResult:
     """One whole run (see the module doc). Never raises for a failed run: the result says so.
 
-    Raises :class:`TrainingBusy` (before recording anything) when another run holds the lock.
+    Raises :class:`TrainingBusy` (before recording anything) when another run holds the lock, and
+    :class:`DistributedSetupError` when a distributed run's processes could not share their data.
+    In a distributed run (``config.distributed``), a process other than rank zero only reads and
+    trains (:func:`_follow`).
     """
+    if config is not None and config.distributed:
+        if launched_from_outside() and pinned_data_end() is None:
+            raise DistributedSetupError(
+                f"a distributed run started by a launcher needs {DATA_END_ENV} (the same ISO-8601 time in every "
+                "process) so that all of them train on the same minutes: see docs/scaling.md"
+            )
+        if not process_is_rank_zero():
+            return _follow(settings, db, days, config)
     lock = None
     if not already_locked:
         lock = TrainingLock(settings.models_dir)
@@ -334,10 +400,38 @@ def train_once(
         abandoned = training_runs.fail_abandoned_runs(db)
         if abandoned:
             log.warning("marked %d abandoned run(s) as failed", abandoned)
-        return _run(settings, db, days, config, quick, trigger, progress_bar, stop)
+        pinned = config is not None and config.distributed and pinned_data_end() is None and _pin_data_end(db)
+        try:
+            return _run(settings, db, days, config, quick, trigger, progress_bar, stop)
+        finally:
+            if pinned:
+                os.environ.pop(DATA_END_ENV, None)
     finally:
         if lock is not None:
             lock.release()
+
+
+def _pin_data_end(db) -> bool:
+    """Rank zero fixes the end of the data before Lightning starts the other processes (they inherit it)."""
+    try:
+        newest = newest_sample_time(db)
+    except Exception:  # the database: the run reads it again, fails, and is recorded as usual
+        return False
+    if newest is None:
+        return False  # no data: likewise
+    os.environ[DATA_END_ENV] = floor_minute(newest).isoformat()
+    return True
+
+
+def _follow(settings: Settings, db, days: float | None, config: FitConfig) -> RunResult:
+    """A distributed run's process other than rank zero: read the same minutes and train. The lock, the run
+    record, the export, the gates and the registry are rank zero's alone."""
+    began = time.perf_counter()
+    db = db if db is not None else store.connect(settings)
+    days = settings.train_days if days is None else days
+    frame = load_training_frame(db, settings, days, end=pinned_data_end())
+    fit(window_data(frame, settings, config), tuple(settings.quantiles), config, progress_bar=False)
+    return RunResult(None, FOLLOWER, seconds=time.perf_counter() - began)
 
 
 def _run(settings, db, days, config, quick, trigger, progress_bar, stop) -> RunResult:
@@ -350,7 +444,7 @@ def _run(settings, db, days, config, quick, trigger, progress_bar, stop) -> RunR
     version = None
     log.info("training run %s (%s) started", run_id, trigger)
     try:
-        frame = load_training_frame(db, settings, days)
+        frame = load_training_frame(db, settings, days, end=pinned_data_end() if config.distributed else None)
         read_seconds = time.perf_counter() - began
         with tempfile.TemporaryDirectory(prefix="pycemaker-train-") as workdir:
             candidate = build_candidate(
