@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 REQS   := requirements-telemetry.txt requirements-serve.txt requirements-train.txt requirements-dev.txt
 
-.PHONY: install demo test e2e stack bench soak audit evaluate openapi clean
+.PHONY: install demo test e2e stack bench soak audit evaluate openapi images deploy-check clean
 
 install: $(STAMP)
 
@@ -43,6 +43,15 @@ soak: $(STAMP)
 ## audit: known vulnerabilities in the pinned requirements (needs PyPI).
 audit: $(STAMP)
 	$(PY) -m pip_audit -r requirements-serve.txt -r requirements-train.txt
+
+## images: build the serving and training images (needs a Docker engine; not run in CI).
+images:
+	docker build -f Dockerfile.serve -t pycemaker-serve .
+	docker build -f Dockerfile.train -t pycemaker-train .
+
+## deploy-check: hadolint, promtool check/test of the alert rules, dashboard and image checks.
+deploy-check: $(STAMP)
+	$(PY) -m pytest tests/deploy $(PYTEST_ARGS)
 
 ## openapi: rewrite docs/openapi.json from the code (a test fails when it is stale).
 openapi: $(STAMP)
