@@ -137,6 +137,15 @@ def build_scheduler(settings: Settings, retrainer: Retrainer, scheduler_cls=None
     return scheduler
 
 
+def _stop_scheduler(scheduler) -> None:
+    from apscheduler.schedulers import SchedulerNotRunningError
+
+    try:
+        scheduler.shutdown(wait=True)
+    except SchedulerNotRunningError:  # the signal came before start() or after it returned
+        pass
+
+
 def run_schedule(settings: Settings, db) -> int:
     """``pycemaker train --schedule``: block until SIGINT/SIGTERM."""
     # APScheduler logs every poll at INFO; the runs log their own start and end.
@@ -147,9 +156,11 @@ def run_schedule(settings: Settings, db) -> int:
     scheduler = build_scheduler(settings, retrainer)
 
     def shutdown(signum, _frame) -> None:
+        if stop.is_set():  # a second signal (Ctrl-C, then the demo's SIGTERM): already stopping
+            return
         log.info("signal %d: stopping (a run in progress stops after its current batch)", signum)
         stop.set()
-        threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}, daemon=True).start()
+        threading.Thread(target=_stop_scheduler, args=(scheduler,), daemon=True).start()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, shutdown)
