@@ -229,6 +229,16 @@ def wait_ready(base: str, process: subprocess.Popen, timeout: float = 90) -> Non
     raise RuntimeError("the API did not become ready")
 
 
+def stop_process(process: subprocess.Popen | None, timeout: float = 30) -> None:
+    """SIGTERM (gunicorn's graceful stop), then SIGKILL if it outlives ``timeout``."""
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per load round (default 10)")
@@ -291,12 +301,7 @@ def main() -> int:
         reference = time_reference(db, settings)
     finally:
         stop_live.set()
-        if api is not None and api.poll() is None:
-            api.send_signal(signal.SIGTERM)
-            try:
-                api.wait(30)
-            except subprocess.TimeoutExpired:
-                api.kill()
+        stop_process(api)
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
 

@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ from typing import Callable
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.serve_bench import FIXTURE, combine, free_port, run_python_client, run_wrk, wait_ready  # noqa: E402
+from bench.serve_bench import FIXTURE, combine, free_port, run_python_client, run_wrk, stop_process, wait_ready  # noqa: E402
 from telemetry import simulator, store  # noqa: E402
 from telemetry.embedded import open_server  # noqa: E402
 from telemetry.settings import Settings  # noqa: E402
@@ -274,12 +273,7 @@ def soak(
         alive = api.poll() is None
     finally:
         stop_live.set()
-        if api is not None and api.poll() is None:
-            api.send_signal(signal.SIGTERM)
-            try:
-                api.wait(30)
-            except subprocess.TimeoutExpired:
-                api.kill()
+        stop_process(api)
         server.stop()
         log_text = output.read_text(errors="replace") if output.exists() else ""
         shutil.rmtree(work, ignore_errors=True)
