@@ -1,0 +1,371 @@
+"""Every method the backtest compares, behind one interface.
+
+A method sees a history (the rows of a series strictly before the forecast origin) and
+returns ``[H, C, 3]``: the P10, P50 and P90 of each of the series' C channels at each of
+the H steps from the origin, in original units (NaN for a channel it does not forecast).
+The backtest hands each method only that history, so no method can peek past the origin.
+
+| method | what | channels | bands |
+|---|---|---|---|
+| ``persistence`` | last observed value | all | empirical: its own errors over the last day of history |
+| ``seasonal_naive`` | same step one season ago | all | empirical, as above |
+| ``sarimax`` | SARIMAX(1,0,1)(0,1,0,season), statsmodels, refit per origin on the last 3 h (minute data) or 3 seasons | health on minute frames (the original's), the stream on a single series | Gaussian 80% interval |
+| ``autoets`` | statsforecast: MSTL on the season, AutoETS on the rest (statsforecast's ETS allows seasons of at most 24 steps) | all | 80% interval |
+| ``lstm`` | the registry's model, run by onnxruntime | the six targets, minute frames only | the model's quantiles |
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from evaluation.series import EvalSeries
+from telemetry import baselines
+from telemetry.settings import Settings
+from telemetry.windows import TARGETS, feature_matrix
+
+log = logging.getLogger(__name__)
+#: The quantiles every method reports: the band is P10-P90.
+QUANTILES = (0.1, 0.5, 0.9)
+LO, MID, HI = 0, 1, 2
+
+
+class Method(Protocol):
+    name: str
+
+    def channels(self, series: EvalSeries) -> tuple[str, ...]:
+        """The channels of ``series`` this method forecasts (empty: it does not apply)."""
+
+    def forecast(self, history: pd.DataFrame, horizon: int, series: EvalSeries) -> np.ndarray:
+        """``[horizon, len(series.channels), 3]`` from ``history`` (rows before the origin)."""
+
+
+def _empty(horizon: int, series: EvalSeries) -> np.ndarray:
+    return np.full((horizon, len(series.channels), len(QUANTILES)), np.nan)
+
+
+# --- naive baselines (telemetry.baselines, the same functions the training gates use) ---------
+
+
+@dataclass
+class NaiveMethod:
+    """Persistence or seasonal naive, with empirical P10-P90 bands.
+
+    The band at step k is the point forecast plus the P10 and P90 of the method's own k-step
+    errors at pseudo-origins inside the history's last ``calibration_steps`` (so, like the
+    point forecast, it only uses the past).
+    """
+
+    name: str
+    calibration_steps: int | None = None  # default: one day
+    calibration_stride: int = 5
+
+    def channels(self, series: EvalSeries) -> tuple[str, ...]:
+        return series.channels
+
+    def _point(self, values: np.ndarray, origins: np.ndarray, input_steps: int, horizon: int, season: int) -> np.ndarray:
+        if self.name == "persistence":
+            return baselines.persistence(values, origins, input_steps, horizon)
+        return baselines.seasonal_naive(values, origins, input_steps, horizon, season=season)
+
+    def _input_steps(self, series: EvalSeries) -> int:
+        return 2 * series.season_steps
+
+    def forecast(self, history: pd.DataFrame, horizon: int, series: EvalSeries) -> np.ndarray:
+        return self.forecast_batch(history, np.array([len(history)]), horizon, series)[0]
+
+    def forecast_batch(self, frame: pd.DataFrame, origins: np.ndarray, horizon: int, series: EvalSeries) -> np.ndarray:
+        """``[N, H, C, 3]`` at many origins (row positions) of one frame; bands from the rows before the first origin."""
+        values = frame[list(series.channels)].to_numpy(dtype=float)
+        origins = np.asarray(origins, dtype=int)
+        season = series.season_steps
+        input_steps = self._input_steps(series)
+        if origins.min() < season:
+            raise ValueError(f"{self.name} needs at least one season ({season} steps) of history")
+        out = np.full((len(origins), horizon, values.shape[1], len(QUANTILES)), np.nan)
+        point = self._point(values, origins, min(input_steps, int(origins.min())), horizon, season)
+        out[..., MID] = point
+        lo, hi = self._band(values[: int(origins.min())], horizon, series)
+        out[..., LO] = point + lo[None]
+        out[..., HI] = point + hi[None]
+        return out
+
+    def _band(self, history: np.ndarray, horizon: int, series: EvalSeries) -> tuple[np.ndarray, np.ndarray]:
+        """P10 and P90 of the k-step errors, ``[H, C]`` each (NaN where the history is too short)."""
+        season = series.season_steps
+        calibration = self.calibration_steps or series.steps(24 * 60)
+        input_steps = min(self._input_steps(series), len(history))
+        first = max(input_steps, len(history) - calibration - horizon)
+        pseudo = np.arange(first, len(history) - horizon + 1, self.calibration_stride)
+        nan = np.full((horizon, history.shape[1]), np.nan)
+        if len(pseudo) < 10 or input_steps < season:
+            return nan, nan
+        point = self._point(history, pseudo, input_steps, horizon, season)
+        actual = history[pseudo[:, None] + np.arange(horizon)[None, :]]
+        errors = actual - point
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices (a channel never observed)
+            lo, hi = np.nanquantile(errors, [QUANTILES[LO], QUANTILES[HI]], axis=0)
+        return lo, hi
+
+
+# --- SARIMAX, the original's model --------------------------------------------------------
+
+
+@dataclass
+class SarimaxMethod:
+    """SARIMAX(1,0,1)(0,1,0,season), refit at every origin on a short window (as the original did).
+
+    On minute frames it forecasts health only, fitted on the last 3 hours with the exact
+    state-space likelihood: the original's set-up (0.5-2 s per fit on one core). On a single
+    stream it forecasts the stream from the last 3 seasons; with a daily season at 5 minutes
+    (288 steps) the exact likelihood carries a 289-dimensional state and costs minutes per fit,
+    so above ``exact_max_season`` the seasonal difference is taken before fitting (statsmodels'
+    ``simple_differencing``: the same model, the likelihood conditional on the first season)
+    and the forecast is integrated back here with its exact variance (:func:`_integrate_seasonal`,
+    checked against the exact model in ``tests/evaluation/test_forecasters.py``).
+    """
+
+    name: str = "sarimax"
+    refits = True  # a model per origin: worth running in worker processes
+    fit_minutes: int = 180
+    fit_seasons: int = 3
+    exact_max_season: int = 60
+    failures: int = 0
+
+    def channels(self, series: EvalSeries) -> tuple[str, ...]:
+        return ("health",) if series.multivariate else series.channels
+
+    def forecast(self, history: pd.DataFrame, horizon: int, series: EvalSeries) -> np.ndarray:
+        out = _empty(horizon, series)
+        season = series.season_steps
+        for name in self.channels(series):
+            window = series.steps(self.fit_minutes) if series.multivariate else self.fit_seasons * season
+            y = history[name].to_numpy(dtype=float)[-window:]
+            if np.isfinite(y).sum() < season + 10:
+                continue
+            try:
+                band = self._fit_forecast(y, season, horizon)
+            except Exception as exc:  # a fit that fails is reported, not fatal
+                self.failures += 1
+                log.debug("sarimax fit failed: %s", exc)
+                continue
+            out[:, series.channels.index(name), :] = band
+        return out
+
+    def _fit_forecast(self, y: np.ndarray, season: int, horizon: int) -> np.ndarray:
+        from statistics import NormalDist
+
+        from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+        z = NormalDist().inv_cdf(QUANTILES[HI])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence and frequency warnings on 3-hour fits
+            if season <= self.exact_max_season:
+                result = SARIMAX(y, order=(1, 0, 1), seasonal_order=(0, 1, 0, season)).fit(disp=False)
+                forecast = result.get_forecast(horizon)
+                mean = np.asarray(forecast.predicted_mean)
+                sd = np.sqrt(np.asarray(forecast.var_pred_mean))
+            else:
+                model = SARIMAX(y, order=(1, 0, 1), seasonal_order=(0, 1, 0, season), simple_differencing=True)
+                result = model.fit(disp=False)
+                mean, sd = _integrate_seasonal(y, result, season, horizon)
+        if not (np.isfinite(mean).all() and np.isfinite(sd).all()):
+            raise FloatingPointError("non-finite SARIMAX forecast")
+        return np.stack([mean - z * sd, mean, mean + z * sd], axis=-1)
+
+
+def _integrate_seasonal(y: np.ndarray, result, season: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Forecast mean and sd of y from an ARMA(1,1) fitted on ``z_t = y_t - y_{t-season}``.
+
+    ``y_{T+h} = z_{T+h} + y_{T+h-season}``, so the forecast error of y at step h is the sum
+    of the ARMA's errors at steps h, h - season, ...; its psi weights give the variance.
+    """
+    from statsmodels.tsa.arima_process import arma2ma
+
+    z_mean = np.asarray(result.forecast(horizon))
+    params = dict(zip(result.model.param_names, result.params))
+    phi, theta, sigma2 = params.get("ar.L1", 0.0), params.get("ma.L1", 0.0), params["sigma2"]
+    history = list(_fill(y)[-season:])
+    mean = np.empty(horizon)
+    for h in range(horizon):
+        mean[h] = z_mean[h] + history[h]  # history grows with the forecast itself beyond one season
+        history.append(mean[h])
+    psi = arma2ma(np.array([1.0, -phi]), np.array([1.0, theta]), lags=horizon)
+    weights = np.array([psi[m::-season].sum() for m in range(horizon)])
+    sd = np.sqrt(sigma2 * np.cumsum(weights**2))
+    return mean, sd
+
+
+def _fill(y: np.ndarray) -> np.ndarray:
+    """Linear interpolation over gaps, the ends held (statistical fitters need complete series)."""
+    s = pd.Series(y, dtype=float)
+    return s.interpolate(limit_direction="both").to_numpy()
+
+
+# --- statsforecast ------------------------------------------------------------------------
+
+
+@dataclass
+class AutoEtsMethod:
+    """statsforecast AutoETS on the MSTL-deseasonalised series (the season added back by MSTL).
+
+    statsforecast's ETS (a mirror of R's forecast::ets) refuses seasonal components longer
+    than 24 steps and silently fits a non-seasonal model instead, which trends off on a
+    60-minute load cycle; MSTL handles the long season and AutoETS the remainder. Fitted per
+    origin on the last day (minute data) or the last 3 seasons.
+    """
+
+    name: str = "autoets"
+    refits = True
+    fit_minutes: int = 24 * 60
+    fit_seasons: int = 3
+    failures: int = 0
+
+    def channels(self, series: EvalSeries) -> tuple[str, ...]:
+        return series.channels
+
+    def forecast(self, history: pd.DataFrame, horizon: int, series: EvalSeries) -> np.ndarray:
+        from statsforecast.models import MSTL, AutoETS
+
+        out = _empty(horizon, series)
+        season = series.season_steps
+        window = series.steps(self.fit_minutes) if series.multivariate else self.fit_seasons * season
+        for c, name in enumerate(self.channels(series)):
+            raw = history[name].to_numpy(dtype=float)[-window:]
+            if np.isfinite(raw).sum() < 2 * season + 10:
+                continue
+            y = _fill(raw)
+            if np.ptp(y) == 0:
+                out[:, c, :] = y[-1]  # a constant series: nothing to fit
+                continue
+            model = MSTL(season_length=season, trend_forecaster=AutoETS(model="ZZN")) if len(y) >= 2 * season else AutoETS()
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    result = model.forecast(y=y, h=horizon, level=[80])
+            except Exception as exc:
+                self.failures += 1
+                log.debug("autoets fit failed on %s: %s", name, exc)
+                continue
+            out[:, c, LO] = result["lo-80"]
+            out[:, c, MID] = result["mean"]
+            out[:, c, HI] = result["hi-80"]
+        return out
+
+
+# --- the LSTM, through onnxruntime ---------------------------------------------------------
+
+
+@dataclass
+class LstmMethod:
+    """A registry model run by :class:`telemetry.forecaster.OnnxForecaster` (no torch)."""
+
+    models_dir: Path
+    version: str
+    settings: Settings
+    name: str = "lstm"
+    batch_size: int = 512
+    _runner: object = field(default=None, repr=False)
+
+    @property
+    def runner(self):
+        if self._runner is None:
+            from telemetry.forecaster import OnnxForecaster
+
+            self._runner = OnnxForecaster(Path(self.models_dir), self.version, self.settings)
+            missing = [q for q in QUANTILES if q not in self._runner.quantiles]
+            if missing:
+                raise ValueError(f"model {self.version} has no quantile(s) {missing}; it has {self._runner.quantiles}")
+        return self._runner
+
+    @property
+    def card(self):
+        return self.runner.card
+
+    def _quantile_index(self) -> list[int]:
+        return [self.runner.quantiles.index(q) for q in QUANTILES]
+
+    def channels(self, series: EvalSeries) -> tuple[str, ...]:
+        return tuple(c for c in series.channels if c in TARGETS) if series.multivariate else ()
+
+    def forecast(self, history: pd.DataFrame, horizon: int, series: EvalSeries) -> np.ndarray:
+        out = _empty(horizon, series)
+        if not self.channels(series):
+            return out
+        origin = history.index[-1] + pd.Timedelta(minutes=series.cadence_minutes)
+        result = self.runner.forecast(history, origin, horizon)
+        values = result.values[:, :, self._quantile_index()]  # [H, T, 3]
+        for c, name in enumerate(series.channels):
+            if name in TARGETS:
+                out[:, c, :] = values[:, TARGETS.index(name), :]
+        return out
+
+    def forecast_batch(self, frame: pd.DataFrame, origins: np.ndarray, horizon: int, series: EvalSeries) -> np.ndarray:
+        """``[N, H, C, 3]`` at many origins in batched onnxruntime calls (``horizon`` <= the model's).
+
+        Same inputs as :meth:`forecast`: the features are computed over the whole frame, but
+        each row only depends on earlier minutes (forward fill, fixed scaling), and each
+        window holds only the ``input_minutes`` before its origin.
+        """
+        runner = self.runner
+        if horizon > runner.horizon_minutes:
+            raise ValueError(f"batched forecasts go up to the model's horizon ({runner.horizon_minutes} min)")
+        L = runner.input_minutes
+        if origins.min() < L:
+            raise ValueError(f"the LSTM needs {L} minutes of input before each origin")
+        features = feature_matrix(frame, runner.scaling)
+        out = np.full((len(origins), horizon, len(series.channels), len(QUANTILES)), np.nan)
+        offsets = np.arange(-L, 0)
+        for i in range(0, len(origins), self.batch_size):
+            chunk = origins[i : i + self.batch_size]
+            x = features[chunk[:, None] + offsets[None, :]]
+            values = runner.to_original(runner.predict_scaled(x))[:, :horizon][..., self._quantile_index()]
+            for c, name in enumerate(series.channels):
+                if name in TARGETS:
+                    out[i : i + len(chunk), :, c, :] = values[:, :, TARGETS.index(name), :]
+        return out
+
+
+def lstm_from_registry(settings: Settings, version: str | None = None) -> LstmMethod | None:
+    """The current (or the named) registry model, or None when the registry has none."""
+    from telemetry import registry
+
+    version = version or registry.current_version(settings.models_dir)
+    if version is None:
+        return None
+    return LstmMethod(settings.models_dir, version, settings)
+
+
+METHOD_NAMES = ("persistence", "seasonal_naive", "sarimax", "autoets", "lstm")
+
+
+def build_methods(names: tuple[str, ...], settings: Settings, model_version: str | None = None) -> list[Method]:
+    """The named methods; ``lstm`` is skipped (with a warning) when the registry has no model."""
+    methods: list[Method] = []
+    for name in names:
+        if name in ("persistence", "seasonal_naive"):
+            methods.append(NaiveMethod(name))
+        elif name == "sarimax":
+            methods.append(SarimaxMethod())
+        elif name == "autoets":
+            methods.append(AutoEtsMethod())
+        elif name == "lstm":
+            lstm = lstm_from_registry(settings, model_version)
+            if lstm is None:
+                log.warning("no model in %s: the LSTM is left out (run `pycemaker train --once`)", settings.models_dir)
+            else:
+                methods.append(lstm)
+        else:
+            raise ValueError(f"unknown method {name!r}; known: {', '.join(METHOD_NAMES)}")
+    return methods
+
+
+__all__ = ["QUANTILES", "Method", "NaiveMethod", "SarimaxMethod", "AutoEtsMethod", "LstmMethod",
+           "lstm_from_registry", "build_methods", "METHOD_NAMES"]

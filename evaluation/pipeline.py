@@ -1,0 +1,328 @@
+"""The whole evaluation, as ``make evaluate`` runs it, from a fresh clone.
+
+1. **A model.** The registry's current model (``PYCEMAKER_MODELS_DIR``). With none, one is
+   trained: a week simulated with the training seed (``simulator_seed``, 42) is written to a
+   temporary embedded server and ``pycemaker train --once`` runs against it in a subprocess
+   (this process never imports torch).
+2. **Held-out weeks.** Two weeks simulated in memory with a seed no training run uses
+   (:data:`HELDOUT_SEED`), after the training week. The first day is history only (warm-up).
+3. **Backtest** of every method on it (rolling origins, horizons 15 / 60 / 180 min).
+4. **Time-to-failure** scoring of the LSTM and the seasonal naive forecast against the
+   simulator's ground-truth incidents, every minute after the warm-up.
+5. **Real data.** The four NAB series are imported (``pycemaker import-csv``'s code) into a
+   temporary embedded server, one database each, and backtested at their own cadence.
+6. **Report.** ``docs/evaluation.md``, ``docs/img/evaluation-*.png`` and
+   ``bench/results/evaluation.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from evaluation import backtest, forecasters, report, series as series_mod, ttf
+from telemetry import registry
+from telemetry.settings import Settings
+
+log = logging.getLogger(__name__)
+UTC = dt.timezone.utc
+REPO = Path(__file__).resolve().parents[1]
+NAB_DIR = REPO.parent / "shared" / "data" / "nab"
+#: A seed no training run uses: the CLI and the demo simulate with ``simulator_seed`` (42) and,
+#: live, 43, 44, ... one per day; tests and fixtures use small seeds.
+HELDOUT_SEED = 7919
+HELDOUT_START = dt.datetime(2026, 6, 1, tzinfo=UTC)
+#: The training week (when a model has to be trained here): before the held-out week, another seed.
+TRAIN_END = dt.datetime(2026, 5, 25, tzinfo=UTC)
+
+#: How each NAB file is imported: (stream, scale, what the value is).
+NAB_FILES = {
+    "ec2_cpu_utilization_5f5533.csv": ("cpu_usage", 0.01, "EC2 CPU, percent -> ratio"),
+    "ec2_cpu_utilization_24ae8d.csv": ("cpu_usage", 0.01, "EC2 CPU, percent -> ratio"),
+    "rds_cpu_utilization_cc0c53.csv": ("cpu_usage", 0.01, "RDS CPU, percent -> ratio"),
+    "elb_request_count_8c0756.csv": ("request_count", 1 / 300, "ELB requests per 5 min -> per second (successes)"),
+}
+
+
+@dataclass
+class EvaluationConfig:
+    heldout_seed: int = HELDOUT_SEED
+    heldout_start: dt.datetime = HELDOUT_START
+    heldout_days: float = 14.0
+    origins: int = 96
+    horizons: tuple[int, ...] = backtest.HORIZONS_MINUTES
+    methods: tuple[str, ...] = forecasters.METHOD_NAMES
+    nab_dir: Path = NAB_DIR
+    nab_origins: int = 40
+    ttf: ttf.TtfConfig = field(default_factory=ttf.TtfConfig)
+    #: Train even when the registry has a model (into the same registry).
+    retrain: bool = False
+    quick_train: bool = False
+    train_days: float = 7.0
+    docs_path: Path = REPO / "docs" / "evaluation.md"
+    img_dir: Path = REPO / "docs" / "img"
+    json_path: Path = REPO / "bench" / "results" / "evaluation.json"
+    progress: bool = True
+    #: Processes for the methods that refit per origin (SARIMAX, AutoETS).
+    workers: int = field(default_factory=lambda: max(1, min(2, os.cpu_count() or 1)))
+
+
+# --- 1. the model ----------------------------------------------------------------------------
+
+
+def ensure_model(settings: Settings, config: EvaluationConfig) -> tuple[str | None, dict[str, Any]]:
+    """The version to evaluate, and how it came about (trained here or found in the registry)."""
+    existing = newest_version(settings.models_dir)
+    if existing and not config.retrain:
+        return existing, {"trained_here": False, "models_dir": str(settings.models_dir)}
+    if config.heldout_seed == settings.simulator_seed:
+        raise ValueError("the held-out seed must differ from the training seed (simulator_seed)")
+    info = train_model(settings, config)
+    return newest_version(settings.models_dir, prefer_current=not config.retrain), info
+
+
+def newest_version(models_dir: Path, prefer_current: bool = True) -> str | None:
+    """The current model; else (a run the gates rejected is still worth measuring) the newest version."""
+    current = registry.current_version(models_dir)
+    if current and prefer_current:
+        return current
+    versions = registry.list_versions(models_dir)
+    return versions[-1].version if versions else current
+
+
+def train_model(settings: Settings, config: EvaluationConfig) -> dict[str, Any]:
+    """Simulate the training week into a temporary embedded server and run ``pycemaker train --once`` on it."""
+    from telemetry import simulator, store
+    from telemetry.embedded import open_server
+
+    seed = settings.simulator_seed
+    start = TRAIN_END - dt.timedelta(days=config.train_days)
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="pycemaker-eval-train-") as tmp:
+        server = open_server(Path(tmp) / "db", port=0)
+        try:
+            db_settings = dataclasses.replace(settings, mongo_uri=server.uri, database="evaluation_train")
+            db = store.connect(db_settings, autostart=False)
+            log.info("simulating the training week (seed %d) into a temporary server", seed)
+            simulator.write(db, simulator.simulate(start, TRAIN_END, seed, settings), settings)
+            db.client.close()
+            cmd = [sys.executable, "-m", "pycemaker", "train", "--once"] + (["--quick"] if config.quick_train else [])
+            # A week is read in one go from a server in this process: allow a slow read on a busy machine.
+            env = dict(os.environ, MONGO_URI=server.uri, PYCEMAKER_DATABASE="evaluation_train",
+                       PYCEMAKER_MODELS_DIR=str(Path(settings.models_dir).resolve()), PYTHONPATH=str(REPO),
+                       PYCEMAKER_MONGO_TIMEOUT_MS=str(max(settings.mongo_timeout_ms, 300_000)))
+            log.info("training: %s", " ".join(cmd[1:]))
+            proc = subprocess.run(cmd, cwd=REPO, env=env)
+            if proc.returncode == 4:
+                log.warning("the gates rejected the new model; it is evaluated all the same (its card says why)")
+            elif proc.returncode != 0:
+                raise RuntimeError(f"`pycemaker train --once` exited with {proc.returncode}")
+        finally:
+            server.stop()
+    return {
+        "trained_here": True,
+        "models_dir": str(settings.models_dir),
+        "train_seed": seed,
+        "train_range": [start.isoformat(), TRAIN_END.isoformat()],
+        "quick": config.quick_train,
+        "seconds": round(time.perf_counter() - began, 1),
+    }
+
+
+# --- 2-4. the held-out week -------------------------------------------------------------------
+
+
+def heldout_series(settings: Settings, config: EvaluationConfig) -> series_mod.EvalSeries:
+    end = config.heldout_start + dt.timedelta(days=config.heldout_days)
+    return series_mod.from_simulation(
+        config.heldout_seed, config.heldout_start, end, settings,
+        name=f"held-out simulated weeks (seed {config.heldout_seed})",
+    )
+
+
+def run_heldout(settings: Settings, config: EvaluationConfig, version: str | None) -> tuple[backtest.BacktestResult, list[ttf.TtfResult]]:
+    held = heldout_series(settings, config)
+    methods = forecasters.build_methods(config.methods, settings, version)
+    result = backtest.run_backtest(held, methods, origins=config.origins, horizon_minutes=max(config.horizons),
+                                   progress=config.progress, workers=config.workers)
+    ttf_results = []
+    warmup = backtest.default_warmup(held, methods)
+    ttf_config = dataclasses.replace(config.ttf, threshold=settings.failure_threshold)
+    for m in methods:
+        if hasattr(m, "forecast_batch") and m.name in ("lstm", "seasonal_naive"):
+            ttf_results.append(ttf.score_method(m, held, ttf_config, start_row=warmup))
+    ttf_results.sort(key=lambda r: r.method != "lstm")
+    return result, ttf_results
+
+
+# --- 5. real data -----------------------------------------------------------------------------
+
+
+def run_nab(settings: Settings, config: EvaluationConfig, version: str | None) -> list[tuple[str, backtest.BacktestResult]]:
+    """Import each NAB file into its own database of a temporary server, then backtest what the store holds."""
+    from telemetry import store
+    from telemetry.embedded import open_server
+    from telemetry.importer import import_csv
+
+    files = [(name, spec) for name, spec in NAB_FILES.items() if (config.nab_dir / name).is_file()]
+    if not files:
+        log.warning("no NAB files in %s: the real-data section is skipped", config.nab_dir)
+        return []
+    methods = [m for m in config.methods if m != "lstm"]
+    out = []
+    with tempfile.TemporaryDirectory(prefix="pycemaker-eval-nab-") as tmp:
+        server = open_server(Path(tmp) / "db", port=0)
+        try:
+            for name, (stream, scale, _) in files:
+                db_settings = dataclasses.replace(settings, mongo_uri=server.uri, database="nab_" + name.split(".")[0][-6:])
+                db = store.connect(db_settings, autostart=False)
+                import_csv(db, config.nab_dir / name, stream, db_settings, scale=scale)
+                found = series_mod.from_store(db, db_settings)
+                db.client.close()
+                for s in found:
+                    s.name = name.removesuffix(".csv")
+                    built = forecasters.build_methods(tuple(methods), settings, version)
+                    out.append((s.name, backtest.run_backtest(s, built, origins=config.nab_origins,
+                                                              horizon_minutes=max(config.horizons), progress=config.progress,
+                                                              workers=config.workers)))
+        finally:
+            server.stop()
+    return out
+
+
+# --- 6. the quality bars and the report ----------------------------------------------------------
+
+
+def quality_bars(held: backtest.BacktestResult, ttf_results: Sequence[ttf.TtfResult],
+                 nab: Sequence[tuple[str, backtest.BacktestResult]]) -> list[dict[str, Any]]:
+    """Each bar of the issue, measured: what, the figure, the target, met or not."""
+    rows = held.metric_rows((60,))
+    bars = []
+
+    def pick(method: str, key: str) -> float:
+        for r in rows:
+            if r["method"] == method and r["channel"] == "health":
+                return r[key]
+        return float("nan")
+
+    lstm, sarimax, naive = pick("lstm", "rmse"), pick("sarimax", "rmse"), pick("seasonal_naive", "rmse")
+    ratio_s = lstm / sarimax if np.isfinite(sarimax) and sarimax else float("nan")
+    ratio_n = lstm / naive if np.isfinite(naive) and naive else float("nan")
+    cov = pick("lstm", "coverage")
+    bars.append({"bar": "held-out 60-min health RMSE <= 0.7 x SARIMAX", "value": ratio_s, "target": "<= 0.70",
+                 "met": bool(ratio_s <= 0.7), "detail": f"LSTM {lstm:.4f}, SARIMAX {sarimax:.4f}"})
+    bars.append({"bar": "held-out 60-min health RMSE <= 0.8 x seasonal naive", "value": ratio_n, "target": "<= 0.80",
+                 "met": bool(ratio_n <= 0.8), "detail": f"LSTM {lstm:.4f}, seasonal naive {naive:.4f}"})
+    bars.append({"bar": "held-out P10-P90 health coverage within 70-90% (60 min)", "value": cov, "target": "0.70-0.90",
+                 "met": bool(0.7 <= cov <= 0.9), "detail": f"LSTM {cov:.1%}"})
+    lstm_ttf = next((r for r in ttf_results if r.method == "lstm"), None)
+    if lstm_ttf is not None:
+        s = lstm_ttf.incident_summary()
+        bars.append({"bar": ">= 90% of incidents warned >= 10 min ahead (incidents that start a new failure)",
+                     "value": s["warned_share_new_failure"], "target": ">= 0.90",
+                     "met": bool(s["warned_share_new_failure"] >= 0.9),
+                     "detail": f"{s['new_failure']} such incidents; predictable ones: {report.fmt(s['warned_share_predictable'], percent=True)} "
+                               f"of {s['predictable_new_failure']}; all with a failure: {report.fmt(s['warned_share_all_with_failure'], percent=True)}"})
+        bars.append({"bar": "<= 1 false alarm per 24 healthy hours", "value": lstm_ttf.false_alarms_per_day, "target": "<= 1",
+                     "met": bool(lstm_ttf.false_alarms_per_day <= 1),
+                     "detail": f"{lstm_ttf.false_alarms} false alarm(s) in {lstm_ttf.healthy_hours:.0f} healthy hours "
+                               f"({lstm_ttf.false_alarm_minutes} warned minute(s) in all); apart: {lstm_ttf.tail_alarms} failure tails, "
+                               f"{lstm_ttf.unverifiable_alarms} unverifiable"})
+    for name, res in nab:
+        r60 = res.metric_rows((60,))
+        channel = res.series.channels[0]
+        mase = {r["method"]: r["mase"] for r in r60 if r["channel"] == channel}
+        candidates = {m: v for m, v in mase.items() if m not in ("seasonal_naive", "persistence") and np.isfinite(v)}
+        best = min(candidates, key=candidates.get) if candidates else None
+        value = candidates.get(best, float("nan")) if best else float("nan")
+        bars.append({"bar": f"NAB {name}: 60-min MASE below seasonal naive's", "value": value,
+                     "target": f"< {report.fmt(mase.get('seasonal_naive'))}",
+                     "met": bool(value < mase.get("seasonal_naive", float("nan"))),
+                     "detail": f"best model: {report.label(best) if best else 'none'}; the LSTM does not apply (see the rule)"})
+    return bars
+
+
+def run(settings: Settings, config: EvaluationConfig) -> dict[str, Any]:
+    """Steps 1-6 (see the module doc); returns the JSON payload written."""
+    began = time.perf_counter()
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    version, model_info = ensure_model(settings, config) if "lstm" in config.methods else (None, {})
+    timings["model"] = time.perf_counter() - t
+    t = time.perf_counter()
+    held, ttf_results = run_heldout(settings, config, version)
+    timings["heldout"] = time.perf_counter() - t
+    t = time.perf_counter()
+    nab = run_nab(settings, config, version)
+    timings["nab"] = time.perf_counter() - t
+    bars = quality_bars(held, ttf_results, nab)
+    card = registry.read_card(settings.models_dir, version) if version else None
+    payload = {
+        "generated_at": dt.datetime.now(UTC).isoformat(timespec="seconds"),
+        "model": {"version": version, **model_info,
+                  "card_metrics": card.metrics if card else None, "card_training": card.training if card else None,
+                  "data_range": card.data_range if card else None},
+        "heldout": {**report.backtest_payload(held, config.horizons), "seed": config.heldout_seed,
+                    "incidents": held.series.incidents},
+        "ttf": [r.to_dict() for r in ttf_results],
+        "nab": [{"name": name, **report.backtest_payload(res, config.horizons)} for name, res in nab],
+        "quality_bars": bars,
+        "seconds": {k: round(v, 1) for k, v in timings.items()} | {"total": round(time.perf_counter() - began, 1)},
+    }
+    images = write_plots(held, ttf_results, nab, config)
+    report.write_json(config.json_path, payload)
+    write_markdown(config, payload, held, ttf_results, nab, bars, images)
+    return payload
+
+
+def write_plots(held, ttf_results, nab, config: EvaluationConfig) -> dict[str, Path]:
+    img = config.img_dir
+    images = {
+        "forecast_health": report.plot_forecasts(held, "health", img / "evaluation-forecast-health.png"),
+        "error_health": report.plot_error_by_horizon(held, "health", img / "evaluation-error-by-horizon-health.png"),
+        "error_cpu": report.plot_error_by_horizon(held, "cpu", img / "evaluation-error-by-horizon-cpu.png"),
+    }
+    incident = showcase_incident(ttf_results)
+    if incident is not None:
+        images["warnings"] = report.plot_warnings(held.series, ttf_results, incident, img / "evaluation-warnings.png")
+    for name, res in nab[:1]:
+        images["nab_forecast"] = report.plot_forecasts(res, res.series.channels[0], img / "evaluation-nab-forecast.png")
+    for name, res in nab:
+        images[f"nab_error_{name}"] = report.plot_error_by_horizon(res, res.series.channels[0], img / f"evaluation-nab-error-{name}.png")
+    return images
+
+
+def showcase_incident(ttf_results: Sequence[ttf.TtfResult]) -> dict | None:
+    """A memory leak that starts a new failure (the clearest picture of a warning), else any new-failure incident."""
+    if not ttf_results:
+        return None
+    scored = [i for i in ttf_results[0].incidents if i.kind == "new failure"]
+    scored.sort(key=lambda i: (i.type != "memory_leak", not i.predictable))
+    if not scored:
+        return None
+    pick = scored[0]
+    return {"type": pick.type, "start": pick.start, "failure_time": pick.failure_time}
+
+
+def write_markdown(config, payload, held, ttf_results, nab, bars, images) -> Path:
+    from evaluation.document import render
+
+    text = render(config, payload, held, ttf_results, nab, bars, images)
+    config.docs_path.parent.mkdir(parents=True, exist_ok=True)
+    config.docs_path.write_text(text)
+    return config.docs_path
+
+
+__all__ = ["EvaluationConfig", "HELDOUT_SEED", "NAB_FILES", "ensure_model", "train_model", "heldout_series",
+           "run_heldout", "run_nab", "quality_bars", "run"]

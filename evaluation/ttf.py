@@ -1,0 +1,426 @@
+"""Time-to-failure scoring: do the forecasts warn before health fails, and how well do they time it?
+
+Definitions (also in docs/evaluation.md):
+
+- **failing minute**: observed health <= ``failure_threshold``; a minute with no data inside an
+  incident's ``[failure_time, end]`` (the JVM crashed and restarts) is failing too.
+- **failure episode**: a run of failing minutes (gaps of up to ``merge_gap_minutes`` joined);
+  its **onset** is its first minute. The simulated hourly load peak fails by design
+  (docs/simulator.md), so most episodes are *scheduled*; an episode holding an incident's
+  ``failure_time`` is an *incident* episode.
+- **forecast crossing** at a scoring minute t: the first minute of the P50 health forecast
+  from origin t that is at or below the threshold (none within the horizon: no crossing).
+- **warning** at t: a crossing within ``lookahead_minutes`` (30) of t. Minutes where the
+  system is already failing (the minute before t failed) are not scored: a warning is about
+  a failure to come.
+- **lead time** of an episode: how long before its onset warnings had been issued without
+  a break (onset minus the first minute of the last unbroken run of warnings); 0 if the
+  minute before the onset was not warned.
+- An incident's failure **starts a new episode** when its ``failure_time`` is within
+  ``merge_gap_minutes`` of the episode's onset; otherwise it began *during* a failure already
+  under way (usually the hourly peak), and no warning could precede it. An incident is
+  **predictable** when its failure came at least ``min_lead_minutes`` after it started:
+  a cause that fails health within minutes cannot be seen coming from the metrics.
+- **crossing error** k minutes before an onset: from the forecast issued k minutes before
+  the onset, the forecast failure onset (a minute at or below the threshold after one above,
+  or the first minute) nearest the real one, minus k. With a failure every hour, a forecast
+  60 minutes ahead of an onset usually crosses earlier for the failure in between: the
+  nearest forecast onset after that failure ended is the one meant for this one. None within
+  ``lookahead_minutes`` of the real onset: *missed*.
+- **failure within 30 min**: at each scored minute, whether a failing minute occurs in the
+  next ``lookahead_minutes`` (minutes whose window holds unobserved minutes and no failure are
+  left out); precision and recall of the warnings against it.
+- **false alarm**: a run of consecutive warnings followed by no failing minute from its first
+  warning until ``lookahead_minutes`` after its last, all those minutes observed (a run whose
+  window holds unobserved minutes, such as a collector outage, is *unverifiable*), that does
+  not begin within ``settle_minutes`` after a failure ends (a forecast that the failure goes on
+  for a few minutes more is its *tail*, counted apart). **Healthy hours**: minutes that are
+  known, not failing, not within ``settle_minutes`` after a failure, not within
+  ``lookahead_minutes`` before an onset, and not within any incident (from
+  ``lookahead_minutes`` before its start to its end).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from evaluation.forecasters import MID
+from evaluation.series import EvalSeries
+
+
+@dataclass(frozen=True)
+class TtfConfig:
+    threshold: float = 0.3
+    lookahead_minutes: int = 30
+    #: How far ahead a forecast crossing is searched (the model's horizon).
+    horizon_minutes: int = 180
+    merge_gap_minutes: int = 2
+    lead_points: tuple[int, ...] = (60, 30, 10)
+    #: The quality bar: a failure is "warned" when the lead time is at least this.
+    min_lead_minutes: int = 10
+    #: Warnings that begin this soon after a failure ends are that failure's tail, not false alarms.
+    settle_minutes: int = 5
+
+
+def _minute(t: Any) -> pd.Timestamp:
+    """The UTC minute holding ``t`` (a naive time is UTC)."""
+    ts = pd.Timestamp(t)
+    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).floor("1min")
+
+
+def failing_minutes(health: np.ndarray, times: pd.DatetimeIndex, incidents: Iterable[dict], threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(failing, known)`` per minute (see the module doc)."""
+    health = np.asarray(health, dtype=float)
+    known = np.isfinite(health)
+    failing = known & (health <= threshold)
+    for inc in incidents:
+        if inc.get("failure_time") is None:
+            continue
+        a = times.searchsorted(_minute(inc["failure_time"]))
+        b = times.searchsorted(pd.Timestamp(inc["end"]))
+        crashed = ~known[a:b]
+        failing[a:b] |= crashed
+        known[a:b] |= crashed
+    return failing, known
+
+
+def episodes(failing: np.ndarray, merge_gap: int) -> list[tuple[int, int]]:
+    """``[(onset, end)]`` of failure runs (end exclusive), gaps of up to ``merge_gap`` minutes joined."""
+    idx = np.flatnonzero(failing)
+    if len(idx) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(idx) > merge_gap + 1)
+    starts = np.concatenate([[idx[0]], idx[breaks + 1]])
+    ends = np.concatenate([idx[breaks], [idx[-1]]]) + 1
+    return list(zip(starts.tolist(), ends.tolist()))
+
+
+def crossings(median_paths: np.ndarray, threshold: float) -> np.ndarray:
+    """Steps ahead of the first forecast minute at or below ``threshold``, per origin (NaN: none)."""
+    below = np.asarray(median_paths) <= threshold
+    first = np.argmax(below, axis=1).astype(float)
+    return np.where(below.any(axis=1), first, np.nan)
+
+
+def health_median_paths(method, series: EvalSeries, origins: np.ndarray, horizon: int, chunk: int = 1000) -> np.ndarray:
+    """``[N, horizon]`` P50 health forecasts from a method with ``forecast_batch``, in chunks (memory)."""
+    h = series.channels.index("health")
+    out = np.full((len(origins), horizon), np.nan)
+    for i in range(0, len(origins), chunk):
+        part = origins[i : i + chunk]
+        out[i : i + len(part)] = method.forecast_batch(series.frame, part, horizon, series)[:, :, h, MID]
+    return out
+
+
+@dataclass
+class IncidentScore:
+    type: str
+    start: str
+    failure_time: str | None
+    #: "new failure", "during a failure", "no failure" (a collector outage), "outside the scored range"
+    kind: str
+    predictable: bool
+    onset: str | None = None
+    lead_minutes: float | None = None
+    warned: bool = False
+    crossing_error: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass
+class TtfResult:
+    method: str
+    config: TtfConfig
+    scored_minutes: int
+    incidents: list[IncidentScore]
+    #: Per episode class ("incident", "scheduled"): counts, warned share, lead times, crossing errors.
+    episodes: dict[str, dict[str, Any]]
+    precision: float
+    recall: float
+    recall_incidents: float
+    false_alarms: int
+    healthy_hours: float
+    #: Warning runs that begin within ``settle_minutes`` after a failure ends (not counted as false alarms).
+    tail_alarms: int = 0
+    #: Warning runs with no failure after them but unobserved minutes (an outage) in their window.
+    unverifiable_alarms: int = 0
+    #: Scoring minutes inside the false alarms' warning runs (1 per minute with stride 1).
+    false_alarm_minutes: int = 0
+    #: Each false alarm: start, length, forecast crossing, observed health before it, minutes to the next failure.
+    false_alarm_details: list[dict[str, Any]] = field(default_factory=list)
+    #: The scoring minutes (row positions) and the forecast crossing from each (steps ahead, NaN: none).
+    origins: np.ndarray = field(default=None, repr=False)
+    crossing: np.ndarray = field(default=None, repr=False)
+
+    @property
+    def false_alarms_per_day(self) -> float:
+        return self.false_alarms / (self.healthy_hours / 24.0) if self.healthy_hours > 0 else float("nan")
+
+    def incident_summary(self) -> dict[str, Any]:
+        failing = [i for i in self.incidents if i.kind in ("new failure", "during a failure")]
+        new = [i for i in failing if i.kind == "new failure"]
+        predictable = [i for i in new if i.predictable]
+
+        def share(items: list[IncidentScore]) -> float:
+            return sum(i.warned for i in items) / len(items) if items else float("nan")
+
+        return {
+            "incidents": len(self.incidents),
+            "with_failure": len(failing),
+            "new_failure": len(new),
+            "during_a_failure": len(failing) - len(new),
+            "predictable_new_failure": len(predictable),
+            "warned_share_new_failure": share(new),
+            "warned_share_predictable": share(predictable),
+            "warned_share_all_with_failure": share(failing),
+            "median_lead_new_failure": _median([i.lead_minutes for i in new]),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "config": asdict(self.config),
+            "scored_minutes": self.scored_minutes,
+            "incident_summary": self.incident_summary(),
+            "incidents": [asdict(i) for i in self.incidents],
+            "episodes": self.episodes,
+            "precision_failure_within_lookahead": self.precision,
+            "recall_failure_within_lookahead": self.recall,
+            "recall_incident_failures_within_lookahead": self.recall_incidents,
+            "false_alarms": self.false_alarms,
+            "healthy_hours": self.healthy_hours,
+            "false_alarms_per_24_healthy_hours": self.false_alarms_per_day,
+            "false_alarm_minutes": self.false_alarm_minutes,
+            "false_alarm_details": self.false_alarm_details,
+            "tail_alarms": self.tail_alarms,
+            "unverifiable_alarms": self.unverifiable_alarms,
+        }
+
+
+def _median(values: Sequence[float | None]) -> float:
+    vals = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.median(vals)) if vals else float("nan")
+
+
+def score(
+    method: str,
+    times: pd.DatetimeIndex,
+    health: np.ndarray,
+    incidents: Sequence[dict],
+    origins: np.ndarray,
+    median_paths: np.ndarray,
+    config: TtfConfig = TtfConfig(),
+) -> TtfResult:
+    """Score warnings and crossings from P50 health forecasts issued at ``origins`` (every minute of a range).
+
+    ``origins`` are row positions in ``times`` (consecutive minutes; a stride leaves gaps, which
+    break warning runs); ``median_paths[n]`` is the forecast from ``origins[n]``.
+    """
+    thr, look = config.threshold, config.lookahead_minutes
+    failing, known = failing_minutes(health, times, incidents, thr)
+    n_times = len(times)
+    origins = np.asarray(origins, dtype=int)
+    cross = crossings(median_paths, thr)
+    warn = cross < look
+    already = np.concatenate([[False], failing[:-1]])[origins]
+    scored = ~already & known[np.maximum(origins - 1, 0)]
+    first_scored, last_scored = int(origins.min()), int(origins.max())
+    stride = int(np.min(np.diff(origins))) if len(origins) > 1 else 1
+
+    eps = episodes(failing, config.merge_gap_minutes)
+    prev_end = {onset: (eps[k - 1][1] if k else 0) for k, (onset, _) in enumerate(eps)}
+
+    def lead_time(onset: int) -> float | None:
+        i = int(np.searchsorted(origins, onset)) - 1  # the last scoring minute before the onset
+        if i < 0 or onset - origins[i] > stride:
+            return None
+        first = None
+        while i >= 0 and origins[i] >= prev_end[onset] and scored[i] and warn[i]:
+            first = int(origins[i])
+            if i and origins[i] - origins[i - 1] > stride:
+                break
+            i -= 1
+        return float(onset - first) if first is not None else 0.0
+
+    def crossing_errors(onset: int) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for k in config.lead_points:
+            i = int(np.searchsorted(origins, onset - k, side="right")) - 1
+            if i < 0 or onset - k - origins[i] >= stride:
+                out[str(k)] = None  # outside the scored range
+                continue
+            actual = onset - int(origins[i])
+            below = median_paths[i] <= thr
+            starts = np.flatnonzero(below & ~np.concatenate([[False], below[:-1]]))
+            # a forecast onset before the previous failure ended is meant for that failure
+            starts = starts[int(origins[i]) + starts >= prev_end[onset]]
+            if len(starts) == 0:
+                out[str(k)] = float("inf")
+                continue
+            nearest = int(starts[np.argmin(np.abs(starts - actual))])
+            out[str(k)] = float(nearest - actual) if abs(nearest - actual) <= look else float("inf")
+        return out
+
+    # Episodes by class.
+    inc_failure_rows = {}
+    for j, inc in enumerate(incidents):
+        if inc.get("failure_time") is not None:
+            inc_failure_rows[j] = int(times.searchsorted(_minute(inc["failure_time"])))
+    incident_onsets = set()
+    for row in inc_failure_rows.values():
+        for onset, end in eps:
+            if onset <= row < end:
+                incident_onsets.add(onset)
+    classes: dict[str, list[tuple[int, float | None, dict]]] = {"incident": [], "scheduled": []}
+    for onset, _ in eps:
+        if not (first_scored < onset <= last_scored):
+            continue
+        kind = "incident" if onset in incident_onsets else "scheduled"
+        classes[kind].append((onset, lead_time(onset), crossing_errors(onset)))
+    episode_stats = {kind: _episode_stats(rows, config) for kind, rows in classes.items()}
+
+    # Incidents.
+    scores = []
+    for j, inc in enumerate(incidents):
+        start = pd.Timestamp(inc["start"])
+        failure = inc.get("failure_time")
+        predictable = failure is not None and (pd.Timestamp(failure) - start) >= pd.Timedelta(minutes=config.min_lead_minutes)
+        item = IncidentScore(
+            type=inc["type"], start=start.isoformat(), failure_time=pd.Timestamp(failure).isoformat() if failure is not None else None,
+            kind="no failure", predictable=bool(predictable),
+        )
+        if failure is not None:
+            row = inc_failure_rows[j]
+            episode = next(((a, b) for a, b in eps if a <= row < b), None)
+            if episode is None or not (first_scored < episode[0] <= last_scored):
+                item.kind = "outside the scored range"
+            else:
+                onset = episode[0]
+                item.kind = "new failure" if row - onset <= config.merge_gap_minutes else "during a failure"
+                item.onset = times[onset].isoformat()
+                item.lead_minutes = lead_time(onset)
+                item.warned = item.lead_minutes is not None and item.lead_minutes >= config.min_lead_minutes
+                item.crossing_error = crossing_errors(onset)
+        scores.append(item)
+
+    # Failure within the lookahead: precision and recall over scored minutes.
+    fail_cum = np.concatenate([[0], np.cumsum(failing)])
+    unknown_cum = np.concatenate([[0], np.cumsum(~known)])
+    ends = np.minimum(origins + look, n_times)
+    label = (fail_cum[ends] - fail_cum[origins]) > 0
+    # A window with unobserved minutes and no failure cannot be judged (it may hide one).
+    judged = label | ((unknown_cum[ends] - unknown_cum[origins]) == 0)
+    ok = scored & (origins + look <= n_times) & judged
+    tp = int((warn & label & ok).sum())
+    fp = int((warn & ~label & ok).sum())
+    fn = int((~warn & label & ok).sum())
+    incident_rows = np.zeros(n_times, dtype=bool)
+    for inc in incidents:
+        if inc.get("failure_time") is not None:
+            a = times.searchsorted(_minute(inc["failure_time"]))
+            b = times.searchsorted(pd.Timestamp(inc["end"]))
+            incident_rows[a:max(b, a + 1)] = True
+    inc_cum = np.concatenate([[0], np.cumsum(failing & incident_rows)])
+    inc_label = (inc_cum[ends] - inc_cum[origins]) > 0
+    inc_pos = inc_label & ok
+    recall_inc = float((warn & inc_pos).sum() / inc_pos.sum()) if inc_pos.any() else float("nan")
+
+    # False alarms: runs of consecutive warned scoring minutes never followed by a failure.
+    settle = config.settle_minutes
+    after_failure = np.zeros(n_times, dtype=bool)  # the minutes just after a failure episode ends
+    for _, end in eps:
+        after_failure[end : end + settle] = True
+    false_alarms = tail_alarms = unverifiable = false_minutes = 0
+    false_details: list[dict[str, Any]] = []
+    i = 0
+    while i < len(origins):
+        if not (scored[i] and warn[i]):
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(origins) and scored[j + 1] and warn[j + 1] and origins[j + 1] - origins[j] <= stride:
+            j += 1
+        a, b = int(origins[i]), int(origins[j])
+        stop = min(b + look, n_times)
+        if not failing[a:stop].any():
+            if not known[a:stop].all():
+                unverifiable += 1
+            elif after_failure[a]:
+                tail_alarms += 1
+            else:
+                false_alarms += 1
+                false_minutes += j - i + 1
+                later = np.flatnonzero(failing[a:])
+                false_details.append({
+                    "start": times[a].isoformat(), "minutes": int(b - a + 1),
+                    "forecast_crossing_minutes": float(cross[i]), "health_before": float(health[a - 1]) if a else None,
+                    "next_failure_minutes": int(later[0]) if len(later) else None,
+                })
+        i = j + 1
+    healthy = known & ~failing & ~after_failure
+    for onset, _ in eps:
+        healthy[max(0, onset - look) : onset] = False
+    for inc in incidents:
+        a = times.searchsorted(pd.Timestamp(inc["start"]) - pd.Timedelta(minutes=look))
+        b = times.searchsorted(pd.Timestamp(inc["end"]))
+        healthy[a:b] = False
+    span = np.zeros(n_times, dtype=bool)
+    span[first_scored : last_scored + 1] = True
+    healthy_hours = float((healthy & span).sum() / 60.0)
+
+    return TtfResult(
+        method=method,
+        config=config,
+        scored_minutes=int(scored.sum()),
+        incidents=scores,
+        episodes=episode_stats,
+        precision=tp / (tp + fp) if tp + fp else float("nan"),
+        recall=tp / (tp + fn) if tp + fn else float("nan"),
+        recall_incidents=recall_inc,
+        false_alarms=false_alarms,
+        healthy_hours=healthy_hours,
+        tail_alarms=tail_alarms,
+        unverifiable_alarms=unverifiable,
+        false_alarm_minutes=false_minutes,
+        false_alarm_details=false_details,
+        origins=origins,
+        crossing=cross,
+    )
+
+
+def _episode_stats(rows: list[tuple[int, float | None, dict]], config: TtfConfig) -> dict[str, Any]:
+    leads = [lead for _, lead, _ in rows if lead is not None]
+    out: dict[str, Any] = {
+        "episodes": len(rows),
+        "warned_share": (sum(lead >= config.min_lead_minutes for lead in leads) / len(leads)) if leads else float("nan"),
+        "median_lead_minutes": _median(leads),
+        "crossing_error": {},
+    }
+    for k in config.lead_points:
+        errors = [err[str(k)] for _, _, err in rows if err.get(str(k)) is not None]
+        finite = [e for e in errors if np.isfinite(e)]
+        out["crossing_error"][str(k)] = {
+            "scored": len(errors),
+            "no_crossing_forecast": len(errors) - len(finite),
+            "mean_abs_error_minutes": float(np.mean(np.abs(finite))) if finite else float("nan"),
+            "median_error_minutes": float(np.median(finite)) if finite else float("nan"),
+        }
+    return out
+
+
+def score_method(method, series: EvalSeries, config: TtfConfig = TtfConfig(), start_row: int | None = None, stride: int = 1) -> TtfResult:
+    """Score one method over every minute of ``series`` from ``start_row`` (default: after the warm-up)."""
+    if "health" not in series.channels:
+        raise ValueError("time-to-failure scoring needs a health channel (minute frames of all four streams)")
+    horizon = config.horizon_minutes
+    first = start_row if start_row is not None else 24 * 60
+    origins = np.arange(first, len(series.frame) - config.lookahead_minutes, stride)
+    paths = health_median_paths(method, series, origins, horizon)
+    return score(method.name, series.frame.index, series.frame["health"].to_numpy(), series.incidents, origins, paths, config)
+
+
+__all__ = ["TtfConfig", "TtfResult", "IncidentScore", "failing_minutes", "episodes", "crossings", "score", "score_method",
+           "health_median_paths"]

@@ -1,0 +1,53 @@
+import warnings
+
+import numpy as np
+import pytest
+
+from evaluation import forecasters
+from evaluation.forecasters import HI, LO, MID
+
+
+def test_simple_differencing_sarimax_matches_the_exact_model():
+    """The NAB path (seasonal differencing, integrated back here) equals statsmodels' exact SARIMAX forecast."""
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+    rng = np.random.default_rng(1)
+    season, n = 12, 120
+    y = np.tile(np.sin(np.arange(season) / season * 2 * np.pi), n // season) + rng.normal(0, 0.1, n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        simple = SARIMAX(y, order=(1, 0, 1), seasonal_order=(0, 1, 0, season), simple_differencing=True).fit(disp=False)
+        mean, sd = forecasters._integrate_seasonal(y, simple, season, 30)
+        exact = SARIMAX(y, order=(1, 0, 1), seasonal_order=(0, 1, 0, season)).filter(simple.params).get_forecast(30)
+    # equal up to how the two likelihoods treat the first season (a fraction of a percent of the sd)
+    np.testing.assert_allclose(mean, exact.predicted_mean, atol=0.01 * sd.min())
+    np.testing.assert_allclose(sd, np.sqrt(exact.var_pred_mean), rtol=0.01)
+    assert sd[-1] > 1.5 * sd[0]  # beyond a season, the errors of earlier seasons add up
+
+
+def test_statistical_methods_forecast_health_with_a_band(two_days, fixture_settings):
+    history = two_days.frame.iloc[:1600]
+    h = two_days.channels.index("health")
+    sarimax = forecasters.SarimaxMethod()
+    assert sarimax.channels(two_days) == ("health",)
+    out = sarimax.forecast(history, 60, two_days)
+    assert out.shape == (60, len(two_days.channels), 3)
+    assert np.isfinite(out[:, h]).all() and np.isnan(np.delete(out, h, axis=1)).all()
+    assert (out[:, h, LO] <= out[:, h, MID]).all() and (out[:, h, MID] <= out[:, h, HI]).all()
+    ets = forecasters.AutoEtsMethod().forecast(history, 60, two_days)
+    assert np.isfinite(ets[..., MID]).all()
+    # the MSTL season keeps the hourly shape: the forecast swings like the load
+    assert np.ptp(ets[:, h, MID]) > 0.3
+
+
+def test_the_lstm_needs_minute_frames(two_days, fixture_settings):
+    lstm = forecasters.build_methods(("lstm",), fixture_settings)[0]
+    assert lstm.channels(two_days) == two_days.channels
+    univariate = type(two_days)(name="x", frame=two_days.frame[["cpu"]], channels=("cpu",), cadence_minutes=5,
+                                season_steps=288, multivariate=False)
+    assert lstm.channels(univariate) == ()
+
+
+def test_unknown_method_is_a_clear_error(fixture_settings):
+    with pytest.raises(ValueError, match="unknown method"):
+        forecasters.build_methods(("prophet",), fixture_settings)
