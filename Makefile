@@ -44,6 +44,11 @@ soak: $(STAMP)
 audit: $(STAMP)
 	$(PY) -m pip_audit -r requirements-serve.txt -r requirements-train.txt
 
+## evaluate: backtests against baselines, time-to-failure scoring and the NAB runs; rewrites docs/evaluation.md
+## (about 5 min on 2 cores; trains a model first if the registry has none).
+evaluate: $(STAMP)
+	$(PY) scripts/evaluate.py $(EVALUATE_ARGS)
+
 ## images: build the serving and training images (needs a Docker engine; not run in CI).
 images:
 	docker build -f Dockerfile.serve -t pycemaker-serve .
