@@ -23,7 +23,7 @@ from serving.auth import SCHEME
 from serving.errors import register_error_handlers
 from serving.minute_cache import MinuteCache
 from serving.model_watcher import ModelState, ModelWatcher
-from serving.routes import BLUEPRINTS
+from serving.routes import BLUEPRINTS, PAGES
 from serving.schemas import ErrorSchema
 from serving.runtime import Runtime, utc_now
 from serving.status import StatusService
@@ -81,6 +81,8 @@ def create_app(
     api.spec.components.security_scheme("bearerAuth", SCHEME)
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
+    for page in PAGES:
+        app.register_blueprint(page)
     register_error_handlers(app)
 
     clock = clock or utc_now

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import send_from_directory
-from flask_smorest import Blueprint
+from flask import Blueprint, send_from_directory
 
 PAGE_DIR = Path(__file__).resolve().parents[1] / "static" / "dashboard"
 # Everything the page loads comes from this server: no CDN, no fonts, no inline script.
@@ -18,19 +17,8 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-class PageBlueprint(Blueprint):
-    """A flask-smorest blueprint that documents nothing: no paths and no tag in the OpenAPI document."""
-
-    def register_views_in_doc(self, api, app, spec, *, name, parameters):
-        # flask-smorest tags every blueprint right after this call; skip that one tag (ours) only.
-        def tag_unless_ours(tag: dict):
-            del spec.tag  # back to APISpec.tag for every later call
-            return spec if tag.get("name") == name else spec.tag(tag)
-
-        spec.tag = tag_unless_ours
-
-
-blp = PageBlueprint("dashboard", __name__, description="The live dashboard page (HTML, not part of the API).")
+# A plain Flask blueprint: registered on the app, not on the API, so the OpenAPI document never lists it.
+blp = Blueprint("dashboard", __name__)
 
 
 @blp.route("/")
