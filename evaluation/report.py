@@ -65,14 +65,19 @@ def channel_table(rows: list[dict], channel: str, methods: Sequence[str], horizo
     return _table(["horizon", "method", "MAE", "RMSE", "MASE", "P10-P90 coverage", "points"], out)
 
 
+def _mase_cell(rows: list[dict], method: str, channel: str, horizon: int) -> str:
+    """"MASE (coverage)" of one method and channel at one horizon; n/a where the method does not forecast it."""
+    r = _pick(rows, method, channel, horizon)
+    return f"{fmt(r['mase'], 2)} ({fmt(r['coverage'], percent=True)})" if r else "n/a"
+
+
 def streams_table(rows: list[dict], channels: Sequence[str], methods: Sequence[str], horizon: int = 60) -> str:
     """MASE (coverage) per channel and method at one horizon; n/a where a method does not forecast the channel."""
     out = []
     for c in channels:
         cells = [f"`{c}`"]
         for m in methods:
-            r = _pick(rows, m, c, horizon)
-            cells.append(f"{fmt(r['mase'], 2)} ({fmt(r['coverage'], percent=True)})" if r else "n/a")
+            cells.append(_mase_cell(rows, m, c, horizon))
         out.append(cells)
     return _table(["channel"] + [label(m) for m in methods], out)
 
@@ -130,8 +135,7 @@ def nab_table(results: Sequence[tuple[str, BacktestResult]], horizon: int = 60) 
         channel = res.series.channels[0]
         cells = [f"`{name}`"]
         for m in methods:
-            r = _pick(rows, m, channel, horizon)
-            cells.append(f"{fmt(r['mase'], 2)} ({fmt(r['coverage'], percent=True)})" if r else "n/a")
+            cells.append(_mase_cell(rows, m, channel, horizon))
         out.append(cells)
     return _table(["series"] + [label(m) for m in methods], out)
 
