@@ -122,6 +122,7 @@ def run(days: float, in_memory: bool) -> dict:
         "health_source": card.health_source,
         "validation_health_mae": card.metrics["health_mae"],
         "test_health_mae": card.metrics["test"]["health_mae"],
+        "gates": card.metrics.get("gates", {}),
         "onnx": {"parity_max_abs_diff": card.onnx["parity_max_abs_diff"], "size_bytes": card.onnx["size_bytes"]},
         "load_average_1m": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
     }

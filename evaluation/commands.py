@@ -97,7 +97,7 @@ def run_backtest(args: argparse.Namespace, settings: Settings) -> int:
         report.plot_forecasts(result, s.channels[-1], out / f"forecast-{slug}.png")
         if not args.no_ttf and "health" in s.channels and s.incidents:
             warmup = backtest.default_warmup(s, methods)
-            results = [ttf.score_method(m, s, ttf.TtfConfig(threshold=settings.failure_threshold), start_row=warmup)
+            results = [ttf.score_method(m, s, ttf.TtfConfig.from_settings(settings), start_row=warmup)
                        for m in methods if hasattr(m, "forecast_batch") and m.name in ("lstm", "seasonal_naive")]
             if results:
                 sys.stdout.write("### time to failure\n\n" + report.ttf_table(results) + "\n")

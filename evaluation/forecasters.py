@@ -272,6 +272,8 @@ class LstmMethod:
     settings: Settings
     name: str = "lstm"
     batch_size: int = 512
+    #: False: the network's health quantiles without the card's calibration (to measure what it does).
+    calibrated: bool = True
     _runner: object = field(default=None, repr=False)
 
     @property
@@ -280,6 +282,8 @@ class LstmMethod:
             from telemetry.forecaster import OnnxForecaster
 
             self._runner = OnnxForecaster(Path(self.models_dir), self.version, self.settings)
+            if not self.calibrated:
+                self._runner.health_offsets = None
             missing = [q for q in QUANTILES if q not in self._runner.quantiles]
             if missing:
                 raise ValueError(f"model {self.version} has no quantile(s) {missing}; it has {self._runner.quantiles}")

@@ -9,6 +9,8 @@
 3. **Backtest** of every method on it (rolling origins, horizons 15 / 60 / 180 min).
 4. **Time-to-failure** scoring of the LSTM and the seasonal naive forecast against the
    simulator's ground-truth incidents, every minute after the warm-up.
+   Then the ablation: the LSTM with and without its calibration, warnings held for 1 to 3
+   minutes (:func:`run_ablation`).
 5. **Real data.** The four NAB series are imported (``pycemaker import-csv``'s code) into a
    temporary embedded server, one database each, and backtested at their own cadence.
 6. **Report.** ``docs/evaluation.md``, ``docs/img/evaluation-*.png`` and
@@ -65,7 +67,8 @@ class EvaluationConfig:
     methods: tuple[str, ...] = forecasters.METHOD_NAMES
     nab_dir: Path = NAB_DIR
     nab_origins: int = 40
-    ttf: ttf.TtfConfig = field(default_factory=ttf.TtfConfig)
+    #: None: the product's warning rule, from settings (:meth:`ttf.TtfConfig.from_settings`).
+    ttf: ttf.TtfConfig | None = None
     #: Train even when the registry has a model (into the same registry).
     retrain: bool = False
     quick_train: bool = False
@@ -118,10 +121,8 @@ def train_model(settings: Settings, config: EvaluationConfig) -> dict[str, Any]:
             simulator.write(db, simulator.simulate(start, TRAIN_END, seed, settings), settings)
             db.client.close()
             cmd = [sys.executable, "-m", "pycemaker", "train", "--once"] + (["--quick"] if config.quick_train else [])
-            # A week is read in one go from a server in this process: allow a slow read on a busy machine.
             env = dict(os.environ, MONGO_URI=server.uri, PYCEMAKER_DATABASE="evaluation_train",
-                       PYCEMAKER_MODELS_DIR=str(Path(settings.models_dir).resolve()), PYTHONPATH=str(REPO),
-                       PYCEMAKER_MONGO_TIMEOUT_MS=str(max(settings.mongo_timeout_ms, 300_000)))
+                       PYCEMAKER_MODELS_DIR=str(Path(settings.models_dir).resolve()), PYTHONPATH=str(REPO))
             log.info("training: %s", " ".join(cmd[1:]))
             proc = subprocess.run(cmd, cwd=REPO, env=env)
             if proc.returncode == 4:
@@ -158,12 +159,50 @@ def run_heldout(settings: Settings, config: EvaluationConfig, version: str | Non
                                    progress=config.progress, workers=config.workers)
     ttf_results = []
     warmup = backtest.default_warmup(held, methods)
-    ttf_config = dataclasses.replace(config.ttf, threshold=settings.failure_threshold)
+    ttf_config = config.ttf or ttf.TtfConfig.from_settings(settings)
     for m in methods:
         if hasattr(m, "forecast_batch") and m.name in ("lstm", "seasonal_naive"):
             ttf_results.append(ttf.score_method(m, held, ttf_config, start_row=warmup))
     ttf_results.sort(key=lambda r: r.method != "lstm")
     return result, ttf_results
+
+
+def run_ablation(held: backtest.BacktestResult, ttf_results: Sequence[ttf.TtfResult], settings: Settings,
+                 version: str | None) -> list[dict[str, Any]]:
+    """What the calibration and the warning hold change: the LSTM with and without each, on the held-out weeks.
+
+    The same origins as the main backtest (60-min health RMSE and P10-P90 coverage, the two LSTM
+    variants scored on the same minutes) and the same scoring minutes for time to failure.
+    """
+    lstm = forecasters.lstm_from_registry(settings, version)
+    main_ttf = next((r for r in ttf_results if r.method == "lstm"), None)
+    if lstm is None or main_ttf is None or not lstm.card.calibration:
+        return []
+    raw = dataclasses.replace(lstm, name="lstm_uncalibrated", calibrated=False, _runner=None)
+    # Same warm-up, count and horizon as the main backtest: the same origins.
+    result = backtest.run_backtest(held.series, [lstm, raw], origins=len(held.origins), horizon_minutes=held.horizon,
+                                   warmup=int(held.origins[0]), progress=False)
+    if not np.array_equal(result.origins, held.origins):
+        raise RuntimeError("the ablation must score the main backtest's origins")
+    accuracy = {r["method"]: r for r in result.metric_rows((60,)) if r["channel"] == "health"}
+    ttf_config = main_ttf.config
+    origins = main_ttf.origins
+    rows = []
+    for method in (lstm, raw):
+        paths = ttf.health_median_paths(method, held.series, origins, ttf_config.horizon_minutes)
+        for hold in sorted({1, ttf_config.hold_minutes, ttf_config.hold_minutes + 1}):
+            scored = ttf.score(method.name, held.series.frame.index, held.series.frame["health"].to_numpy(),
+                               held.series.incidents, origins, paths, dataclasses.replace(ttf_config, hold_minutes=hold))
+            summary = scored.incident_summary()
+            rows.append({
+                "method": method.name, "calibrated": method.calibrated, "hold_minutes": hold,
+                "rmse_60": accuracy[method.name]["rmse"], "coverage_60": accuracy[method.name]["coverage"],
+                "warned_share_new_failure": summary["warned_share_new_failure"],
+                "warned_share_predictable": summary["warned_share_predictable"],
+                "false_alarms": scored.false_alarms, "false_alarms_per_24_healthy_hours": scored.false_alarms_per_day,
+                "precision": scored.precision, "recall": scored.recall,
+            })
+    return rows
 
 
 # --- 5. real data -----------------------------------------------------------------------------
@@ -264,18 +303,23 @@ def run(settings: Settings, config: EvaluationConfig) -> dict[str, Any]:
     held, ttf_results = run_heldout(settings, config, version)
     timings["heldout"] = time.perf_counter() - t
     t = time.perf_counter()
+    ablation = run_ablation(held, ttf_results, settings, version)
+    timings["ablation"] = time.perf_counter() - t
+    t = time.perf_counter()
     nab = run_nab(settings, config, version)
     timings["nab"] = time.perf_counter() - t
     bars = quality_bars(held, ttf_results, nab)
     card = registry.read_card(settings.models_dir, version) if version else None
     payload = {
         "generated_at": dt.datetime.now(UTC).isoformat(timespec="seconds"),
-        "model": {"version": version, **model_info,
+        "model": {"version": version, **model_info, "status": card.status if card else None,
+                  "reason": card.reason if card else None,
                   "card_metrics": card.metrics if card else None, "card_training": card.training if card else None,
                   "data_range": card.data_range if card else None},
         "heldout": {**report.backtest_payload(held, config.horizons), "seed": config.heldout_seed,
                     "incidents": held.series.incidents},
         "ttf": [r.to_dict() for r in ttf_results],
+        "ablation": ablation,
         "nab": [{"name": name, **report.backtest_payload(res, config.horizons)} for name, res in nab],
         "quality_bars": bars,
         "seconds": {k: round(v, 1) for k, v in timings.items()} | {"total": round(time.perf_counter() - began, 1)},
@@ -325,4 +369,4 @@ def write_markdown(config, payload, held, ttf_results, nab, bars, images) -> Pat
 
 
 __all__ = ["EvaluationConfig", "HELDOUT_SEED", "NAB_FILES", "ensure_model", "train_model", "heldout_series",
-           "run_heldout", "run_nab", "quality_bars", "run"]
+           "run_heldout", "run_ablation", "run_nab", "quality_bars", "run"]

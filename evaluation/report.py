@@ -19,6 +19,7 @@ LABELS = {
     "sarimax": "SARIMAX",
     "autoets": "AutoETS (MSTL)",
     "lstm": "LSTM (ONNX)",
+    "lstm_uncalibrated": "LSTM, uncalibrated",
 }
 COLOURS = {"persistence": "#999999", "seasonal_naive": "#1f77b4", "sarimax": "#ff7f0e", "autoets": "#2ca02c", "lstm": "#d62728"}
 

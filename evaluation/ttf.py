@@ -10,7 +10,10 @@ Definitions (also in docs/evaluation.md):
   ``failure_time`` is an *incident* episode.
 - **forecast crossing** at a scoring minute t: the first minute of the P50 health forecast
   from origin t that is at or below the threshold (none within the horizon: no crossing).
-- **warning** at t: a crossing within ``lookahead_minutes`` (30) of t. Minutes where the
+- **warning** at t: a crossing within ``lookahead_minutes`` (30) of t in the forecasts of t
+  and the ``hold_minutes - 1`` scoring minutes before it (2 in all: the product's alert,
+  PycemakerFailurePredictedSoon, fires when the condition has held for a minute; both numbers
+  come from settings, ``warning_minutes`` and ``warning_hold_minutes``). Minutes where the
   system is already failing (the minute before t failed) are not scored: a warning is about
   a failure to come.
 - **lead time** of an episode: how long before its onset warnings had been issued without
@@ -50,12 +53,15 @@ import pandas as pd
 
 from evaluation.forecasters import MID
 from evaluation.series import EvalSeries
+from telemetry.settings import Settings
 
 
 @dataclass(frozen=True)
 class TtfConfig:
     threshold: float = 0.3
     lookahead_minutes: int = 30
+    #: A warning stands once the crossing has been forecast from this many consecutive scoring minutes.
+    hold_minutes: int = 2
     #: How far ahead a forecast crossing is searched (the model's horizon).
     horizon_minutes: int = 180
     merge_gap_minutes: int = 2
@@ -64,6 +70,14 @@ class TtfConfig:
     min_lead_minutes: int = 10
     #: Warnings that begin this soon after a failure ends are that failure's tail, not false alarms.
     settle_minutes: int = 5
+
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> "TtfConfig":
+        """The product's warning rule: threshold, lookahead and hold from settings (one configuration)."""
+        values = dict(threshold=settings.failure_threshold, lookahead_minutes=settings.warning_minutes,
+                      hold_minutes=settings.warning_hold_minutes)
+        return cls(**{**values, **overrides})
 
 
 def _minute(t: Any) -> pd.Timestamp:
@@ -104,6 +118,20 @@ def crossings(median_paths: np.ndarray, threshold: float) -> np.ndarray:
     below = np.asarray(median_paths) <= threshold
     first = np.argmax(below, axis=1).astype(float)
     return np.where(below.any(axis=1), first, np.nan)
+
+
+def held(condition: np.ndarray, origins: np.ndarray, hold: int) -> np.ndarray:
+    """``condition`` at each scoring minute and at the ``hold - 1`` before it, all consecutive (one stride apart)."""
+    condition = np.asarray(condition, dtype=bool)
+    if hold <= 1 or len(origins) < 2:
+        return condition if hold <= 1 else np.zeros_like(condition)
+    stride = int(np.min(np.diff(origins)))
+    out = condition.copy()
+    for k in range(1, hold):
+        earlier = np.zeros_like(condition)
+        earlier[k:] = condition[:-k] & (origins[k:] - origins[:-k] == k * stride)
+        out &= earlier
+    return out
 
 
 def health_median_paths(method, series: EvalSeries, origins: np.ndarray, horizon: int, chunk: int = 1000) -> np.ndarray:
@@ -224,7 +252,7 @@ def score(
     n_times = len(times)
     origins = np.asarray(origins, dtype=int)
     cross = crossings(median_paths, thr)
-    warn = cross < look
+    warn = held(cross < look, origins, config.hold_minutes)
     already = np.concatenate([[False], failing[:-1]])[origins]
     scored = ~already & known[np.maximum(origins - 1, 0)]
     first_scored, last_scored = int(origins.min()), int(origins.max())
@@ -422,5 +450,5 @@ def score_method(method, series: EvalSeries, config: TtfConfig = TtfConfig(), st
     return score(method.name, series.frame.index, series.frame["health"].to_numpy(), series.incidents, origins, paths, config)
 
 
-__all__ = ["TtfConfig", "TtfResult", "IncidentScore", "failing_minutes", "episodes", "crossings", "score", "score_method",
+__all__ = ["TtfConfig", "TtfResult", "IncidentScore", "failing_minutes", "episodes", "crossings", "held", "score", "score_method",
            "health_median_paths"]

@@ -346,7 +346,10 @@ class ModelSummarySchema(Schema):
     horizon_minutes = fields.Integer(metadata=_doc("Horizon H, minutes.", 180))
     quantiles = fields.List(fields.Float(), metadata=_doc("Quantile levels.", [0.1, 0.5, 0.9]))
     health_source = fields.String(metadata=_doc("`direct`: the network forecasts health; `derived`: scored from forecast streams.", "direct"))
-    metrics = fields.Dict(metadata=_doc("Scores from training (see the model card).", {"test": {"health_mae": 0.05}}))
+    metrics = fields.Dict(metadata=_doc(
+        "Scores from training (see the model card); `gates`: the figures the promotion gates judged on the held-back test windows.",
+        {"gates": {"horizon_minutes": 60, "health_rmse": 0.044, "seasonal_naive_ratio": 0.48, "coverage": 0.8}},
+    ))
 
 
 class ModelListSchema(Schema):
@@ -362,6 +365,10 @@ class ModelCardSchema(ModelSummarySchema):
     scaling = fields.Dict(metadata=_doc("Per-target scaling fitted on the training data.", {"channels": ["cpu"], "mean": [0.3], "std": [0.2], "log1p": [False]}))
     data_range = fields.Dict(metadata=_doc("Training data span.", {"start": "2026-02-22T09:00:00+00:00", "end": "2026-03-01T09:00:00+00:00"}))
     training = fields.Dict(metadata=_doc("How it was trained.", {"epochs": 30}))
+    calibration = fields.Dict(metadata=_doc(
+        "Offsets added to the health quantiles (split-conformal, per lead and quantile, fitted on the validation windows); empty: none.",
+        {"health": {"method": "split-conformal per quantile and lead", "validation_windows": 1212, "offsets": [[-0.004, 0.001, 0.006]]}},
+    ))
     format_version = fields.Integer(metadata=_doc("Registry format.", 1))
     onnx = fields.Dict(metadata=_doc("ONNX input and output names.", {"input": "window", "output": "quantiles"}))
 

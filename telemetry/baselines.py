@@ -84,4 +84,13 @@ def mae(forecast: np.ndarray, actual: np.ndarray, mask: np.ndarray | None = None
     return float(np.mean(np.abs(forecast[mask] - actual[mask])))
 
 
-__all__ = ["SEASON_MINUTES", "persistence", "seasonal_naive", "common_mask", "mae"]
+def rmse(forecast: np.ndarray, actual: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Root mean squared error over ``mask`` (default: wherever both are known); NaN if nothing to score."""
+    if mask is None:
+        mask = common_mask(actual, forecast)
+    if not mask.any():
+        return float("nan")
+    return float(np.sqrt(np.mean((forecast[mask] - actual[mask]) ** 2)))
+
+
+__all__ = ["SEASON_MINUTES", "persistence", "seasonal_naive", "common_mask", "mae", "rmse"]

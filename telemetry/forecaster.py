@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from telemetry import registry
+from telemetry import calibration, registry
 from telemetry.catalogue import flag_of
 from telemetry.health import MAX_FLAG_SUM
 from telemetry.settings import Settings
@@ -75,6 +75,7 @@ class OnnxForecaster:
         self.settings = settings
         self.scaling = Scaling.from_dict(self.card.scaling)
         self.quantiles = tuple(self.card.quantiles)
+        self.health_offsets = calibration.from_card(self.card.calibration)
         path = registry.model_path(models_dir, version)
         try:
             self.session = ort.InferenceSession(
@@ -98,8 +99,8 @@ class OnnxForecaster:
         return self.session.run([self._output], {self._input: windows.astype(np.float32, copy=False)})[0]
 
     def to_original(self, scaled: np.ndarray) -> np.ndarray:
-        """[B, H, T, Q] scaled -> original units, bounded, quantiles sorted, health per the card."""
-        return to_original(scaled, self.scaling, self.card.health_source, self.settings)
+        """[B, H, T, Q] scaled -> original units, bounded, quantiles sorted, health per the card (source, calibration)."""
+        return to_original(scaled, self.scaling, self.card.health_source, self.settings, self.health_offsets)
 
     def forecast(self, frame: pd.DataFrame, origin: pd.Timestamp, horizon_minutes: int | None = None) -> Forecast:
         """Forecast from the ``input_minutes`` of ``frame`` before ``origin``.
@@ -127,8 +128,15 @@ class OnnxForecaster:
         return Forecast(origin, times, self.quantiles, values, self.version)
 
 
-def to_original(scaled: np.ndarray, scaling: Scaling, health_source: str, settings: Settings) -> np.ndarray:
-    """[B, H, T, Q] scaled -> original units, bounded, quantiles sorted, health per ``health_source``.
+def to_original(
+    scaled: np.ndarray,
+    scaling: Scaling,
+    health_source: str,
+    settings: Settings,
+    health_offsets: np.ndarray | None = None,
+) -> np.ndarray:
+    """[B, H, T, Q] scaled -> original units, bounded, quantiles sorted, health per ``health_source``,
+    then calibrated by ``health_offsets`` [H, Q] (:mod:`telemetry.calibration`; None: as the network says).
 
     A function (not only a method) so the trainer scores a candidate exactly as serving will run it.
     """
@@ -139,6 +147,7 @@ def to_original(scaled: np.ndarray, scaling: Scaling, health_source: str, settin
     values = np.sort(values, axis=-1)  # quantiles never cross
     if health_source == "derived":
         values[:, :, HEALTH, :] = derive_health(values, settings)
+    values[:, :, HEALTH, :] = calibration.apply(values[:, :, HEALTH, :], health_offsets, BOUNDS["health"])
     return values
 
 

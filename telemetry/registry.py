@@ -56,6 +56,8 @@ class ModelCard:
     #: "direct": the network's health output is served; "derived": health is scored from forecast streams.
     health_source: str = "direct"
     data_range: dict[str, str] = field(default_factory=dict)
+    #: Offsets added to the health quantiles (telemetry.calibration); empty: none.
+    calibration: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     status: str = STATUS_CANDIDATE

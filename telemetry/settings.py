@@ -75,6 +75,23 @@ class Settings:
     train_threads: int = 1
     #: Wall-clock budget of one fit in seconds; the best epoch so far is kept (0: no limit).
     train_budget_s: float = 180.0
+    #: How long the trainer waits on one database read (a week of samples; ~20 s from the embedded
+    #: server on a busy 2-core box) before the run fails.
+    train_read_timeout_s: float = 300.0
+    #: Promotion gates (training/gates.py), the same comparison as the evaluation's quality bars
+    #: (docs/evaluation.md), on the held-back test windows: health RMSE over the first
+    #: ``gate_horizon_minutes`` (or the model's horizon, if shorter) at most ``gate_naive_ratio`` x seasonal naive's, and the P10-P90
+    #: band's coverage within ``gate_coverage``.
+    gate_horizon_minutes: int = 60
+    gate_naive_ratio: float = 0.8
+    gate_coverage: tuple[float, float] = (0.7, 0.9)
+
+    # --- Warnings ------------------------------------------------------------
+    #: A warning: the P50 health forecast crosses the failure threshold within ``warning_minutes``,
+    #: in ``warning_hold_minutes`` consecutive minutes' forecasts (the PycemakerFailurePredictedSoon
+    #: alert, deploy/prometheus/alerts.yml; scored by evaluation/ttf.py).
+    warning_minutes: int = 30
+    warning_hold_minutes: int = 2
 
     # --- Serving -----------------------------------------------------------
     host: str = "127.0.0.1"
@@ -189,6 +206,13 @@ def _validate(s: Settings) -> None:
         raise SettingsError("grid_seconds and alignment_tolerance_s must be positive")
     if list(s.quantiles) != sorted(s.quantiles) or not all(0 < q < 1 for q in s.quantiles):
         raise SettingsError("quantiles must be increasing and within (0, 1)")
+    low, high = s.gate_coverage
+    if not 0.0 <= low <= high <= 1.0:
+        raise SettingsError(f"gate_coverage must be two shares low <= high within [0, 1], got {s.gate_coverage}")
+    if s.gate_horizon_minutes <= 0 or s.gate_naive_ratio <= 0:
+        raise SettingsError("gate_horizon_minutes and gate_naive_ratio must be positive")
+    if s.warning_minutes <= 0 or s.warning_hold_minutes < 1:
+        raise SettingsError("warning_minutes must be positive and warning_hold_minutes at least 1")
 
 
 def load_settings(

@@ -80,14 +80,20 @@ def resolve_uri(settings: Settings, *, autostart: bool = True) -> str:
     return embedded_uri(settings)
 
 
-def connect(settings: Settings, *, autostart: bool = True, check: bool = True) -> Database:
-    """A handle on the pycemaker database. Raises :class:`DatabaseUnavailable` quickly if down."""
+def connect(
+    settings: Settings, *, autostart: bool = True, check: bool = True, socket_timeout_ms: int | None = None
+) -> Database:
+    """A handle on the pycemaker database. Raises :class:`DatabaseUnavailable` quickly if down.
+
+    ``socket_timeout_ms``: how long one operation may wait for the server (default 30 s); the
+    trainer, which reads a week in one go, passes ``train_read_timeout_s``.
+    """
     uri = resolve_uri(settings, autostart=autostart)
     client: MongoClient = MongoClient(
         uri,
         serverSelectionTimeoutMS=settings.mongo_timeout_ms,
         connectTimeoutMS=settings.mongo_timeout_ms,
-        socketTimeoutMS=max(30_000, settings.mongo_timeout_ms),
+        socketTimeoutMS=max(socket_timeout_ms or 30_000, settings.mongo_timeout_ms),
         tz_aware=True,
         tzinfo=UTC,
         appname="pycemaker",

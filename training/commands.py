@@ -72,7 +72,7 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
                   "the scheduler trains in one process")
         return 2
     settings = override(settings, train_days=args.days, max_epochs=args.max_epochs)
-    db = store.connect(settings)
+    db = store.connect(settings, socket_timeout_ms=int(settings.train_read_timeout_s * 1000))
     if args.schedule:
         from training.scheduler import run_schedule
 
@@ -111,14 +111,14 @@ def format_versions(settings: Settings) -> str:
     if not cards:
         return f"no models in {settings.models_dir}: run `pycemaker train --once`\n"
     current = registry.current_version(settings.models_dir)
-    lines = [f"{'':1} {'version':<26} {'created (UTC)':<17} {'status':<9} {'health MAE':>10} {'naive':>7}  source    reason"]
+    lines = [f"{'':1} {'version':<26} {'created (UTC)':<17} {'status':<9} {'RMSE':>7} {'x naive':>7} {'band':>5}  source    reason"]
+    fmt = lambda v, spec: format(v, spec) if isinstance(v, (int, float)) else "-"  # noqa: E731
     for card in cards:
-        mae = card.metrics.get("health_mae", {})
-        fmt = lambda v: f"{v:.4f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
+        gate = card.metrics.get("gates", {})  # the held-back test figures the gates judged (cards before: "-")
         lines.append(
             f"{'*' if card.version == current else ' '} {card.version:<26} {card.created_at[:16].replace('T', ' '):<17} "
-            f"{card.status:<9} {fmt(mae.get('model')):>10} {fmt(mae.get('seasonal_naive')):>7}  {card.health_source:<8}  "
-            f"{card.reason[:80]}"
+            f"{card.status:<9} {fmt(gate.get('health_rmse'), '.4f'):>7} {fmt(gate.get('seasonal_naive_ratio'), '.2f'):>7} "
+            f"{fmt(gate.get('coverage'), '.0%'):>5}  {card.health_source:<8}  {card.reason[:80]}"
         )
     return "\n".join(lines) + "\n"
 

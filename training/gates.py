@@ -1,27 +1,34 @@
-"""Scoring on the validation windows, and the promotion gates.
+"""Scoring on the validation and test windows, and the promotion gates.
 
 Torch-free: the candidate's forecasts arrive as numpy arrays, the current model is run by
 :class:`telemetry.forecaster.OnnxForecaster` exactly as serving runs it, and the baselines
 come from :mod:`telemetry.baselines`. Every method is scored on the same windows and the
 same minutes (observed, and forecast by every method).
 
+The windows are the held-back **test** block: validation already chose the epoch, the health
+source and the calibration (:mod:`telemetry.calibration`), so it is not used to judge. The
+comparison is the evaluation's quality bar (docs/evaluation.md), with the thresholds from
+settings: over the first ``gate_horizon_minutes`` (G, 60) of each window, pooled.
+
 A candidate is promoted only if all of these hold:
 
 1. ``onnx.checker`` accepts it and it honours the contract (checked at export);
 2. onnxruntime matches torch on held-back windows: max abs diff <= 1e-4;
-3. its validation health MAE is lower than seasonal naive's;
-4. its validation health MAE is lower than the current model's on the same windows (by more
+3. its health RMSE over G is at most ``gate_naive_ratio`` (0.8) x seasonal naive's;
+4. its calibrated P10-P90 health band covers a share of the observations within
+   ``gate_coverage`` (70-90%) over G;
+5. its health RMSE over G is lower than the current model's on the same windows (by more
    than float noise, :data:`CURRENT_MODEL_MARGIN`).
    With no current model this holds trivially. A current model that cannot be run on
    these windows (its card lists other input features, or it cannot be loaded) is not
    comparable: the gate holds and the reason says why. A current model with another
-   L or H is run with its own L and scaling at the same origins and compared on the
-   horizon minutes both forecast.
+   L or H is run with its own L, scaling and calibration at the same origins and compared
+   on the minutes both forecast.
 
 One relaxation, for ``pycemaker train --quick`` on a fresh install only (``bootstrap``): when
-there is no current model at all, a quick candidate that passes gates 1 and 2 but not gate 3
-is still promoted, so the API has a model; the reason says the seasonal-naive gate was waived.
-The next scheduled run must then beat both seasonal naive and that quick model.
+there is no current model at all, a quick candidate that passes gates 1 and 2 but not 3 or 4
+is still promoted, so the API has a model; the reason says which gates were waived.
+The next scheduled run must then pass them all and beat that quick model.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from telemetry import baselines, registry
+from telemetry import baselines, calibration, registry
 from telemetry.forecaster import OnnxForecaster, derive_health, to_original
 from telemetry.settings import Settings
 from telemetry.windows import FEATURES, HEALTH, TARGETS, Scaling, feature_matrix, windows
@@ -53,6 +60,11 @@ def median_index(quantiles: tuple[float, ...]) -> int:
 def horizon_actuals(values: np.ndarray, origins: np.ndarray, horizon_minutes: int) -> np.ndarray:
     """[N, H, T] realised values (original units, NaN where missing) for each origin's horizon."""
     return values[origins[:, None] + np.arange(horizon_minutes)[None, :]]
+
+
+def gate_minutes(horizon_minutes: int, settings: Settings) -> int:
+    """G: the leads the gates score (the model's horizon, if shorter than ``gate_horizon_minutes``)."""
+    return min(settings.gate_horizon_minutes, horizon_minutes)
 
 
 def _by_hour(forecast: np.ndarray, actual: np.ndarray, mask: np.ndarray) -> list[float]:
@@ -95,19 +107,22 @@ def validate(
     input_minutes: int,
     settings: Settings,
     health_source: str | None = None,
+    health_offsets: np.ndarray | None = None,
 ) -> Validation:
     """Score the candidate's scaled forecasts [N, H, T, Q] at ``origins`` against the baselines.
 
     ``values`` [time, T] are the frame's targets in original units. Chooses the health source
     (direct or derived from the forecast streams) with the lower MAE, unless ``health_source``
-    is given (scoring the test windows with the source validation chose).
+    is given (scoring the test windows with the source validation chose). ``health_offsets``:
+    the calibration (:mod:`telemetry.calibration`), applied to the health of either source.
     """
     horizon = scaled.shape[1]
-    forecast = to_original(scaled, scaling, "direct", settings)
+    forecast = to_original(scaled, scaling, "direct", settings, health_offsets)
+    derived = calibration.apply(derive_health(forecast, settings), health_offsets)
     actual = horizon_actuals(values, origins, horizon)
     naive = baselines.seasonal_naive(values, origins, input_minutes, horizon)
     persist = baselines.persistence(values, origins, input_minutes, horizon)
-    v = Validation(origins, forecast, actual, naive, persist, tuple(quantiles), derive_health(forecast, settings))
+    v = Validation(origins, forecast, actual, naive, persist, tuple(quantiles), derived)
     mid = median_index(v.quantiles)
 
     h_actual = actual[:, :, HEALTH]
@@ -136,6 +151,7 @@ def validate(
             "nominal_coverage": round(v.quantiles[-1] - v.quantiles[0], 4),
             "coverage": float(inside[mask].mean()) if mask.any() else float("nan"),
         },
+        "gate": gate_scores(v, settings),
         "stream_mae": {},
     }
     for t, name in enumerate(TARGETS):
@@ -148,6 +164,25 @@ def validate(
             "persistence": baselines.mae(persist[:, :, t], actual[:, :, t], m),
         }
     return v
+
+
+def gate_scores(v: Validation, settings: Settings) -> dict[str, Any]:
+    """Health RMSE of the candidate and the baselines, and the band's coverage, over the first G leads."""
+    g = gate_minutes(v.actual.shape[1], settings)
+    h_actual = v.actual[:, :g, HEALTH]
+    naive, persist = v.seasonal_naive[:, :g, HEALTH], v.persistence[:, :g, HEALTH]
+    mask = baselines.common_mask(h_actual, naive, persist)
+    band = v.health()[:, :g]
+    inside = (h_actual >= band[:, :, 0]) & (h_actual <= band[:, :, -1])
+    return {
+        "horizon_minutes": g,
+        "health_rmse": {
+            "model": baselines.rmse(v.health_median()[:, :g], h_actual, mask),
+            "seasonal_naive": baselines.rmse(naive, h_actual, mask),
+            "persistence": baselines.rmse(persist, h_actual, mask),
+        },
+        "coverage": float(inside[mask].mean()) if mask.any() else float("nan"),
+    }
 
 
 class NotComparable(Exception):
@@ -186,16 +221,17 @@ class Decision:
 
 
 def decide(
-    validation: Validation,
+    held_back: Validation,
     parity_max_abs_diff: float,
     parity_tolerance: float,
     current: tuple[str, np.ndarray] | tuple[str, NotComparable] | None,
+    settings: Settings,
     bootstrap: bool = False,
 ) -> Decision:
-    """Apply gates 2-4 (gate 1, the checker, already passed when this runs).
+    """Apply gates 2-5 (gate 1, the checker, already passed when this runs) on the held-back windows.
 
     ``current``: None with no current model, else (version, its median health [N, H'] at the
-    validation origins) or (version, the reason it is not comparable). ``bootstrap``: see the
+    same origins) or (version, the reason it is not comparable). ``bootstrap``: see the
     module doc (honoured only when ``current`` is None).
     """
     failed: list[str] = []
@@ -204,19 +240,26 @@ def decide(
     checks: dict[str, Any] = {"parity_max_abs_diff": parity_max_abs_diff, "parity_tolerance": parity_tolerance}
     if not (np.isfinite(parity_max_abs_diff) and parity_max_abs_diff <= parity_tolerance):
         failed.append(f"ONNX parity {parity_max_abs_diff:.2e} > {parity_tolerance:.0e}")
+    waivable = waived if bootstrap and current is None else failed
 
-    h_actual = validation.actual[:, :, HEALTH]
-    model_h = validation.health_median()
-    naive_h = validation.seasonal_naive[:, :, HEALTH]
-    mask = baselines.common_mask(h_actual, naive_h, validation.persistence[:, :, HEALTH])
-    model_mae = baselines.mae(model_h, h_actual, mask)
-    naive_mae = baselines.mae(naive_h, h_actual, mask)
-    checks.update(health_mae=model_mae, seasonal_naive_health_mae=naive_mae)
-    if not np.isfinite(model_mae):
-        failed.append("no observed health minute in the validation windows")
-    elif not model_mae < naive_mae:
-        message = f"validation health MAE {model_mae:.4f} is not below seasonal naive's {naive_mae:.4f}"
-        (waived if bootstrap and current is None else failed).append(message)
+    scores = gate_scores(held_back, settings)
+    g = scores["horizon_minutes"]
+    model_rmse, naive_rmse = scores["health_rmse"]["model"], scores["health_rmse"]["seasonal_naive"]
+    ratio = model_rmse / naive_rmse if naive_rmse > 0 else float("inf")
+    coverage = scores["coverage"]
+    low, high = settings.gate_coverage
+    checks.update(
+        horizon_minutes=g, health_rmse=model_rmse, seasonal_naive_health_rmse=naive_rmse, seasonal_naive_ratio=ratio,
+        max_seasonal_naive_ratio=settings.gate_naive_ratio, coverage=coverage, coverage_range=[low, high],
+    )
+    if not np.isfinite(model_rmse):
+        failed.append("no observed health minute in the held-back windows")
+    else:
+        if not ratio <= settings.gate_naive_ratio:
+            waivable.append(f"{g}-min health RMSE {model_rmse:.4f} is {ratio:.2f} x seasonal naive's {naive_rmse:.4f}"
+                            f" (at most {settings.gate_naive_ratio:.2f})")
+        if not low <= coverage <= high:
+            waivable.append(f"P10-P90 coverage {coverage:.1%} is outside {low:.0%}-{high:.0%}")
 
     if current is None:
         notes.append("no current model")
@@ -228,13 +271,16 @@ def decide(
             notes.append(f"current model {version} not comparable: {result}")
             checks["current_model"]["not_comparable"] = str(result)
         else:
-            steps = min(result.shape[1], model_h.shape[1])
-            overlap = mask[:, :steps] & np.isfinite(result[:, :steps])
-            ours = baselines.mae(model_h[:, :steps], h_actual[:, :steps], overlap)
-            theirs = baselines.mae(result[:, :steps], h_actual[:, :steps], overlap)
-            checks["current_model"].update(health_mae=theirs, candidate_health_mae=ours, horizon_minutes_compared=steps)
+            steps = min(result.shape[1], g)
+            h_actual = held_back.actual[:, :steps, HEALTH]
+            overlap = baselines.common_mask(
+                h_actual, held_back.seasonal_naive[:, :steps, HEALTH], held_back.persistence[:, :steps, HEALTH], result[:, :steps]
+            )
+            ours = baselines.rmse(held_back.health_median()[:, :steps], h_actual, overlap)
+            theirs = baselines.rmse(result[:, :steps], h_actual, overlap)
+            checks["current_model"].update(health_rmse=theirs, candidate_health_rmse=ours, horizon_minutes_compared=steps)
             if not ours < theirs - CURRENT_MODEL_MARGIN:
-                failed.append(f"validation health MAE {ours:.4f} is not below the current model {version}'s {theirs:.4f}")
+                failed.append(f"{steps}-min health RMSE {ours:.4f} is not below the current model {version}'s {theirs:.4f}")
             else:
                 notes.append(f"beats current model {version} ({ours:.4f} < {theirs:.4f} over {steps} min)")
 
@@ -242,8 +288,9 @@ def decide(
         return Decision(False, "; ".join(failed), checks)
     if waived:
         checks["waived"] = waived
-        summary = f"bootstrap (quick model, no current model): seasonal-naive gate waived ({waived[0]})"
+        summary = f"bootstrap (quick model, no current model): gates waived ({'; '.join(waived)})"
     else:
-        summary = f"health MAE {model_mae:.4f} < seasonal naive {naive_mae:.4f}"
+        summary = (f"{g}-min health RMSE {model_rmse:.4f} = {ratio:.2f} x seasonal naive's {naive_rmse:.4f}, "
+                   f"P10-P90 coverage {coverage:.1%}")
     summary += f"; parity {parity_max_abs_diff:.1e}"
     return Decision(True, "; ".join([summary] + notes), checks)

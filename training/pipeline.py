@@ -34,11 +34,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from telemetry import frames, registry, store, training_runs
+from telemetry import calibration, frames, registry, store, training_runs
 from telemetry.catalogue import STREAMS
 from telemetry.health import floor_minute
 from telemetry.settings import Settings
-from telemetry.windows import FEATURES, TARGETS
+from telemetry.windows import FEATURES, HEALTH, TARGETS
 from training import gates
 from training.datamodule import NotEnoughData, WindowDataModule
 from training.export import ExportError, ExportReport, export_and_verify
@@ -147,6 +147,8 @@ class Candidate:
     onnx_path: Path
     card: registry.ModelCard
     validation: gates.Validation
+    #: The held-back windows the gates judge on.
+    test: gates.Validation
     export: ExportReport
     fit: FitResult
     data: WindowDataModule
@@ -268,20 +270,25 @@ def build_candidate(
     if stop is not None and stop.is_set():
         raise RunStopped("stopped while fitting")
 
-    def score(windows_, health_source=None) -> gates.Validation:
+    def predict(windows_) -> np.ndarray:
         with torch.no_grad():
-            scaled = torch.cat(
+            return torch.cat(
                 [fitted.model(torch.from_numpy(windows_.inputs[i : i + 512])) for i in range(0, len(windows_), 512)]
             ).numpy()
+
+    def score(scaled, windows_, health_source=None, offsets=None) -> gates.Validation:
         return gates.validate(
             scaled, data.values, windows_.origins, data.scaling, tuple(settings.quantiles),
-            settings.input_minutes, settings, health_source=health_source,
+            settings.input_minutes, settings, health_source=health_source, health_offsets=offsets,
         )
 
-    validation = score(data.validation)
-    # The held-back test windows: no choice was made on them, so this is the unbiased figure.
-    test = score(data.test, validation.health_source).metrics
-    test_metrics = {"windows": test["validation_windows"], "health_mae": test["health_mae"], "health_band": test["health_band"]}
+    # Validation chooses the health source and calibrates the health quantiles on its residuals ...
+    val_scaled, test_scaled = predict(data.validation), predict(data.test)
+    raw = score(val_scaled, data.validation)
+    offsets = calibration.conformal_offsets(raw.health(), raw.actual[:, :, HEALTH], settings.quantiles)
+    validation = score(val_scaled, data.validation, raw.health_source, offsets)
+    # ... and the held-back test windows, where no choice was made, judge the candidate (training/gates.py).
+    test = score(test_scaled, data.test, raw.health_source, offsets)
     scored = time.perf_counter()
     onnx_path = workdir / registry.MODEL
     report = export_and_verify(
@@ -301,7 +308,13 @@ def build_candidate(
         scaling=data.scaling.to_dict(),
         health_source=validation.health_source,
         data_range=data.data_range(),
-        metrics={**validation.metrics, "val_pinball_loss": fitted.best_val_loss, "test": test_metrics},
+        calibration=calibration.to_card(offsets, len(data.validation)),
+        metrics={
+            **validation.metrics,
+            "uncalibrated": {"health_mae": raw.metrics["health_mae"]["model"], "health_band": raw.metrics["health_band"]},
+            "val_pinball_loss": fitted.best_val_loss,
+            "test": test.metrics,
+        },
         training={
             "seconds": round(time.perf_counter() - began, 2),
             "fit_seconds": round(fitted.fit_seconds, 2),
@@ -323,11 +336,11 @@ def build_candidate(
         },
         onnx=report.to_dict(),
     )
-    return Candidate(onnx_path, card, validation, report, fitted, data)
+    return Candidate(onnx_path, card, validation, test, report, fitted, data)
 
 
 def judge(candidate: Candidate, frame: pd.DataFrame, settings: Settings, bootstrap: bool = False) -> gates.Decision:
-    """Run the gates against seasonal naive and the current model, on the candidate's validation windows.
+    """Run the gates against seasonal naive and the current model, on the candidate's held-back test windows.
 
     ``bootstrap``: a quick run on a fresh install (see :mod:`training.gates`).
     """
@@ -336,14 +349,14 @@ def judge(candidate: Candidate, frame: pd.DataFrame, settings: Settings, bootstr
     if current_version:
         try:
             health = gates.current_model_health(
-                settings.models_dir, current_version, frame, candidate.validation.origins, settings
+                settings.models_dir, current_version, frame, candidate.test.origins, settings
             )
             current = (current_version, health)
         except gates.NotComparable as exc:
             current = (current_version, exc)
     return gates.decide(
-        candidate.validation, candidate.export.parity_max_abs_diff, candidate.card.onnx["parity_tolerance"], current,
-        bootstrap=bootstrap,
+        candidate.test, candidate.export.parity_max_abs_diff, candidate.card.onnx["parity_tolerance"], current,
+        settings, bootstrap=bootstrap,
     )
 
 
@@ -396,7 +409,7 @@ def train_once(
         if not lock.acquire():
             raise TrainingBusy(f"another training run holds {lock.path}")
     try:
-        db = db if db is not None else store.connect(settings)
+        db = db if db is not None else store.connect(settings, socket_timeout_ms=int(settings.train_read_timeout_s * 1000))
         abandoned = training_runs.fail_abandoned_runs(db)
         if abandoned:
             log.warning("marked %d abandoned run(s) as failed", abandoned)
@@ -427,7 +440,7 @@ def _follow(settings: Settings, db, days: float | None, config: FitConfig) -> Ru
     """A distributed run's process other than rank zero: read the same minutes and train. The lock, the run
     record, the export, the gates and the registry are rank zero's alone."""
     began = time.perf_counter()
-    db = db if db is not None else store.connect(settings)
+    db = db if db is not None else store.connect(settings, socket_timeout_ms=int(settings.train_read_timeout_s * 1000))
     days = settings.train_days if days is None else days
     frame = load_training_frame(db, settings, days, end=pinned_data_end())
     fit(window_data(frame, settings, config), tuple(settings.quantiles), config, progress_bar=False)
@@ -477,6 +490,7 @@ def _run(settings, db, days, config, quick, trigger, progress_bar, stop) -> RunR
     promoted = card.status == registry.STATUS_PROMOTED
     metrics = {
         "health_mae": card.metrics["health_mae"],
+        "test_gate": card.metrics["test"]["gate"],
         "health_source": card.health_source,
         "parity_max_abs_diff": card.onnx["parity_max_abs_diff"],
         "epochs": card.training["epochs"],
@@ -509,9 +523,14 @@ def _sci(value: Any) -> str:
 def summarise(card: registry.ModelCard) -> str:
     """One line per headline figure, for the terminal."""
     h = card.metrics.get("health_mae", {})
+    gate = card.metrics.get("test", {}).get("gate", {})
+    rmse = gate.get("health_rmse", {})
     fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.4f}"  # noqa: E731
+    coverage = gate.get("coverage")
     return (
         f"version {card.version}: {card.status} ({card.reason})\n"
+        f"  held-back test, {gate.get('horizon_minutes')} min: health RMSE model {fmt(rmse.get('model'))}, seasonal naive "
+        f"{fmt(rmse.get('seasonal_naive'))}; P10-P90 coverage {'n/a' if coverage is None else f'{coverage:.1%}'}\n"
         f"  validation health MAE: model {fmt(h.get('model'))} ({card.health_source}; direct {fmt(h.get('direct'))}, "
         f"derived {fmt(h.get('derived'))}), seasonal naive {fmt(h.get('seasonal_naive'))}, persistence {fmt(h.get('persistence'))}\n"
         f"  {card.training.get('epochs')} epochs, {card.training.get('epoch_seconds_mean')} s/epoch on {card.training.get('device')}, "

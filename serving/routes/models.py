@@ -37,6 +37,7 @@ def _summary(card: registry.ModelCard, current: str | None, serving: str | None,
             scaling=card.scaling,
             data_range=card.data_range,
             training=card.training,
+            calibration=card.calibration,
             format_version=card.format_version,
             onnx=card.onnx,
         )

@@ -58,7 +58,7 @@ def test_alerts_read_only_metrics_the_api_exports():
 def test_the_issue_s_alerts_are_there_with_their_thresholds():
     rules = {rule["alert"]: rule for rule in alert_rules()}
     soon = rules["PycemakerFailurePredictedSoon"]
-    assert 'bound="expected"' in soon["expr"] and "< 900" in soon["expr"] and soon["for"] == "2m"
+    assert 'bound="expected"' in soon["expr"] and "< 1800" in soon["expr"] and soon["for"] == "1m"
     unknown = rules["PycemakerHealthUnknown"]
     assert 'state="unknown"' in unknown["expr"] and unknown["for"] == "5m"
     assert "12 * 3600" in rules["PycemakerNoModelPromoted"]["expr"]

@@ -2,17 +2,21 @@
 
 import datetime as dt
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from evaluation import ttf
+from telemetry.settings import Settings
 
 UTC = dt.timezone.utc
 T0 = pd.Timestamp("2026-07-01T00:00Z")
 N = 600
 TIMES = pd.date_range(T0, periods=N, freq="1min")
-CONFIG = ttf.TtfConfig(threshold=0.3, lookahead_minutes=30, horizon_minutes=180)
+#: Every forecast minute counts (no hold): the scenarios below are about the scoring itself.
+CONFIG = ttf.TtfConfig(threshold=0.3, lookahead_minutes=30, horizon_minutes=180, hold_minutes=1)
 
 
 def minute(i: int) -> dt.datetime:
@@ -119,3 +123,33 @@ def test_a_forecast_of_the_previous_failure_is_not_credited_to_the_next():
     # 30 min before the second onset the forecast shows the first failure (step 0): not this one's onset
     assert errors["30"]["no_crossing_forecast"] == 1 and errors["30"]["scored"] == 2
     assert errors["60"]["mean_abs_error_minutes"] == 0.0  # the first failure, forecast on time
+
+
+def test_the_warning_rule_comes_from_settings():
+    config = ttf.TtfConfig.from_settings(Settings(failure_threshold=0.25, warning_minutes=20, warning_hold_minutes=3))
+    assert (config.threshold, config.lookahead_minutes, config.hold_minutes) == (0.25, 20, 3)
+    default = ttf.TtfConfig.from_settings(Settings())
+    assert (default.lookahead_minutes, default.hold_minutes) == (30, 2) == (ttf.TtfConfig().lookahead_minutes, ttf.TtfConfig().hold_minutes)
+
+
+def test_held_needs_consecutive_scoring_minutes():
+    condition = np.array([1, 1, 0, 1, 1, 1, 1], bool)
+    np.testing.assert_array_equal(ttf.held(condition, np.arange(7), 2), [0, 1, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(ttf.held(condition, np.arange(7), 3), [0, 0, 0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(ttf.held(condition, np.arange(7), 1), condition)
+    # A stride of 5 minutes: consecutive scoring minutes are 5 apart; a gap breaks the hold.
+    np.testing.assert_array_equal(ttf.held(condition, np.array([0, 5, 10, 15, 20, 30, 35]), 2), [0, 1, 0, 0, 1, 0, 1])
+
+
+def test_a_held_warning_ignores_a_one_minute_blip_and_starts_a_minute_later():
+    """The product's rule (hold 2): a dip forecast from one minute only is no warning, from two it is."""
+    health, incidents = scenario()
+    held_config = dataclasses.replace(CONFIG, hold_minutes=2)
+    paths = oracle_paths(health, ORIGINS)
+    paths[ORIGINS == 150, 10] = 0.1  # a spurious dip from one minute's forecast
+    paths[(ORIGINS >= 200) & (ORIGINS < 202), 10] = 0.1  # and from two consecutive minutes'
+    once = ttf.score("every minute", TIMES, health, incidents, ORIGINS, paths, CONFIG)
+    held = ttf.score("held", TIMES, health, incidents, ORIGINS, paths, held_config)
+    assert once.false_alarms == 2 and held.false_alarms == 1
+    assert held.false_alarm_details[0]["start"] == TIMES[201].isoformat() and held.false_alarm_details[0]["minutes"] == 1
+    assert once.incidents[0].lead_minutes == 29 and held.incidents[0].lead_minutes == 28

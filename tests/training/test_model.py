@@ -115,3 +115,17 @@ def test_exported_batch_axis_is_dynamic(candidate):
         x = np.zeros((batch, 120, len(FEATURES)), np.float32)
         assert session.run(None, {"window": x})[0].shape == (batch, 60, len(TARGETS), 3)
     assert parity(candidate.fit.model, candidate.onnx_path, candidate.data.validation.inputs) <= PARITY_TOLERANCE
+
+
+def test_the_served_model_is_the_judged_one_calibration_included(candidate, tmp_path):
+    """onnxruntime with the card (scaling, health source, calibration) gives the health quantiles the gates judged."""
+    card = candidate.card
+    offsets = np.asarray(card.calibration["health"]["offsets"])
+    assert offsets.shape == (card.horizon_minutes, 3) and np.abs(offsets).max() > 0
+    # Calibrated on validation: in-sample the band holds about its nominal 80% (conformal ranks round up).
+    assert 0.75 <= card.metrics["health_band"]["coverage"] <= 0.9
+    models = tmp_path / "models"
+    registry.add_version(models, candidate.onnx_path, card)
+    served = OnnxForecaster(models, card.version, SETTINGS)
+    health = served.to_original(served.predict_scaled(candidate.data.test.inputs))[:, :, TARGETS.index("health"), :]
+    np.testing.assert_allclose(health, candidate.test.health(), atol=1e-4)
