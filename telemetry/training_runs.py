@@ -1,6 +1,9 @@
 """The ``training_runs`` and ``training_requests`` collections.
 
-Every training run is recorded (status, metrics, duration, version, error). The API never
+Every training run is recorded (status, metrics, duration, version, error) with the registry it
+trains for (host and ``models_dir``): one training at a time holds that registry's lock, so a
+trainer that holds it may fail the runs its registry left ``running``, and only those: trainers
+of other registries sharing the database are left alone. The API never
 trains (no torch there): ``POST /api/v1/train`` files a request that the scheduler process
 picks up on its next poll.
 """
@@ -8,6 +11,8 @@ picks up on its next poll.
 from __future__ import annotations
 
 import datetime as dt
+import socket
+from pathlib import Path
 from typing import Any
 
 from bson import ObjectId
@@ -30,8 +35,13 @@ def _now() -> dt.datetime:
     return dt.datetime.now(UTC)
 
 
-def start_run(db: Database, trigger: str, params: dict[str, Any] | None = None) -> str:
-    doc = {"status": RUNNING, "trigger": trigger, "started_at": _now(), "params": params or {}}
+def registry_of(models_dir: Path | str) -> str:
+    """The registry a run trains for: ``host:/absolute/models_dir`` (what the training lock guards)."""
+    return f"{socket.gethostname()}:{Path(models_dir).resolve()}"
+
+
+def start_run(db: Database, trigger: str, params: dict[str, Any] | None = None, registry: str | None = None) -> str:
+    doc = {"status": RUNNING, "trigger": trigger, "started_at": _now(), "params": params or {}, "registry": registry}
     try:
         return str(db[RUNS].insert_one(doc).inserted_id)
     except PyMongoError as exc:
@@ -69,9 +79,14 @@ def finish_run(
     )
 
 
-def fail_abandoned_runs(db: Database, reason: str = "trainer stopped before the run ended") -> int:
-    """Mark runs left ``running`` by a killed trainer as failed (called when a trainer starts)."""
-    result = db[RUNS].update_many({"status": RUNNING}, {"$set": {"status": FAILED, "error": reason, "ended_at": _now()}})
+def fail_abandoned_runs(db: Database, registry: str, reason: str = "trainer stopped before the run ended") -> int:
+    """Mark the runs of ``registry`` left ``running`` by a killed trainer as failed.
+
+    Call it holding that registry's training lock (then none of its runs is alive). Runs
+    recorded without a registry (before it was recorded) count as this one's.
+    """
+    mine = {"status": RUNNING, "$or": [{"registry": registry}, {"registry": None}]}
+    result = db[RUNS].update_many(mine, {"$set": {"status": FAILED, "error": reason, "ended_at": _now()}})
     return result.modified_count
 
 

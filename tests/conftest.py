@@ -18,6 +18,7 @@ import pytest
 
 from telemetry.settings import Settings
 from telemetry.store import connect
+from tests.scenario import make_app, scenario, scenario_settings  # noqa: F401  (one scenario for the whole session)
 
 UTC = dt.timezone.utc
 REPO = Path(__file__).resolve().parents[1]

@@ -410,7 +410,7 @@ def train_once(
             raise TrainingBusy(f"another training run holds {lock.path}")
     try:
         db = db if db is not None else store.connect(settings, socket_timeout_ms=int(settings.train_read_timeout_s * 1000))
-        abandoned = training_runs.fail_abandoned_runs(db)
+        abandoned = training_runs.fail_abandoned_runs(db, training_runs.registry_of(settings.models_dir))
         if abandoned:
             log.warning("marked %d abandoned run(s) as failed", abandoned)
         pinned = config is not None and config.distributed and pinned_data_end() is None and _pin_data_end(db)
@@ -452,7 +452,7 @@ def _run(settings, db, days, config, quick, trigger, progress_bar, stop) -> RunR
     config = config or (FitConfig.quick(settings) if quick else FitConfig.from_settings(settings))
     params = {"days": days, "quick": quick, "config": config.to_dict(), "input_minutes": settings.input_minutes,
               "horizon_minutes": settings.horizon_minutes}
-    run_id = training_runs.start_run(db, trigger, params)
+    run_id = training_runs.start_run(db, trigger, params, registry=training_runs.registry_of(settings.models_dir))
     began = time.perf_counter()
     version = None
     log.info("training run %s (%s) started", run_id, trigger)

@@ -97,7 +97,7 @@ class Retrainer:
         lock = self._lock()
         if lock.acquire():
             try:
-                count = training_runs.fail_abandoned_runs(self.db)
+                count = training_runs.fail_abandoned_runs(self.db, training_runs.registry_of(self.settings.models_dir))
                 if count:
                     log.warning("marked %d abandoned training run(s) as failed", count)
             finally:

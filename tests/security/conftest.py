@@ -1,8 +1,6 @@
-"""Security tests share the serving fixtures (an app on a controllable clock, the simulated scenario)."""
+"""Security tests: the ``network`` marker. (The scenario and app fixtures come from tests/conftest.py.)"""
 
 from __future__ import annotations
-
-from tests.serving.conftest import make_app, scenario, scenario_settings  # noqa: F401  (shared fixtures)
 
 
 def pytest_configure(config) -> None:

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from bson import ObjectId
 
 from telemetry import training_runs
 from training.pipeline import TrainingLock
@@ -98,14 +99,16 @@ def test_a_stopping_scheduler_starts_nothing(settings, db):
 
 
 def test_abandoned_runs_are_failed_at_start_unless_a_training_is_running(settings, db):
-    run_id = training_runs.start_run(db, "schedule")
+    run_id = training_runs.start_run(db, "schedule", registry=training_runs.registry_of(settings.models_dir))
+    # Another registry's trainer sharing the database: its running run is not ours to fail.
+    other = training_runs.start_run(db, "schedule", registry="other-host:/srv/models")
     retrainer = Retrainer(settings, db, train=FakeTraining(0))
     held = TrainingLock(settings.models_dir)
     assert held.acquire()
     retrainer.clean_abandoned()  # someone is training: that run is not abandoned
-    assert db[training_runs.RUNS].find_one()["status"] == training_runs.RUNNING
+    assert db[training_runs.RUNS].find_one({"_id": ObjectId(run_id)})["status"] == training_runs.RUNNING
     held.release()
     retrainer.clean_abandoned()
-    run = db[training_runs.RUNS].find_one()
-    assert str(run["_id"]) == run_id and run["status"] == training_runs.FAILED
-    assert run["error"] == "trainer stopped before the run ended"
+    run = db[training_runs.RUNS].find_one({"_id": ObjectId(run_id)})
+    assert run["status"] == training_runs.FAILED and run["error"] == "trainer stopped before the run ended"
+    assert db[training_runs.RUNS].find_one({"_id": ObjectId(other)})["status"] == training_runs.RUNNING
