@@ -183,6 +183,15 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: Path) -> Path:
+    plt = _pyplot()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def plot_forecasts(result: BacktestResult, channel: str, path: Path, origin: int | None = None, context_steps: int | None = None) -> Path:
     """Forecast vs observed with the P10-P90 band, one panel per method, at one origin."""
     plt = _pyplot()
@@ -207,11 +216,7 @@ def plot_forecasts(result: BacktestResult, channel: str, path: Path, origin: int
         ax.legend(loc="upper left", fontsize=7, ncol=3)
     axes[0, 0].set_title(f"{series.name}: forecasts from {times[o]:%Y-%m-%d %H:%M} UTC")
     fig.autofmt_xdate()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_error_by_horizon(result: BacktestResult, channel: str, path: Path) -> Path:
@@ -230,11 +235,7 @@ def plot_error_by_horizon(result: BacktestResult, channel: str, path: Path) -> P
     ax.set_title(f"{series.name}: error by horizon ({len(result.origins)} origins)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_warnings(series, results: Sequence[TtfResult], incident: dict, path: Path, before: int = 120, after: int = 30) -> Path:
@@ -250,18 +251,14 @@ def plot_warnings(series, results: Sequence[TtfResult], incident: dict, path: Pa
     ax.axhline(results[0].config.threshold, color="grey", ls="--", lw=1)
     ax.axvline(f, color="black", ls=":", lw=1)
     for k, r in enumerate(results):
-        origins, cross = r.origins, r.crossing
-        sel = (origins >= a) & (origins < b) & (cross < r.config.lookahead_minutes)
+        origins = r.origins
+        sel = (origins >= a) & (origins < b) & r.warnings
         ax.scatter(times[origins[sel]], np.full(sel.sum(), 1.02 + 0.04 * k), s=6, color=COLOURS.get(r.method), label=f"{label(r.method)} warns")
     ax.set_ylim(0, 1.12 + 0.04 * len(results))
     ax.set_title(f"{incident['type']} starting {pd.Timestamp(incident['start']):%Y-%m-%d %H:%M} UTC: warnings before its failure")
     ax.legend(fontsize=7, loc="lower left")
     fig.autofmt_xdate()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 __all__ = ["label", "fmt", "channel_table", "streams_table", "ttf_table", "nab_table", "write_json", "backtest_payload",

@@ -184,6 +184,11 @@ class TtfResult:
     crossing: np.ndarray = field(default=None, repr=False)
 
     @property
+    def warnings(self) -> np.ndarray:
+        """Whether a warning stands at each of ``origins`` (the crossing within the lookahead, held)."""
+        return held(self.crossing < self.config.lookahead_minutes, self.origins, self.config.hold_minutes)
+
+    @property
     def false_alarms_per_day(self) -> float:
         return self.false_alarms / (self.healthy_hours / 24.0) if self.healthy_hours > 0 else float("nan")
 

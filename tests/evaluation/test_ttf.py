@@ -153,3 +153,6 @@ def test_a_held_warning_ignores_a_one_minute_blip_and_starts_a_minute_later():
     assert once.false_alarms == 2 and held.false_alarms == 1
     assert held.false_alarm_details[0]["start"] == TIMES[201].isoformat() and held.false_alarm_details[0]["minutes"] == 1
     assert once.incidents[0].lead_minutes == 29 and held.incidents[0].lead_minutes == 28
+    # The result says where a warning stood (what the report plots).
+    assert once.warnings[ORIGINS == 150].all() and not held.warnings[ORIGINS == 150].any()
+    assert held.warnings[ORIGINS == 201].all() and not held.warnings[ORIGINS == 200].any()
