@@ -73,11 +73,10 @@ class TtfConfig:
 
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> "TtfConfig":
+    def from_settings(cls, settings: Settings) -> "TtfConfig":
         """The product's warning rule: threshold, lookahead and hold from settings (one configuration)."""
-        values = dict(threshold=settings.failure_threshold, lookahead_minutes=settings.warning_minutes,
-                      hold_minutes=settings.warning_hold_minutes)
-        return cls(**{**values, **overrides})
+        return cls(threshold=settings.failure_threshold, lookahead_minutes=settings.warning_minutes,
+                   hold_minutes=settings.warning_hold_minutes)
 
 
 def _minute(t: Any) -> pd.Timestamp:

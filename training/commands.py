@@ -64,7 +64,7 @@ def _placement(args: argparse.Namespace) -> dict:
 
 
 def run_train(args: argparse.Namespace, settings: Settings) -> int:
-    from telemetry import store
+    from training.pipeline import connect_store
 
     placement = _placement(args)
     if placement and args.schedule:
@@ -72,7 +72,7 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
                   "the scheduler trains in one process")
         return 2
     settings = override(settings, train_days=args.days, max_epochs=args.max_epochs)
-    db = store.connect(settings, socket_timeout_ms=int(settings.train_read_timeout_s * 1000))
+    db = connect_store(settings)
     if args.schedule:
         from training.scheduler import run_schedule
 

@@ -222,6 +222,11 @@ def newest_sample_time(db) -> dt.datetime | None:
     return span[1] if span else None
 
 
+def connect_store(settings: Settings):
+    """The trainer's database handle: one read may take ``train_read_timeout_s`` (a week of samples)."""
+    return store.connect(settings, socket_timeout_ms=int(settings.train_read_timeout_s * 1000))
+
+
 def load_training_frame(db, settings: Settings, days: float, end: dt.datetime | None = None) -> pd.DataFrame:
     """The last ``days`` of whole minutes in the store (up to ``end``, a whole minute, when given), as a
     per-minute frame.
@@ -409,7 +414,7 @@ def train_once(
         if not lock.acquire():
             raise TrainingBusy(f"another training run holds {lock.path}")
     try:
-        db = db if db is not None else store.connect(settings, socket_timeout_ms=int(settings.train_read_timeout_s * 1000))
+        db = db if db is not None else connect_store(settings)
         abandoned = training_runs.fail_abandoned_runs(db, training_runs.registry_of(settings.models_dir))
         if abandoned:
             log.warning("marked %d abandoned run(s) as failed", abandoned)
@@ -440,7 +445,7 @@ def _follow(settings: Settings, db, days: float | None, config: FitConfig) -> Ru
     """A distributed run's process other than rank zero: read the same minutes and train. The lock, the run
     record, the export, the gates and the registry are rank zero's alone."""
     began = time.perf_counter()
-    db = db if db is not None else store.connect(settings, socket_timeout_ms=int(settings.train_read_timeout_s * 1000))
+    db = db if db is not None else connect_store(settings)
     days = settings.train_days if days is None else days
     frame = load_training_frame(db, settings, days, end=pinned_data_end())
     fit(window_data(frame, settings, config), tuple(settings.quantiles), config, progress_bar=False)
