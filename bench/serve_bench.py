@@ -43,13 +43,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from telemetry import registry, simulator, store  # noqa: E402
+from forecasting import registry  # noqa: E402
+from telemetry import simulator, store  # noqa: E402
 from telemetry.embedded import open_server  # noqa: E402
-from telemetry.forecaster import OnnxForecaster  # noqa: E402
+from forecasting.forecaster import OnnxForecaster  # noqa: E402
 from telemetry.frames import load_minute_frame  # noqa: E402
 from telemetry.health import minute_health  # noqa: E402
 from telemetry.settings import Settings  # noqa: E402
-from telemetry.windows import MAX_FILL_MINUTES, window_at  # noqa: E402
+from forecasting.windows import MAX_FILL_MINUTES, window_at  # noqa: E402
 
 UTC = dt.timezone.utc
 FIXTURE = REPO / "tests" / "fixtures" / "models" / "v1"
@@ -266,7 +267,7 @@ def main() -> int:
         live.start()
         # The live writer simulates a day before its first write (seconds of CPU): let it, before measuring.
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and max(t for t in store.latest_sample_times(db).values() if t) <= now:
+        while time.monotonic() < deadline and max(t for t in store.newest_sample_times(db).values() if t) <= now:
             time.sleep(0.5)
         if args.models_dir:
             shutil.copytree(args.models_dir, settings.models_dir)

@@ -258,7 +258,7 @@ def soak(
         wait_ready(base, api)
         # The live writer simulates a day before its first write: let it, so the data moves during the run.
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and max(t for t in store.latest_sample_times(db).values() if t) <= now:
+        while time.monotonic() < deadline and max(t for t in store.newest_sample_times(db).values() if t) <= now:
             time.sleep(0.5)
 
         warm_up(port)

@@ -31,7 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from telemetry import registry, simulator, store  # noqa: E402
+from forecasting import registry  # noqa: E402
+from telemetry import simulator, store  # noqa: E402
 from telemetry.settings import load_settings  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "train.json"

@@ -1,9 +1,9 @@
 """Evaluation: rolling-origin backtests against baselines, time-to-failure scoring, reports.
 
 Torch-free: the LSTM is run from the model registry with onnxruntime
-(:mod:`telemetry.forecaster`), so evaluation works wherever a registry is readable.
+(:mod:`forecasting.forecaster`), so evaluation works wherever a registry is readable.
 
-- :mod:`evaluation.metrics`: MAE, RMSE, MASE, interval coverage (NaN-aware).
+- :mod:`forecasting.metrics`: MAE, RMSE, MASE, interval coverage (NaN-aware).
 - :mod:`evaluation.series`: what a backtest runs on (minute frames, or one stream at its own cadence).
 - :mod:`evaluation.forecasters`: every method behind one interface.
 - :mod:`evaluation.backtest`: rolling-origin orchestration.

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from evaluation import metrics
+from forecasting import metrics
 from evaluation.forecasters import HI, LO, MID, QUANTILES, Method
 from evaluation.series import EvalSeries
 

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 from evaluation import report
 from evaluation.backtest import BacktestResult
+from evaluation.nab import NAB_FILES
 from evaluation.report import fmt, label
 from evaluation.ttf import TtfResult
 
@@ -130,12 +131,12 @@ def render(config, payload: dict[str, Any], held: BacktestResult, ttf_results: S
     w("\n## Real data: the NAB series\n")
     if nab:
         first = nab[0][1].series
-        w(f"Four AWS CloudWatch series from the Numenta Anomaly Benchmark (`../shared/data/nab/`), imported with "
+        w(f"Four AWS CloudWatch series from the Numenta Anomaly Benchmark (`data/nab/`, vendored with its licence), imported with "
           f"`pycemaker import-csv` into a temporary embedded server and backtested from the store at their own cadence "
           f"({first.cadence_minutes} min), season one day ({first.season_steps} steps), {len(nab[0][1].origins)} rolling origins "
           f"after a {nab[0][1].origins[0] * first.cadence_minutes / 1440:.0f}-day warm-up.\n\n")
         w(report._table(["file", "stream", "scale", "what"],
-                        ([f"`{n}`", f"`{s}`", f"{sc:g}" if sc >= 0.01 else f"1/{1 / sc:.0f}", what] for n, (s, sc, what) in _nab_files().items())))
+                        ([f"`{n}`", f"`{s}`", f"{sc:g}" if sc >= 0.01 else f"1/{1 / sc:.0f}", what] for n, (s, sc, what) in ((n, (f.stream, f.scale, f.what)) for n, f in NAB_FILES.items()))))
         w("\n**The comparability rule.** The LSTM is trained on per-minute frames of all four simulated streams and "
           "forecasts them jointly with health; a single real stream sampled every 5 minutes is none of that (its inputs "
           "would be five-sixths masks), so the LSTM column is *n/a*, not a number. What is compared on real data is what "
@@ -165,12 +166,6 @@ def _timing(error: float | None) -> str:
     return "missed" if error == float("inf") else f"{error:+.0f}"
 
 
-def _nab_files():
-    from evaluation.pipeline import NAB_FILES
-
-    return NAB_FILES
-
-
 DEFINITIONS = """
 ## Definitions
 
@@ -189,10 +184,10 @@ sum |error| / sum scale. **Coverage**: share of observations inside the P10-P90 
 | method | what | bands |
 |---|---|---|
 | persistence | the last observed value | empirical P10/P90 of its own k-step errors over the last day of history |
-| seasonal naive | the same minute one season ago (`telemetry.baselines`, as the training gates use) | as persistence |
+| seasonal naive | the same minute one season ago (`forecasting.baselines`, as the training gates use) | as persistence |
 | SARIMAX | the original's SARIMAX(1,0,1)(0,1,0,60) of per-minute health, statsmodels, refit at every origin on the last 3 h (exact likelihood). On NAB, (1,0,1)(0,1,0,288) on the last 3 days, fitted on the seasonally differenced series (the exact state space with a 288-step season costs minutes per fit) and integrated back with its exact variance | Gaussian 80% interval |
 | AutoETS (MSTL) | statsforecast: MSTL removes the season, AutoETS (`ZZN`) forecasts the rest. statsforecast's ETS refuses seasons longer than 24 steps (it silently fits a non-seasonal model that trends off on the hourly cycle), hence MSTL. Fitted on the last day (minute frames) or 3 days (NAB) | 80% interval |
-| LSTM | the registry's model through onnxruntime (`telemetry.forecaster`), exactly as the API runs it | the model's P10/P90 |
+| LSTM | the registry's model through onnxruntime (`forecasting.forecaster`), exactly as the API runs it | the model's P10/P90 |
 
 SARIMAX's cost is bounded by its fit window (3 hours; 3 days on NAB) and by the number of origins
 (`scripts/evaluate.py --origins`, default 96 on the held-out weeks, `--nab-origins` 40 per NAB series):

@@ -26,9 +26,10 @@ import numpy as np
 import pandas as pd
 
 from evaluation.series import EvalSeries
-from telemetry import baselines
+from forecasting import baselines
 from telemetry.settings import Settings
-from telemetry.windows import TARGETS, feature_matrix
+from forecasting.contract import TARGETS
+from forecasting.windows import feature_matrix
 
 log = logging.getLogger(__name__)
 #: The quantiles every method reports: the band is P10-P90.
@@ -50,7 +51,7 @@ def _empty(horizon: int, series: EvalSeries) -> np.ndarray:
     return np.full((horizon, len(series.channels), len(QUANTILES)), np.nan)
 
 
-# --- naive baselines (telemetry.baselines, the same functions the training gates use) ---------
+# --- naive baselines (forecasting.baselines, the same functions the training gates use) ---------
 
 
 @dataclass
@@ -265,7 +266,7 @@ class AutoEtsMethod:
 
 @dataclass
 class LstmMethod:
-    """A registry model run by :class:`telemetry.forecaster.OnnxForecaster` (no torch)."""
+    """A registry model run by :class:`forecasting.forecaster.OnnxForecaster` (no torch)."""
 
     models_dir: Path
     version: str
@@ -279,7 +280,7 @@ class LstmMethod:
     @property
     def runner(self):
         if self._runner is None:
-            from telemetry.forecaster import OnnxForecaster
+            from forecasting.forecaster import OnnxForecaster
 
             self._runner = OnnxForecaster(Path(self.models_dir), self.version, self.settings)
             if not self.calibrated:
@@ -339,7 +340,7 @@ class LstmMethod:
 
 def lstm_from_registry(settings: Settings, version: str | None = None) -> LstmMethod | None:
     """The current (or the named) registry model, or None when the registry has none."""
-    from telemetry import registry
+    from forecasting import registry
 
     version = version or registry.current_version(settings.models_dir)
     if version is None:

@@ -34,28 +34,20 @@ from typing import Any, Sequence
 import numpy as np
 
 from evaluation import backtest, forecasters, report, series as series_mod, ttf
-from telemetry import registry
+from evaluation.document import render
+from evaluation.nab import NAB_DIR, NAB_FILES
+from forecasting import registry
 from telemetry.settings import Settings
 
 log = logging.getLogger(__name__)
 UTC = dt.timezone.utc
 REPO = Path(__file__).resolve().parents[1]
-NAB_DIR = REPO.parent / "shared" / "data" / "nab"
 #: A seed no training run uses: the CLI and the demo simulate with ``simulator_seed`` (42) and,
 #: live, 43, 44, ... one per day; tests and fixtures use small seeds.
 HELDOUT_SEED = 7919
 HELDOUT_START = dt.datetime(2026, 6, 1, tzinfo=UTC)
 #: The training week (when a model has to be trained here): before the held-out week, another seed.
 TRAIN_END = dt.datetime(2026, 5, 25, tzinfo=UTC)
-
-#: How each NAB file is imported: (stream, scale, what the value is).
-NAB_FILES = {
-    "ec2_cpu_utilization_5f5533.csv": ("cpu_usage", 0.01, "EC2 CPU, percent -> ratio"),
-    "ec2_cpu_utilization_24ae8d.csv": ("cpu_usage", 0.01, "EC2 CPU, percent -> ratio"),
-    "rds_cpu_utilization_cc0c53.csv": ("cpu_usage", 0.01, "RDS CPU, percent -> ratio"),
-    "elb_request_count_8c0756.csv": ("request_count", 1 / 300, "ELB requests per 5 min -> per second (successes)"),
-}
-
 
 @dataclass
 class EvaluationConfig:
@@ -214,19 +206,15 @@ def run_nab(settings: Settings, config: EvaluationConfig, version: str | None) -
     from telemetry.embedded import open_server
     from telemetry.importer import import_csv
 
-    files = [(name, spec) for name, spec in NAB_FILES.items() if (config.nab_dir / name).is_file()]
-    if not files:
-        log.warning("no NAB files in %s: the real-data section is skipped", config.nab_dir)
-        return []
     methods = [m for m in config.methods if m != "lstm"]
     out = []
     with tempfile.TemporaryDirectory(prefix="pycemaker-eval-nab-") as tmp:
         server = open_server(Path(tmp) / "db", port=0)
         try:
-            for name, (stream, scale, _) in files:
+            for name, spec in NAB_FILES.items():
                 db_settings = dataclasses.replace(settings, mongo_uri=server.uri, database="nab_" + name.split(".")[0][-6:])
                 db = store.connect(db_settings, autostart=False)
-                import_csv(db, config.nab_dir / name, stream, db_settings, scale=scale)
+                import_csv(db, config.nab_dir / name, spec.stream, db_settings, scale=spec.scale)
                 found = series_mod.from_store(db, db_settings)
                 db.client.close()
                 for s in found:
@@ -360,13 +348,11 @@ def showcase_incident(ttf_results: Sequence[ttf.TtfResult]) -> dict | None:
 
 
 def write_markdown(config, payload, held, ttf_results, nab, bars, images) -> Path:
-    from evaluation.document import render
-
     text = render(config, payload, held, ttf_results, nab, bars, images)
     config.docs_path.parent.mkdir(parents=True, exist_ok=True)
     config.docs_path.write_text(text)
     return config.docs_path
 
 
-__all__ = ["EvaluationConfig", "HELDOUT_SEED", "NAB_FILES", "ensure_model", "train_model", "heldout_series",
+__all__ = ["EvaluationConfig", "HELDOUT_SEED", "ensure_model", "train_model", "heldout_series",
            "run_heldout", "run_ablation", "run_nab", "quality_bars", "run"]

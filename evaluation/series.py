@@ -4,7 +4,7 @@ Two kinds, decided by what the store holds (:func:`from_samples`):
 
 - **minute frame** (``multivariate``): all four streams, sampled every few seconds as the
   collector and the simulator do. Per-minute frames (:mod:`telemetry.frames`) with the six
-  targets of :data:`telemetry.windows.TARGETS` (health included). Season: 60 minutes (the
+  targets of :data:`forecasting.windows.TARGETS` (health included). Season: 60 minutes (the
   test bed's load repeats hourly). Every method applies, the LSTM included.
 - **single stream** (``univariate``): a stream on its own, at its own cadence (an imported
   CSV such as the NAB series, 5-minute samples). Resampled to that cadence (the median
@@ -26,7 +26,7 @@ from telemetry import store
 from telemetry.catalogue import STREAMS
 from telemetry.frames import minute_frame
 from telemetry.settings import Settings
-from telemetry.windows import TARGETS
+from forecasting.contract import TARGETS
 
 UTC = dt.timezone.utc
 HOURLY = 60

@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from telemetry import registry, simulator, store
+    from forecasting import registry
+    from telemetry import simulator, store
     from telemetry.commands import format_health_summary
     from telemetry.health import minute_health
 

@@ -26,10 +26,10 @@ from serving.model_watcher import ModelState, ModelWatcher
 from serving.routes import BLUEPRINTS, PAGES
 from serving.schemas import ErrorSchema
 from serving.runtime import Runtime, utc_now
-from serving.status import StatusService
+from serving.status_service import StatusService
 from telemetry import store
 from telemetry.settings import Settings, get_settings
-from telemetry.windows import MAX_FILL_MINUTES
+from forecasting.windows import lookback_minutes
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +88,12 @@ def create_app(
     clock = clock or utc_now
     db = db if db is not None else store.connect(settings, autostart=False, check=False)
     models = ModelWatcher(settings, on_swap=lambda state: metrics.MODEL_SWAPS.inc())
-    recent = max(180, settings.input_minutes + MAX_FILL_MINUTES + 10)
-    cache = MinuteCache(db, settings, recent_minutes=recent, overlap_minutes=2)
+    cache = MinuteCache(db, settings, recent_minutes=180, overlap_minutes=2)
+    cache.ensure_recent(lookback_minutes(settings.input_minutes))
 
     def on_update(snap) -> None:
         state: ModelState = snap.model or models.state
-        metrics.observe_status(snap.payload if snap.error is None else None, state.version, state.problem, snap.now)
+        metrics.observe_status(snap.status if snap.error is None else None, state.version, state.problem, snap.now)
 
     status = StatusService(settings, cache, models, clock, ttl_s=status_ttl_s, on_update=on_update)
     models.poll()  # the first model is loaded before the first request

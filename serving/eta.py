@@ -11,14 +11,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
-from telemetry.catalogue import FLAG_NAMES, flag_of
-from telemetry.forecaster import Forecast
+from forecasting.forecaster import Forecast
+from telemetry.catalogue import FLAG_NAMES, STREAM_COLUMNS, flag_inputs, flag_of
 from telemetry.health import MAX_FLAG_SUM
 from telemetry.settings import Settings
 
@@ -44,11 +45,10 @@ def first_failing(path: np.ndarray, threshold: float, start: int = 0) -> int | N
 
 @dataclass(frozen=True)
 class Crossing:
-    at: pd.Timestamp
-    seconds: float
+    """When a health path first fails: the minute, and the seconds from "now" to it."""
 
-    def as_dict(self) -> dict:
-        return {"at": self.at.to_pydatetime(), "seconds": self.seconds}
+    at: dt.datetime
+    seconds: float
 
 
 def crossing(times: pd.DatetimeIndex, path: np.ndarray, threshold: float, now: pd.Timestamp, start: int = 1) -> Crossing | None:
@@ -57,20 +57,14 @@ def crossing(times: pd.DatetimeIndex, path: np.ndarray, threshold: float, now: p
     if index is None:
         return None
     at = times[index]
-    return Crossing(at, max(0.0, (at - now).total_seconds()))
+    return Crossing(at.to_pydatetime(), max(0.0, (at - now).total_seconds()))
 
 
 def forecast_flags(forecast: Forecast, index: int, settings: Settings) -> dict[str, float]:
     """Each health input's flag at one forecast minute, scored from the P50 stream forecasts."""
     cuts = settings.cuts()
-    p50 = {name: float(bands(forecast, name)[index, 1]) for name in ("cpu", "memory", "req_success", "req_fail", "response_time")}
-    values = {
-        "cpu": p50["cpu"],
-        "memory": p50["memory"],
-        "request_rate": p50["req_success"] + p50["req_fail"],
-        "response_time": p50["response_time"],
-    }
-    return {name: float(flag_of(values[name], cuts[name])) for name in FLAG_NAMES}
+    p50 = {name: float(bands(forecast, name)[index, 1]) for name in STREAM_COLUMNS}
+    return {name: float(flag_of(value, cuts[name])) for name, value in flag_inputs(p50).items()}
 
 
 def observed_flags(row: Mapping[str, float]) -> dict[str, float | None]:
@@ -82,15 +76,26 @@ def observed_flags(row: Mapping[str, float]) -> dict[str, float | None]:
     return out
 
 
-def drivers(before: Mapping[str, float | None], at: Mapping[str, float | None]) -> tuple[str | None, list[dict]]:
+@dataclass(frozen=True)
+class Driver:
+    """One health input's contribution at a minute (flag / 12) and its change since before."""
+
+    stream: str
+    flag_before: float | None
+    flag_at: float | None
+    contribution: float | None
+    change: float | None
+
+
+def drivers(before: Mapping[str, float | None], at: Mapping[str, float | None]) -> tuple[str | None, list[Driver]]:
     """Per-stream contributions at a minute and their change since ``before``; the driving stream first."""
     rows = []
     for name in FLAG_NAMES:
         flag_at, flag_before = at.get(name), before.get(name)
         contribution = None if flag_at is None else flag_at / MAX_FLAG_SUM
         change = None if flag_at is None or flag_before is None else (flag_at - flag_before) / MAX_FLAG_SUM
-        rows.append({"stream": name, "flag_before": flag_before, "flag_at": flag_at, "contribution": contribution, "change": change})
-    rows.sort(key=lambda r: (r["change"] or 0.0, r["contribution"] or 0.0), reverse=True)
+        rows.append(Driver(name, flag_before, flag_at, contribution, change))
+    rows.sort(key=lambda r: (r.change or 0.0, r.contribution or 0.0), reverse=True)
     top = rows[0]
-    driver = top["stream"] if (top["change"] or 0.0) > 0 or (top["contribution"] or 0.0) > 0 else None
+    driver = top.stream if (top.change or 0.0) > 0 or (top.contribution or 0.0) > 0 else None
     return driver, rows

@@ -15,7 +15,7 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 
-from serving.schemas import STATES
+from serving.status import STATES, Status
 from telemetry.catalogue import FLAG_NAMES
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -61,30 +61,29 @@ MODEL_SWAPS = Counter("pycemaker_model_swaps", "Models swapped in without a rest
 _versions_seen: set[str] = set()
 
 
-def observe_status(payload: dict | None, model_version: str | None, model_problem: str | None, now=None) -> None:
-    """Set the status gauges from a status document (None: the status could not be computed)."""
-    payload = payload or {}
-    state = payload.get("state", "unknown")
+def observe_status(status: Status | None, model_version: str | None, model_problem: str | None, now=None) -> None:
+    """Set the status gauges from a status (None: the status could not be computed)."""
+    state = status.state if status else "unknown"
     for name in STATES:
         STATUS_STATE.labels(name).set(1.0 if name == state else 0.0)
-    current = payload.get("current") or {}
-    predicted = payload.get("predicted_current") or {}
-    HEALTH.set(_nan(current.get("health")))
-    PREDICTED_HEALTH.set(_nan(predicted.get("p50")))
-    PREDICTED_HEALTH_BAND.labels("0.1").set(_nan(predicted.get("p10")))
-    PREDICTED_HEALTH_BAND.labels("0.9").set(_nan(predicted.get("p90")))
-    flags = current.get("flags") or {}
+    current = status.current if status else None
+    predicted = status.predicted_current if status else None
+    HEALTH.set(_nan(current.health if current else None))
+    PREDICTED_HEALTH.set(_nan(predicted.p50 if predicted else None))
+    PREDICTED_HEALTH_BAND.labels("0.1").set(_nan(predicted.p10 if predicted else None))
+    PREDICTED_HEALTH_BAND.labels("0.9").set(_nan(predicted.p90 if predicted else None))
+    flags = current.flags if current else {}
     for name in FLAG_NAMES:
         HEALTH_FLAG.labels(name).set(_nan(flags.get(name)))
-    ttf = payload.get("time_to_failure")
+    ttf = status.time_to_failure if status else None
     for bound in ("expected", "earliest", "latest"):
         if ttf is None:
             value = math.nan
         else:
-            crossing = ttf.get(bound)
-            value = math.inf if crossing is None else float(crossing["seconds"])
+            crossing = getattr(ttf, bound)
+            value = math.inf if crossing is None else float(crossing.seconds)
         TIME_TO_FAILURE.labels(bound).set(value)
-    latest = (payload.get("data") or {}).get("latest_sample")
+    latest = status.data.latest_sample if status else None
     DATA_AGE.set((now - latest).total_seconds() if latest is not None and now is not None else math.nan)
     observe_model(model_version, model_problem)
 
@@ -100,7 +99,7 @@ def observe_model(version: str | None, problem: str | None) -> None:
 
 
 def version_time(version: str | None) -> float:
-    """Unix time of a version named by ``telemetry.registry.new_version`` (``20261130T120000Z-...``); NaN otherwise."""
+    """Unix time of a version named by ``forecasting.registry.new_version`` (``20261130T120000Z-...``); NaN otherwise."""
     try:
         return dt.datetime.strptime((version or "")[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
     except ValueError:

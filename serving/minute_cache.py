@@ -22,9 +22,7 @@ from collections import OrderedDict
 
 import numpy as np
 import pandas as pd
-from pymongo import DESCENDING
 from pymongo.database import Database
-from pymongo.errors import PyMongoError
 
 from telemetry import store
 from telemetry.catalogue import FLAG_NAMES, STREAM_COLUMNS, STREAMS
@@ -35,6 +33,8 @@ from telemetry.settings import Settings
 UTC = dt.timezone.utc
 MINUTE = pd.Timedelta(minutes=1)
 HOUR = pd.Timedelta(hours=1)
+#: Minutes the recent frame keeps beyond a model's lookback (the minute under way, the status's look back).
+RECENT_MARGIN_MINUTES = 10
 #: The columns of a minute frame (telemetry.frames.minute_frame), in order.
 FRAME_COLUMNS = [*STREAM_COLUMNS, "health", "coverage", *(f"flag_{name}" for name in FLAG_NAMES)]
 
@@ -68,6 +68,10 @@ class MinuteCache:
         self._searched_until: dict[str, dt.datetime] = {}
 
     # --- the recent span ------------------------------------------------------
+    def ensure_recent(self, lookback_minutes: int) -> None:
+        """Keep at least the ``lookback_minutes`` a model's input window reads (and a margin) in the recent frame."""
+        self.recent_minutes = max(self.recent_minutes, lookback_minutes + RECENT_MARGIN_MINUTES)
+
     def refresh(self, now: dt.datetime) -> pd.DataFrame:
         """Bring the recent frame up to ``now`` (re-reading only its newest minutes) and return it.
 
@@ -167,43 +171,23 @@ class MinuteCache:
     def latest_sample_times(self, now: dt.datetime) -> dict[str, dt.datetime | None]:
         """The newest sample at or before ``now`` per stream (None: none at all).
 
-        An unbounded "newest document" query scans a whole collection on the embedded server
-        (~0.1 s each), so this asks only for samples newer than the last one seen, which is a
-        short index range; the full search happens once per stream.
+        Asks the store (:func:`telemetry.store.newest_sample_time`) only for samples newer than the
+        last one seen, a short index range; the first search per stream looks back from ``now``.
         """
         out: dict[str, dt.datetime | None] = {}
-        try:
-            for stream in STREAMS:
-                name = stream.collection
-                known = self._latest.get(name)
-                searched = self._searched_until.get(name)
-                if (known is not None and known > now) or (searched is not None and searched > now):
-                    known, searched = None, None  # the clock went back (tests)
-                lower = known or searched
-                if lower is not None:
-                    newest = self._newest(name, {"$gt": lower, "$lte": now})
-                    latest = newest or known
-                else:
-                    latest = self._search_back(name, now)
-                self._latest[name] = latest
-                self._searched_until[name] = now
-                out[name] = latest
-        except PyMongoError as exc:
-            raise store.unavailable(self.db, exc) from exc
+        for stream in STREAMS:
+            name = stream.collection
+            known = self._latest.get(name)
+            searched = self._searched_until.get(name)
+            if (known is not None and known > now) or (searched is not None and searched > now):
+                known, searched = None, None  # the clock went back (tests)
+            lower = known or searched
+            newest = store.newest_sample_time(self.db, stream, before=now, after=lower)
+            latest = newest or known
+            self._latest[name] = latest
+            self._searched_until[name] = now
+            out[name] = latest
         return out
-
-    def _newest(self, collection: str, bounds: dict) -> dt.datetime | None:
-        doc = self.db[collection].find_one({"time_series": bounds}, {"_id": 0, "time_series": 1}, sort=[("time_series", DESCENDING)])
-        return doc["time_series"].astimezone(UTC) if doc else None
-
-    def _search_back(self, collection: str, now: dt.datetime) -> dt.datetime | None:
-        upper = now
-        for span in (dt.timedelta(minutes=10), dt.timedelta(hours=3), dt.timedelta(days=2)):
-            found = self._newest(collection, {"$gt": now - span, "$lte": upper})
-            if found:
-                return found
-            upper = now - span
-        return self._newest(collection, {"$lte": upper})
 
 
 def _runs(hours: list[pd.Timestamp]) -> list[list[pd.Timestamp]]:

@@ -19,10 +19,10 @@ from typing import Callable
 
 import numpy as np
 
-from telemetry import registry
-from telemetry.forecaster import OnnxForecaster
+from forecasting import registry
+from forecasting.forecaster import OnnxForecaster
 from telemetry.settings import Settings
-from telemetry.windows import FEATURES, TARGETS
+from forecasting.contract import FEATURES, TARGETS
 
 log = logging.getLogger(__name__)
 UTC = dt.timezone.utc

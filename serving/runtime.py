@@ -15,7 +15,7 @@ from pymongo.database import Database
 
 from serving.minute_cache import MinuteCache
 from serving.model_watcher import ModelWatcher
-from serving.status import StatusService
+from serving.status_service import StatusService
 from telemetry.settings import Settings
 
 UTC = dt.timezone.utc
@@ -43,11 +43,8 @@ class Runtime:
         """Start (or, after a fork, restart) the model watcher and the status refresher in this process."""
         if not self.background:
             return
-        if self.pid != os.getpid():
-            self.pid = os.getpid()
-            self.models._thread = None  # threads do not survive a fork
-            self.status._thread = None
-        self.models.start()
+        self.pid = os.getpid()
+        self.models.start()  # after a fork the parent's threads are not alive here: each starts its own
         self.status.start()
 
     def stop(self) -> None:

@@ -11,12 +11,12 @@ import re
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from forecasting.contract import TARGETS
+from serving.status import STATES, UNKNOWN_REASONS
+from telemetry.catalogue import FLAG_NAMES, STREAMS
+
 UTC = dt.timezone.utc
 EXAMPLE_TIME = "2026-03-01T12:00:00+00:00"
-STATES = ("failure_predicted", "failing_now", "no_failure_within_horizon", "unknown")
-UNKNOWN_REASONS = ("no_data", "stale_data", "no_model", "model_error")
-FLAG_STREAMS = ("cpu", "memory", "request_rate", "response_time")
-TARGET_NAMES = ("cpu", "memory", "req_success", "req_fail", "response_time", "health")
 
 
 def _doc(description: str, example=None, **extra) -> dict:
@@ -83,7 +83,7 @@ class StepField(fields.Field):
 
 
 class NoQuerySchema(Schema):
-    """No parameters (an unknown one is an error, never silently ignored)."""
+    """No parameters: an unknown one is an error (422), never silently ignored."""
 
 
 class IntervalQuerySchema(Schema):
@@ -134,11 +134,14 @@ class BandSchema(Schema):
     p90 = fields.Float(metadata=_doc("90th percentile.", 0.75))
 
 
-class FlagsSchema(Schema):
-    cpu = fields.Float(allow_none=True, metadata=_doc("CPU flag 0-3 (mean over the minute; null when unknown).", 1.0))
-    memory = fields.Float(allow_none=True, metadata=_doc("JVM memory flag 0-3.", 0.0))
-    request_rate = fields.Float(allow_none=True, metadata=_doc("Request rate flag 0-3 (success + fail per second).", 2.0))
-    response_time = fields.Float(allow_none=True, metadata=_doc("Response time flag 0-3.", 1.0))
+#: Each health input's flag, named and described by the catalogue (telemetry/catalogue.py).
+FlagsSchema = Schema.from_dict(
+    {
+        s.flag: fields.Float(allow_none=True, metadata=_doc(f"{s.flag_title} flag 0-3 (mean over the minute; null when unknown).", 1.0))
+        for s in STREAMS
+    },
+    name="FlagsSchema",
+)
 
 
 # --- /api/v1/health ----------------------------------------------------------------------
@@ -174,14 +177,15 @@ class HealthSeriesSchema(Schema):
 # --- /api/v1/forecast --------------------------------------------------------------------
 
 
-class ForecastPointSchema(Schema):
-    time = fields.DateTime(format="iso", metadata=_doc("Forecast minute (UTC).", EXAMPLE_TIME))
-    health = fields.Nested(BandSchema, metadata=_doc("Health 0-1."))
-    cpu = fields.Nested(BandSchema, metadata=_doc("CPU usage ratio 0-1."))
-    memory = fields.Nested(BandSchema, metadata=_doc("JVM memory usage ratio 0-1."))
-    req_success = fields.Nested(BandSchema, metadata=_doc("Successful requests per second."))
-    req_fail = fields.Nested(BandSchema, metadata=_doc("Failed (5xx) requests per second."))
-    response_time = fields.Nested(BandSchema, metadata=_doc("Mean response time, seconds."))
+#: One forecast minute: a band for health and for every stream column of the catalogue.
+ForecastPointSchema = Schema.from_dict(
+    {
+        "time": fields.DateTime(format="iso", metadata=_doc("Forecast minute (UTC).", EXAMPLE_TIME)),
+        "health": fields.Nested(BandSchema, metadata=_doc("Health 0-1.")),
+        **{column: fields.Nested(BandSchema, metadata=_doc(text)) for s in STREAMS for column, text in s.descriptions.items()},
+    },
+    name="ForecastPointSchema",
+)
 
 
 class ForecastSchema(Schema):
@@ -244,7 +248,7 @@ class HorizonSchema(Schema):
 
 
 class DriverSchema(Schema):
-    stream = fields.String(validate=validate.OneOf(FLAG_STREAMS), metadata=_doc("Health input.", "memory"))
+    stream = fields.String(validate=validate.OneOf(FLAG_NAMES), metadata=_doc("Health input.", "memory"))
     flag_before = fields.Float(allow_none=True, metadata=_doc("Its flag now (failing now: in the last healthy minute).", 1.0))
     flag_at = fields.Float(allow_none=True, metadata=_doc("Its flag at `driver_minute` (forecast: from the P50 stream forecasts).", 3.0))
     contribution = fields.Float(allow_none=True, metadata=_doc("Health it takes away at `driver_minute`: flag / 12.", 0.25))
@@ -361,7 +365,7 @@ class ModelListSchema(Schema):
 
 class ModelCardSchema(ModelSummarySchema):
     features = fields.List(fields.String(), metadata=_doc("Input channels, in order.", ["cpu", "memory"]))
-    targets = fields.List(fields.String(), metadata=_doc("Output channels, in order.", list(TARGET_NAMES)))
+    targets = fields.List(fields.String(), metadata=_doc("Output channels, in order.", list(TARGETS)))
     scaling = fields.Dict(metadata=_doc("Per-target scaling fitted on the training data.", {"channels": ["cpu"], "mean": [0.3], "std": [0.2], "log1p": [False]}))
     data_range = fields.Dict(metadata=_doc("Training data span.", {"start": "2026-02-22T09:00:00+00:00", "end": "2026-03-01T09:00:00+00:00"}))
     training = fields.Dict(metadata=_doc("How it was trained.", {"epochs": 30}))

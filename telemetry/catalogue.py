@@ -30,6 +30,10 @@ class Stream:
     #: Which health input (settings cut points) this stream feeds.
     flag: str
     unit: str
+    #: What the health input is, for people (API descriptions, dashboards).
+    flag_title: str
+    #: What each frame column holds, for people.
+    descriptions: Mapping[str, str]
     #: Whether the document carries ``consume_percent`` (a 0..1 utilisation).
     has_percent: bool = False
 
@@ -37,20 +41,39 @@ class Stream:
     def columns(self) -> tuple[str, ...]:
         return tuple(self.fields.values())
 
-    def flag_value(self, values: Mapping[str, Any]) -> float:
-        """The scalar the health cut points apply to (requests: success + fail)."""
-        return float(sum(values[c] for c in self.columns))
+    def flag_input(self, values: Mapping[str, Any]) -> Any:
+        """What this stream's health cut points apply to: the sum of its columns (requests/s: success + fail).
+
+        ``values`` maps column names to scalars, numpy arrays or pandas series; a missing (NaN)
+        column makes the input missing.
+        """
+        columns = iter(self.columns)
+        total = values[next(columns)]
+        for column in columns:
+            total = total + values[column]
+        return total
 
 
-CPU = Stream("cpu_usage", {"value": "cpu"}, flag="cpu", unit="ratio", has_percent=True)
-MEMORY = Stream("jvm_memory_usage", {"value": "memory"}, flag="memory", unit="ratio", has_percent=True)
+CPU = Stream(
+    "cpu_usage", {"value": "cpu"}, flag="cpu", unit="ratio", flag_title="CPU",
+    descriptions={"cpu": "CPU usage ratio 0-1."}, has_percent=True,
+)
+MEMORY = Stream(
+    "jvm_memory_usage", {"value": "memory"}, flag="memory", unit="ratio", flag_title="JVM memory",
+    descriptions={"memory": "JVM memory usage ratio 0-1."}, has_percent=True,
+)
 REQUESTS = Stream(
     "request_count",
     {"value_success": "req_success", "value_fail": "req_fail"},
     flag="request_rate",
     unit="req/s",
+    flag_title="Request rate (success + fail per second)",
+    descriptions={"req_success": "Successful requests per second.", "req_fail": "Failed (5xx) requests per second."},
 )
-RESPONSE_TIME = Stream("response_time", {"value": "response_time"}, flag="response_time", unit="s")
+RESPONSE_TIME = Stream(
+    "response_time", {"value": "response_time"}, flag="response_time", unit="s", flag_title="Response time",
+    descriptions={"response_time": "Mean response time, seconds."},
+)
 
 STREAMS: tuple[Stream, ...] = (CPU, MEMORY, REQUESTS, RESPONSE_TIME)
 STREAMS_BY_COLLECTION = {s.collection: s for s in STREAMS}
@@ -59,6 +82,11 @@ STREAM_COLUMNS: tuple[str, ...] = tuple(c for s in STREAMS for c in s.columns)
 #: The health inputs, in a fixed order.
 FLAG_NAMES: tuple[str, ...] = tuple(s.flag for s in STREAMS)
 INCIDENTS_COLLECTION = "incidents"
+
+
+def flag_inputs(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Every health input (keyed by flag name) from stream columns: :meth:`Stream.flag_input` of each stream."""
+    return {s.flag: s.flag_input(values) for s in STREAMS}
 
 
 def flag_of(values: np.ndarray | float, cuts: Sequence[float]) -> np.ndarray:
@@ -92,5 +120,5 @@ def to_document(
         doc[field] = float(values[column])
     if stream.has_percent:
         doc["consume_percent"] = f"{100.0 * float(values[stream.columns[0]]):.1f}%"
-    doc["criticity"] = criticity(stream.flag_value(values), cuts)
+    doc["criticity"] = criticity(float(stream.flag_input(values)), cuts)
     return doc

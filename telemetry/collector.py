@@ -435,7 +435,7 @@ class Collector:
     def resume_from_store(self) -> None:
         """Backfill from the newest stored sample (``MAX_CATCH_UP`` at most): a restart leaves no hole."""
         try:
-            latest = store.latest_sample_times(self.db)
+            latest = store.newest_sample_times(self.db)
         except DatabaseUnavailable as exc:
             log.info("cannot see where the last run stopped (%s); collecting from now", exc)
             return

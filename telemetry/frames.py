@@ -3,7 +3,7 @@
 The bins are the same as per-minute health's (:func:`telemetry.health.minute_health`), so a
 model trained on these frames forecasts exactly what the API reports. A minute with no
 sample of a stream is NaN for that stream (never 0); how the model sees gaps is decided in
-:mod:`telemetry.windows`.
+:mod:`forecasting.windows`.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from telemetry.catalogue import FLAG_NAMES, STREAMS, flag_of
+from telemetry.catalogue import FLAG_NAMES, STREAMS, flag_inputs, flag_of
 from telemetry.settings import Settings
 
 UTC = dt.timezone.utc
@@ -63,9 +63,8 @@ def flags(aligned: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     """Flag 0-3 per health input and grid point (NaN where that input is missing)."""
     cuts = settings.cuts()
     out = pd.DataFrame(index=aligned.index)
-    for stream in STREAMS:
-        value = aligned[list(stream.columns)].sum(axis=1, min_count=len(stream.columns))
-        out[stream.flag] = flag_of(value.to_numpy(), cuts[stream.flag])
+    for name, value in flag_inputs(aligned).items():
+        out[name] = flag_of(np.asarray(value, dtype=float), cuts[name])
     return out
 
 

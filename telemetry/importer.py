@@ -1,6 +1,6 @@
 """Import a ``timestamp,value`` CSV into one metric stream (``pycemaker import-csv``).
 
-For real data recorded elsewhere (the NAB CloudWatch series in ``../shared/data/nab``): each
+For real data recorded elsewhere (such as the NAB CloudWatch series in ``data/nab/``): each
 row becomes one document in the original shape (:func:`telemetry.catalogue.to_document`), so
 everything that reads the store (health, frames, the backtest) reads it like collected data.
 

@@ -144,14 +144,26 @@ class Settings:
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict, secrets masked (safe to log)."""
-        from telemetry.store import mask_uri  # local: store imports settings
-
         out = dataclasses.asdict(self)
         if out["api_token"]:
             out["api_token"] = "***"
         if out["mongo_uri"]:
             out["mongo_uri"] = mask_uri(out["mongo_uri"])
         return out
+
+
+def mask_uri(uri: str) -> str:
+    """``mongodb://user:secret@host`` -> ``mongodb://user:***@host`` (safe for logs and errors).
+
+    The credentials end at the *last* ``@``: a password with an unescaped ``@`` or ``/`` (which
+    MongoDB refuses, but a log line must not leak either) is masked whole.
+    """
+    scheme, sep, rest = uri.partition("://")
+    if not sep or "@" not in rest:
+        return uri
+    userinfo, hosts = rest.rsplit("@", 1)
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}:***@{hosts}" if colon else uri
 
 
 def env_name(name: str) -> str:
@@ -272,4 +284,4 @@ def override(settings: Settings, **changes: Any) -> Settings:
     return updated
 
 
-__all__ = ["Settings", "SettingsError", "load_settings", "get_settings", "override", "env_name"]
+__all__ = ["Settings", "SettingsError", "load_settings", "get_settings", "override", "env_name", "mask_uri"]

@@ -22,7 +22,6 @@ from tests.scenario import make_app, scenario, scenario_settings  # noqa: F401  
 
 UTC = dt.timezone.utc
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 
 # Optional dependencies and tools, probed once (tests skip cleanly where one is missing).
 HAS_TORCH = importlib.util.find_spec("torch") is not None

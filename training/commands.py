@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
+from typing import Any
 
 from telemetry.settings import Settings, override
 
@@ -64,7 +66,7 @@ def _placement(args: argparse.Namespace) -> dict:
 
 
 def run_train(args: argparse.Namespace, settings: Settings) -> int:
-    from training.pipeline import connect_store
+    from training.data import connect_store
 
     placement = _placement(args)
     if placement and args.schedule:
@@ -78,9 +80,11 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
 
         return run_schedule(settings, db)
 
-    from telemetry import registry
+    from forecasting import registry
     from training.fit import FitConfig
-    from training.pipeline import FOLLOWER, DistributedSetupError, TrainingBusy, summarise, train_once
+    from training.distributed import DistributedSetupError
+    from training.lock import TrainingBusy
+    from training.pipeline import FOLLOWER, train_once
 
     config = None
     if args.quick:
@@ -104,8 +108,30 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if result.promoted else 4
 
 
+def _sci(value: Any) -> str:
+    return f"{value:.1e}" if isinstance(value, (int, float)) else "n/a"
+
+
+def summarise(card) -> str:
+    """One line per headline figure, for the terminal."""
+    h = card.metrics.get("health_mae", {})
+    gate = card.metrics.get("test", {}).get("gate", {})
+    rmse = gate.get("health_rmse", {})
+    fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4f}"  # noqa: E731
+    coverage = gate.get("coverage")
+    return (
+        f"version {card.version}: {card.status} ({card.reason})\n"
+        f"  held-back test, {gate.get('horizon_minutes')} min: health RMSE model {fmt(rmse.get('model'))}, seasonal naive "
+        f"{fmt(rmse.get('seasonal_naive'))}; P10-P90 coverage {'n/a' if coverage is None else f'{coverage:.1%}'}\n"
+        f"  validation health MAE: model {fmt(h.get('model'))} ({card.health_source}; direct {fmt(h.get('direct'))}, "
+        f"derived {fmt(h.get('derived'))}), seasonal naive {fmt(h.get('seasonal_naive'))}, persistence {fmt(h.get('persistence'))}\n"
+        f"  {card.training.get('epochs')} epochs, {card.training.get('epoch_seconds_mean')} s/epoch on {card.training.get('device')}, "
+        f"run {card.training.get('run_seconds')} s; ONNX parity {_sci(card.onnx.get('parity_max_abs_diff'))}\n"
+    )
+
+
 def format_versions(settings: Settings) -> str:
-    from telemetry import registry
+    from forecasting import registry
 
     cards = registry.list_versions(settings.models_dir)
     if not cards:
@@ -129,7 +155,7 @@ def run_models_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_models_activate(args: argparse.Namespace, settings: Settings) -> int:
-    from telemetry import registry
+    from forecasting import registry
 
     try:
         card = registry.read_card(settings.models_dir, args.version)

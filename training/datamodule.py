@@ -1,6 +1,6 @@
 """The Lightning data module: per-minute frames -> scaled, leak-free windows.
 
-Everything about channels, gaps, scaling and splits comes from :mod:`telemetry.windows`
+Everything about channels, gaps, scaling and splits comes from :mod:`forecasting.windows`
 (the module serving uses too); this module only fits the scaling on the training block,
 cuts the windows and hands them to torch.
 """
@@ -15,7 +15,8 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from telemetry.windows import FEATURES, TARGETS, Scaling, Split, feature_matrix, split_origins, target_values, windows
+from forecasting.contract import FEATURES, TARGETS
+from forecasting.windows import Scaling, Split, feature_matrix, split_origins, target_values, windows
 
 #: Train / validation / test shares of the minutes, in time order.
 FRACTIONS = (0.7, 0.15, 0.15)

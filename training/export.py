@@ -1,7 +1,7 @@
 """ONNX export of a fitted network, the checker, and parity against torch.
 
-The contract (read by :class:`telemetry.forecaster.OnnxForecaster`): input ``window``
-float32 [batch, L, len(FEATURES)], output ``quantiles`` float32
+The contract (:mod:`forecasting.contract`, read by :class:`forecasting.forecaster.OnnxForecaster`): input
+``window`` float32 [batch, L, len(FEATURES)], output ``quantiles`` float32
 [batch, H, len(TARGETS), len(quantiles)] in scaled units, the batch axis dynamic.
 A model is promoted only if the checker passes and onnxruntime agrees with torch on
 held-back windows to within :data:`PARITY_TOLERANCE`.
@@ -20,12 +20,11 @@ import numpy as np
 import onnx
 import torch
 
-from telemetry.forecaster import session_options
+from forecasting.contract import INPUT, OUTPUT
+from forecasting.forecaster import session_options
 
 log = logging.getLogger(__name__)
 OPSET = 18
-INPUT = "window"
-OUTPUT = "quantiles"
 #: Largest absolute difference (scaled units) allowed between onnxruntime and torch.
 PARITY_TOLERANCE = 1e-4
 
@@ -79,7 +78,7 @@ def export_onnx(model: torch.nn.Module, path: Path, input_minutes: int, n_featur
                 output_names=[OUTPUT],
                 opset_version=opset,
                 dynamo=True,
-                dynamic_shapes={"window": {0: torch.export.Dim("batch")}},
+                dynamic_shapes={INPUT: {0: torch.export.Dim("batch")}},
                 external_data=False,
                 verbose=False,
             )

@@ -1,12 +1,12 @@
 """Scoring on the validation and test windows, and the promotion gates.
 
 Torch-free: the candidate's forecasts arrive as numpy arrays, the current model is run by
-:class:`telemetry.forecaster.OnnxForecaster` exactly as serving runs it, and the baselines
-come from :mod:`telemetry.baselines`. Every method is scored on the same windows and the
+:class:`forecasting.forecaster.OnnxForecaster` exactly as serving runs it, and the baselines
+come from :mod:`forecasting.baselines`. Every method is scored on the same windows and the
 same minutes (observed, and forecast by every method).
 
 The windows are the held-back **test** block: validation already chose the epoch, the health
-source and the calibration (:mod:`telemetry.calibration`), so it is not used to judge. The
+source and the calibration (:mod:`forecasting.calibration`), so it is not used to judge. The
 comparison is the evaluation's quality bar (docs/evaluation.md), with the thresholds from
 settings: over the first ``gate_horizon_minutes`` (G, 60) of each window, pooled.
 
@@ -41,20 +41,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from telemetry import baselines, calibration, registry
-from telemetry.forecaster import OnnxForecaster, derive_health, to_original
+from forecasting import baselines, calibration, metrics, registry
+from forecasting.contract import FEATURES, HEALTH, TARGETS, median_index
+from forecasting.forecaster import OnnxForecaster, derive_health, to_original
+from forecasting.windows import Scaling, feature_matrix, windows
 from telemetry.settings import Settings
-from telemetry.windows import FEATURES, HEALTH, TARGETS, Scaling, feature_matrix, windows
 
 log = logging.getLogger(__name__)
 HEALTH_SOURCES = ("direct", "derived")
 #: Against the current model "better" means lower by more than this: the candidate is scored from
 #: torch, the current model from onnxruntime, and the two differ by float noise (~1e-7) for one model.
 CURRENT_MODEL_MARGIN = 1e-6
-
-
-def median_index(quantiles: tuple[float, ...]) -> int:
-    return quantiles.index(0.5) if 0.5 in quantiles else len(quantiles) // 2
 
 
 def horizon_actuals(values: np.ndarray, origins: np.ndarray, horizon_minutes: int) -> np.ndarray:
@@ -70,7 +67,7 @@ def gate_minutes(horizon_minutes: int, settings: Settings) -> int:
 def _by_hour(forecast: np.ndarray, actual: np.ndarray, mask: np.ndarray) -> list[float]:
     """MAE over each hour of the horizon (the last one may be partial)."""
     steps = forecast.shape[1]
-    return [round(baselines.mae(forecast[:, a : a + 60], actual[:, a : a + 60], mask[:, a : a + 60]), 5) for a in range(0, steps, 60)]
+    return [round(metrics.mae(forecast[:, a : a + 60], actual[:, a : a + 60], mask[:, a : a + 60]), 5) for a in range(0, steps, 60)]
 
 
 @dataclass
@@ -84,7 +81,7 @@ class Validation:
     seasonal_naive: np.ndarray
     persistence: np.ndarray
     quantiles: tuple[float, ...]
-    #: [N, H, Q] health scored from the forecast streams (:func:`telemetry.forecaster.derive_health`).
+    #: [N, H, Q] health scored from the forecast streams (:func:`forecasting.forecaster.derive_health`).
     derived_health: np.ndarray | None = None
     health_source: str = "direct"
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -114,7 +111,7 @@ def validate(
     ``values`` [time, T] are the frame's targets in original units. Chooses the health source
     (direct or derived from the forecast streams) with the lower MAE, unless ``health_source``
     is given (scoring the test windows with the source validation chose). ``health_offsets``:
-    the calibration (:mod:`telemetry.calibration`), applied to the health of either source.
+    the calibration (:mod:`forecasting.calibration`), applied to the health of either source.
     """
     horizon = scaled.shape[1]
     forecast = to_original(scaled, scaling, "direct", settings, health_offsets)
@@ -126,8 +123,8 @@ def validate(
     mid = median_index(v.quantiles)
 
     h_actual = actual[:, :, HEALTH]
-    mask = baselines.common_mask(h_actual, naive[:, :, HEALTH], persist[:, :, HEALTH])
-    health_mae = {source: baselines.mae(v.health_median(source), h_actual, mask) for source in HEALTH_SOURCES}
+    mask = metrics.common_mask(h_actual, naive[:, :, HEALTH], persist[:, :, HEALTH])
+    health_mae = {source: metrics.mae(v.health_median(source), h_actual, mask) for source in HEALTH_SOURCES}
     v.health_source = health_source or min(HEALTH_SOURCES, key=lambda s: health_mae[s])
     chosen = v.health(v.health_source)
     inside = (h_actual >= chosen[:, :, 0]) & (h_actual <= chosen[:, :, -1])
@@ -138,8 +135,8 @@ def validate(
             "model": health_mae[v.health_source],
             "direct": health_mae["direct"],
             "derived": health_mae["derived"],
-            "seasonal_naive": baselines.mae(naive[:, :, HEALTH], h_actual, mask),
-            "persistence": baselines.mae(persist[:, :, HEALTH], h_actual, mask),
+            "seasonal_naive": metrics.mae(naive[:, :, HEALTH], h_actual, mask),
+            "persistence": metrics.mae(persist[:, :, HEALTH], h_actual, mask),
         },
         "health_mae_by_hour": {
             "model": _by_hour(v.health_median(), h_actual, mask),
@@ -157,11 +154,11 @@ def validate(
     for t, name in enumerate(TARGETS):
         if t == HEALTH:
             continue
-        m = baselines.common_mask(actual[:, :, t], naive[:, :, t], persist[:, :, t])
+        m = metrics.common_mask(actual[:, :, t], naive[:, :, t], persist[:, :, t])
         v.metrics["stream_mae"][name] = {
-            "model": baselines.mae(forecast[:, :, t, mid], actual[:, :, t], m),
-            "seasonal_naive": baselines.mae(naive[:, :, t], actual[:, :, t], m),
-            "persistence": baselines.mae(persist[:, :, t], actual[:, :, t], m),
+            "model": metrics.mae(forecast[:, :, t, mid], actual[:, :, t], m),
+            "seasonal_naive": metrics.mae(naive[:, :, t], actual[:, :, t], m),
+            "persistence": metrics.mae(persist[:, :, t], actual[:, :, t], m),
         }
     return v
 
@@ -171,15 +168,15 @@ def gate_scores(v: Validation, settings: Settings) -> dict[str, Any]:
     g = gate_minutes(v.actual.shape[1], settings)
     h_actual = v.actual[:, :g, HEALTH]
     naive, persist = v.seasonal_naive[:, :g, HEALTH], v.persistence[:, :g, HEALTH]
-    mask = baselines.common_mask(h_actual, naive, persist)
+    mask = metrics.common_mask(h_actual, naive, persist)
     band = v.health()[:, :g]
     inside = (h_actual >= band[:, :, 0]) & (h_actual <= band[:, :, -1])
     return {
         "horizon_minutes": g,
         "health_rmse": {
-            "model": baselines.rmse(v.health_median()[:, :g], h_actual, mask),
-            "seasonal_naive": baselines.rmse(naive, h_actual, mask),
-            "persistence": baselines.rmse(persist, h_actual, mask),
+            "model": metrics.rmse(v.health_median()[:, :g], h_actual, mask),
+            "seasonal_naive": metrics.rmse(naive, h_actual, mask),
+            "persistence": metrics.rmse(persist, h_actual, mask),
         },
         "coverage": float(inside[mask].mean()) if mask.any() else float("nan"),
     }
@@ -273,11 +270,11 @@ def decide(
         else:
             steps = min(result.shape[1], g)
             h_actual = held_back.actual[:, :steps, HEALTH]
-            overlap = baselines.common_mask(
+            overlap = metrics.common_mask(
                 h_actual, held_back.seasonal_naive[:, :steps, HEALTH], held_back.persistence[:, :steps, HEALTH], result[:, :steps]
             )
-            ours = baselines.rmse(held_back.health_median()[:, :steps], h_actual, overlap)
-            theirs = baselines.rmse(result[:, :steps], h_actual, overlap)
+            ours = metrics.rmse(held_back.health_median()[:, :steps], h_actual, overlap)
+            theirs = metrics.rmse(result[:, :steps], h_actual, overlap)
             checks["current_model"].update(health_rmse=theirs, candidate_health_rmse=ours, horizon_minutes_compared=steps)
             if not ours < theirs - CURRENT_MODEL_MARGIN:
                 failed.append(f"{steps}-min health RMSE {ours:.4f} is not below the current model {version}'s {theirs:.4f}")

@@ -1,7 +1,7 @@
 """The forecasting network: an LSTM encoder and a direct multi-horizon quantile head.
 
-Input ``window`` [B, L, F] (channels :data:`telemetry.windows.FEATURES`, which begin with
-the scaled :data:`telemetry.windows.TARGETS`); output [B, H, T, Q]: every target (the five streams and health) at each of the H minutes ahead,
+Input ``window`` [B, L, F] (channels :data:`forecasting.windows.FEATURES`, which begin with
+the scaled :data:`forecasting.windows.TARGETS`); output [B, H, T, Q]: every target (the five streams and health) at each of the H minutes ahead,
 at each quantile, in scaled units. "Direct" means all H steps come out of one pass (no
 feeding forecasts back in), so an error at minute 1 does not compound to minute 180.
 
@@ -17,8 +17,8 @@ import lightning as L
 import torch
 from torch import nn
 
-from telemetry.baselines import SEASON_MINUTES
-from telemetry.windows import FEATURES, HEALTH
+from forecasting.baselines import SEASON_MINUTES
+from forecasting.contract import FEATURES, HEALTH, median_index
 
 MINUTE_SIN = FEATURES.index("minute_sin")
 MINUTE_COS = FEATURES.index("minute_cos")
@@ -112,7 +112,7 @@ class QuantileLSTM(L.LightningModule):
         # Softmax weights over the K seasons, per horizon minute and target; equal at the start.
         self.season_logits = nn.Parameter(torch.zeros(index.shape[0], horizon_minutes, n_targets))
         self.register_buffer("quantiles", torch.tensor(list(quantiles), dtype=torch.float32), persistent=False)
-        self.median_index = list(quantiles).index(0.5) if 0.5 in quantiles else len(quantiles) // 2
+        self.median_index = median_index(quantiles)
         weights = torch.ones(n_targets)
         weights[HEALTH] = health_weight  # health is what the gates and the API judge
         self.register_buffer("target_weights", weights, persistent=False)

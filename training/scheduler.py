@@ -5,9 +5,9 @@ Two APScheduler jobs:
 - ``retrain``: every ``train_interval_hours``, the first at start; ``max_instances=1``,
   missed firings coalesced into one, a firing later than :data:`MISFIRE_GRACE_S` skipped;
 - ``requests``: every :data:`POLL_SECONDS`, claims the ``POST /api/v1/train`` requests
-  (:func:`telemetry.training_runs.take_training_requests`) and runs one training for them.
+  (:func:`forecasting.training_runs.take_training_requests`) and runs one training for them.
 
-Both take the registry's training lock first (:class:`training.pipeline.TrainingLock`), so
+Both take the registry's training lock first (:class:`training.lock.TrainingLock`), so
 two trainings never overlap, in this process or with a ``train --once`` elsewhere. A firing
 that finds the lock taken is skipped; requests found while a run is going stay pending
 until the next poll after it. SIGINT/SIGTERM stop fitting after the current batch; the run
@@ -22,7 +22,7 @@ import signal
 import threading
 from typing import Callable
 
-from telemetry import training_runs
+from forecasting import training_runs
 from telemetry.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class Retrainer:
         )
 
     def _lock(self):
-        from training.pipeline import TrainingLock
+        from training.lock import TrainingLock
 
         return TrainingLock(self.settings.models_dir)
 

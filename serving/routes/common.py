@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 
 from serving.errors import abort_field
-from telemetry.health import floor_minute
 
 UTC = dt.timezone.utc
 
@@ -43,11 +42,6 @@ def iso_ms(t: pd.Timestamp | dt.datetime) -> str:
     """``2026-03-01T12:00:00.000Z``: what the original's pandas ``to_json(orient="table")`` wrote."""
     t = pd.Timestamp(t).tz_convert(UTC)
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
-
-
-def minute_ceil(t: dt.datetime) -> dt.datetime:
-    floor = floor_minute(t)
-    return floor if floor == t else floor + dt.timedelta(minutes=1)
 
 
 def nan_to_none(values) -> list:

@@ -20,7 +20,8 @@ from serving.errors import no_model, unavailable
 from serving.routes.common import iso_ms, nan_to_none, parse_hours
 from serving.runtime import runtime
 from serving.schemas import CompatCurrentHealthSchema, CompatHealthDataSchema, CompatPredictedDataSchema, ErrorSchema
-from serving.status import Snapshot
+from serving.status import FAILING_NOW, UNKNOWN
+from serving.status_service import Snapshot
 
 blp = Blueprint(
     "compatibility",
@@ -39,10 +40,10 @@ def _snapshot() -> Snapshot:
 
 def remaining_seconds(snap: Snapshot, forecast) -> int:
     """Whole seconds to the P50 crossing within ``forecast``; 1 while failing; 0 = no failure predicted."""
-    state = snap.payload.get("state")
-    if state == "failing_now":
+    state = snap.status.state if snap.status else UNKNOWN
+    if state == FAILING_NOW:
         return 1
-    if state == "unknown" or forecast is None:
+    if state == UNKNOWN or forecast is None:
         return 0
     hit = eta.crossing(forecast.times, eta.bands(forecast, "health")[:, 1], runtime().settings.failure_threshold, pd.Timestamp(snap.now))
     return 0 if hit is None else max(1, math.ceil(hit.seconds))
@@ -82,7 +83,7 @@ def predicted_data(hours: str):
         if rt.models.forecaster is None:
             no_model(rt.models.state.problem)
         # A model is loaded but the status made no forecast (stale data, no scorable minute): say why.
-        unavailable(f"no forecast: {snap.payload.get('detail') or 'the current status has none'}", retry_after=30)
+        unavailable(f"no forecast: {(snap.status.detail if snap.status else '') or 'the current status has none'}", retry_after=30)
     p50 = eta.bands(forecast, "health")[:, 1]
     return {
         "remaining_time": remaining_seconds(snap, forecast),
@@ -105,10 +106,9 @@ def current_health(hours: str):
     span = parse_hours(hours, rt.settings.max_horizon_hours, "max_horizon_hours")
     snap = _snapshot()
     forecast = rt.status.forecast_from_current(snap, max(1, int(round(span * 60))))
-    payload = snap.payload
-    predicted = payload.get("predicted_current") or {}
+    status = snap.status
     return {
-        "current_health": payload["current"]["health"],
-        "predicted_current_health": predicted.get("p50"),
+        "current_health": status.current.health,
+        "predicted_current_health": status.predicted_current.p50 if status.predicted_current else None,
         "predicted_remaining_time": remaining_seconds(snap, forecast),
     }

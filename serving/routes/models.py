@@ -10,7 +10,7 @@ from serving.auth import SECURITY, require_token
 from serving.model_watcher import load_forecaster
 from serving.runtime import runtime
 from serving.schemas import ErrorSchema, ModelCardSchema, ModelListSchema, TrainRequestSchema
-from telemetry import registry, training_runs
+from forecasting import registry, training_runs
 
 blp = Blueprint("models", __name__, url_prefix="/api/v1", description="The model registry, activation and training requests.")
 VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

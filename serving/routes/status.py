@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from flask import Response, request
+from flask import Response
 from flask_smorest import Blueprint
+from marshmallow import RAISE
 
-from serving.errors import abort_field, unavailable
+from serving.errors import unavailable
 from serving.runtime import runtime
-from serving.schemas import STATUS_EXAMPLE, ErrorSchema, StatusSchema
+from serving.schemas import STATUS_EXAMPLE, ErrorSchema, NoQuerySchema, StatusSchema
 
 blp = Blueprint("status", __name__, url_prefix="/api/v1", description="Current health, predicted health and time to failure.")
 
 
 @blp.route("/status")
+@blp.arguments(NoQuerySchema, location="query", unknown=RAISE)
 @blp.response(200, StatusSchema, example=STATUS_EXAMPLE)
 @blp.alt_response(422, schema=ErrorSchema, description="A query parameter was given (this route takes none).")
 @blp.alt_response(503, schema=ErrorSchema, description="The database is unreachable.")
-def status():
+def status(_query: dict):
     """Current status and time to failure
 
     - `current`: observed health of the newest scored minute (null when the data is stale).
@@ -32,8 +34,6 @@ def status():
 
     Computed when new samples arrive (about every 5 s) or the model changes, not per request.
     """
-    if request.args:
-        abort_field(next(iter(request.args)), "Unknown field.")
     snap = runtime().status.snapshot()
     if snap.error is not None:
         unavailable(f"database unavailable: {snap.error}")

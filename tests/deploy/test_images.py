@@ -48,7 +48,7 @@ def test_hadolint_finds_nothing(dockerfile):
 
 def test_the_serving_image_copies_and_installs_no_training_side():
     assert copied_sources(SERVE) == [
-        "requirements-telemetry.txt", "requirements-serve.txt", "pyproject.toml", "README.md", "pycemaker", "telemetry", "serving"
+        "requirements-telemetry.txt", "requirements-serve.txt", "pyproject.toml", "README.md", "pycemaker", "telemetry", "forecasting", "serving"
     ]
     runs = [args for op, args in instructions(SERVE) if op == "RUN"]
     installs = [found.strip() for run in runs for found in re.findall(r"pip install ([^&;]*)", run)]
@@ -97,7 +97,7 @@ def test_the_serving_package_builds_from_what_the_image_copies(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     (wheel,) = (tmp_path / "dist").glob("pycemaker-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert {n.split("/")[0] for n in names if not n.startswith("pycemaker-")} == {"pycemaker", "telemetry", "serving"}
+    assert {n.split("/")[0] for n in names if not n.startswith("pycemaker-")} == {"pycemaker", "telemetry", "forecasting", "serving"}
     assert "serving/static/swagger-ui/swagger-ui-bundle.js" in names  # package data comes along
     assert any(n.startswith("serving/static/dashboard/") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
@@ -130,7 +130,7 @@ def test_the_training_image_installs_the_variant_s_torch_before_the_requirements
     torch_step = next(i for i, r in enumerate(runs) if "download.pytorch.org/whl/cpu" in r)
     assert "download.pytorch.org/whl/${CUDA_TAG}" in runs[torch_step]
     assert next(i for i, r in enumerate(runs) if "-r requirements-train.txt" in r) > torch_step
-    assert copied_sources(TRAIN)[-3:] == ["pycemaker", "telemetry", "training"]
+    assert copied_sources(TRAIN)[-4:] == ["pycemaker", "telemetry", "forecasting", "training"]
     assert "serving" not in copied_sources(TRAIN)
     user = [a for op, a in ops if op == "USER"]
     assert user and not user[-1].startswith(("root", "0"))
@@ -159,5 +159,5 @@ def test_compose_uses_the_images_as_built():
 def test_the_build_context_leaves_out_the_heavy_and_the_private():
     ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")}
     assert {".venv", ".git", "models", "var"} <= ignored
-    for needed in ("pycemaker", "telemetry", "serving", "training", "testbed", "README.md", "pyproject.toml"):
+    for needed in ("pycemaker", "telemetry", "forecasting", "serving", "training", "testbed", "README.md", "pyproject.toml"):
         assert needed not in ignored, needed

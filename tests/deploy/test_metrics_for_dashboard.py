@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import replace
 
 from prometheus_client import REGISTRY
 
 from serving import metrics
+from serving.eta import Crossing
+from serving.status import CurrentHealth, DataFreshness, ModelInfo, PredictedCurrent, Status, TimeToFailure
 from telemetry.catalogue import FLAG_NAMES
 
 UTC = dt.timezone.utc
@@ -19,20 +22,22 @@ def sample(name: str, **labels: str) -> float | None:
     return REGISTRY.get_sample_value(name, labels)
 
 
-def payload(**changes) -> dict:
+def status(**changes) -> Status:
     flags = dict.fromkeys(FLAG_NAMES, 0.0) | {"response_time": 2.0, "request_rate": None}
-    out = {
-        "state": "failure_predicted",
-        "current": {"minute": NOW.replace(second=0), "health": 0.75, "flags": flags},
-        "predicted_current": {"minute": NOW.replace(second=0), "p10": 0.5, "p50": 0.667, "p90": 0.833},
-        "time_to_failure": {"expected": {"seconds": 600.0}, "earliest": {"seconds": 300.0}, "latest": None},
-        "data": {"latest_sample": NOW - dt.timedelta(seconds=4)},
-    }
-    return out | changes
+    minute = NOW.replace(second=0)
+    out = Status(
+        state="failure_predicted", reason=None, detail="", as_of=NOW, threshold=0.3,
+        current=CurrentHealth(minute, 0.75, 1.0, flags),
+        predicted_current=PredictedCurrent(minute, 0.5, 0.667, 0.833),
+        time_to_failure=TimeToFailure(Crossing(minute, 600.0), Crossing(minute, 300.0), None),
+        data=DataFreshness(NOW - dt.timedelta(seconds=4), False, None, []),
+        model=ModelInfo("20260301T090000Z-abc123", "20260301T090000Z-abc123", None),
+    )
+    return replace(out, **changes)
 
 
 def test_the_band_flags_and_model_time_follow_the_status():
-    metrics.observe_status(payload(), "20260301T090000Z-abc123", None, NOW)
+    metrics.observe_status(status(), "20260301T090000Z-abc123", None, NOW)
     assert sample("pycemaker_predicted_health") == 0.667
     assert sample("pycemaker_predicted_health_band", quantile="0.1") == 0.5
     assert sample("pycemaker_predicted_health_band", quantile="0.9") == 0.833

@@ -177,7 +177,7 @@ def test_collector_stores_the_four_streams_from_a_real_prometheus(
 
     # Let the collector store the ticks covering the last requests, then stop it the way systemd/Docker do.
     def caught_up() -> bool:
-        latest = store.latest_sample_times(db)["cpu_usage"]
+        latest = store.newest_sample_times(db)["cpu_usage"]
         return latest is not None and latest >= load_ended + dt.timedelta(seconds=3)
 
     wait_until(caught_up, 20, "the collector to catch up", [collector])

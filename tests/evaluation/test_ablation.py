@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from evaluation import backtest, forecasters, pipeline, ttf
-from telemetry import calibration, registry
+from forecasting import calibration, registry
 from tests.evaluation.conftest import FIXTURE_MODELS
 
 

@@ -11,14 +11,11 @@ from evaluation import backtest, forecasters, series
 from telemetry import store
 from telemetry.commands import run_import_csv
 from telemetry.importer import CsvImportError, import_csv, parse_scale
-from tests.conftest import SHARED
+from evaluation.nab import nab_path
 
 UTC = dt.timezone.utc
-NAB = SHARED / "data" / "nab"
-EC2 = NAB / "ec2_cpu_utilization_5f5533.csv"
-ELB = NAB / "elb_request_count_8c0756.csv"
-
-pytestmark = pytest.mark.skipif(not EC2.is_file(), reason="../shared/data/nab is not there")
+EC2 = nab_path("ec2_cpu_utilization_5f5533.csv")
+ELB = nab_path("elb_request_count_8c0756.csv")
 
 
 def test_import_is_complete_utc_in_the_original_shape_and_idempotent(db, settings):

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from hypothesis import assume, given, strategies as st
 
-from telemetry.windows import FEATURES, LOG_CHANNELS, MASKS, MAX_FILL_MINUTES, TARGETS, Scaling, feature_matrix, split_origins, window_at
+from forecasting.contract import FEATURES, MASKS, TARGETS
+from forecasting.windows import LOG_CHANNELS, MAX_FILL_MINUTES, Scaling, feature_matrix, split_origins, window_at
 from tests.properties.strategies import PROPERTY, T0
 
 MASK_AT = [FEATURES.index(m) for m in MASKS]

@@ -14,7 +14,7 @@ import dataclasses
 
 import pytest
 
-from telemetry import registry
+from forecasting import registry
 from tests.serving.conftest import Clock, at
 from tests.serving.onnx_models import persistence_model
 

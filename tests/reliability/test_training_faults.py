@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from telemetry import registry, simulator, training_runs
+from forecasting import registry, training_runs
+from telemetry import simulator
 from tests.conftest import HAS_TORCH, REPO
 
 UTC = dt.timezone.utc

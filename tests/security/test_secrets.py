@@ -18,7 +18,7 @@ import pytest
 from hypothesis import assume, given, strategies as st
 
 from telemetry.settings import SettingsError, load_settings
-from telemetry.store import mask_uri
+from telemetry.settings import mask_uri
 from tests.conftest import REPO
 from tests.properties.strategies import PROPERTY
 from tests.reliability.processes import free_port

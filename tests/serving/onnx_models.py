@@ -25,8 +25,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from telemetry import registry
-from telemetry.windows import FEATURES, LOG_CHANNELS, TARGETS, Scaling
+from forecasting import registry
+from forecasting.contract import FEATURES, TARGETS
+from forecasting.windows import LOG_CHANNELS, Scaling
 
 UTC = dt.timezone.utc
 OPSET = 17

@@ -9,7 +9,7 @@ import time
 import requests
 
 from serving.model_watcher import ModelWatcher
-from telemetry import registry
+from forecasting import registry
 from tests.serving.conftest import Clock, at
 from tests.serving.helpers import serving
 from tests.serving.onnx_models import build_onnx, declining_model, install, persistence_model

@@ -20,7 +20,7 @@ from serving.schemas import (
     ModelCardSchema,
     ModelListSchema,
 )
-from telemetry import registry
+from forecasting import registry
 from telemetry.frames import minute_frame
 from tests.serving.conftest import Clock, at
 from tests.serving.onnx_models import declining_model, persistence_model

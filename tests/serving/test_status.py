@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving import status as status_module
+from serving import status_service as status_module
 from serving.schemas import STATES, StatusSchema
 from telemetry import store
 from telemetry.catalogue import CPU, MEMORY, REQUESTS, RESPONSE_TIME, to_document

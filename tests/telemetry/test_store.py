@@ -6,7 +6,7 @@ import pytest
 
 from telemetry import store
 from telemetry.catalogue import CPU, MEMORY, REQUESTS, RESPONSE_TIME, to_document
-from telemetry.settings import Settings
+from telemetry.settings import Settings, mask_uri
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -50,7 +50,7 @@ def test_naive_datetimes_in_the_database_read_as_utc(db):
     db[CPU.collection].insert_one({"time_series": naive, "value": 0.3})
     frame = store.read_stream(db, CPU, T0, T0 + dt.timedelta(minutes=1))
     assert frame.index[0].to_pydatetime() == naive.replace(tzinfo=UTC)
-    latest = store.latest_sample_times(db)[CPU.collection]
+    latest = store.newest_sample_times(db)[CPU.collection]
     assert latest.tzinfo is not None and latest == naive.replace(tzinfo=UTC)
 
 
@@ -95,5 +95,5 @@ def test_unreachable_database_fails_fast_with_the_host_never_the_password():
 
 
 def test_mask_uri():
-    assert store.mask_uri("mongodb://u:p%40ss@h1:1,h2:2/db?x=1") == "mongodb://u:***@h1:1,h2:2/db?x=1"
-    assert store.mask_uri("mongodb://h:1/") == "mongodb://h:1/"
+    assert mask_uri("mongodb://u:p%40ss@h1:1,h2:2/db?x=1") == "mongodb://u:***@h1:1,h2:2/db?x=1"
+    assert mask_uri("mongodb://h:1/") == "mongodb://h:1/"

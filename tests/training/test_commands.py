@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from telemetry import registry
+from forecasting import registry
 from telemetry.settings import Settings
 from training import commands
 

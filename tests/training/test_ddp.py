@@ -20,15 +20,17 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("lightning")
 
-from telemetry import registry, simulator, store, training_runs  # noqa: E402
+from forecasting import registry, training_runs  # noqa: E402
+from telemetry import simulator, store  # noqa: E402
 from telemetry.settings import Settings  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
-from training import pipeline  # noqa: E402
+from training import distributed, pipeline  # noqa: E402
+from training.lock import LOCK_FILE  # noqa: E402
 from training.fit import FitConfig  # noqa: E402
 
 UTC = dt.timezone.utc
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS",
-                  pipeline.DATA_END_ENV)
+                  distributed.DATA_END_ENV)
 
 
 @pytest.fixture
@@ -61,24 +63,24 @@ def test_one_device_is_not_distributed_and_ddp_is():
 def test_rank_zero_is_read_from_every_launcher_s_variables(no_launcher, variables, zero, outside):
     for name, value in variables.items():
         no_launcher.setenv(name, value)
-    assert pipeline.process_is_rank_zero() is zero
-    assert pipeline.launched_from_outside() is outside
+    assert distributed.process_is_rank_zero() is zero
+    assert distributed.launched_from_outside() is outside
 
 
 def test_processes_started_from_outside_must_share_the_data_end(no_launcher, settings):
     no_launcher.setenv("RANK", "1")
     no_launcher.setenv("WORLD_SIZE", "2")
-    with pytest.raises(pipeline.DistributedSetupError, match=pipeline.DATA_END_ENV):
+    with pytest.raises(distributed.DistributedSetupError, match=distributed.DATA_END_ENV):
         pipeline.train_once(settings, config=FitConfig(strategy="ddp", devices=2))
-    assert not (settings.models_dir / pipeline.LOCK_FILE).exists()  # a follower never touches the registry
+    assert not (settings.models_dir / LOCK_FILE).exists()  # a follower never touches the registry
 
 
 def test_the_data_end_is_a_zoned_time(no_launcher):
-    no_launcher.setenv(pipeline.DATA_END_ENV, "2026-03-01T12:00:30Z")
-    assert pipeline.pinned_data_end() == dt.datetime(2026, 3, 1, 12, tzinfo=UTC)  # whole minutes
-    no_launcher.setenv(pipeline.DATA_END_ENV, "2026-03-01T12:00")
-    with pytest.raises(pipeline.DistributedSetupError, match="zone"):
-        pipeline.pinned_data_end()
+    no_launcher.setenv(distributed.DATA_END_ENV, "2026-03-01T12:00:30Z")
+    assert distributed.pinned_data_end() == dt.datetime(2026, 3, 1, 12, tzinfo=UTC)  # whole minutes
+    no_launcher.setenv(distributed.DATA_END_ENV, "2026-03-01T12:00")
+    with pytest.raises(distributed.DistributedSetupError, match="zone"):
+        distributed.pinned_data_end()
 
 
 def test_the_scheduler_refuses_distributed_flags():

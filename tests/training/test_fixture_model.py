@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from telemetry import registry, simulator
-from telemetry.forecaster import OnnxForecaster, load_current
+from forecasting import registry
+from telemetry import simulator
+from forecasting.forecaster import OnnxForecaster, load_current
 from telemetry.frames import minute_frame
 from telemetry.settings import Settings
-from telemetry.windows import FEATURES, TARGETS
+from forecasting.contract import FEATURES, TARGETS
 
 UTC = dt.timezone.utc
 V1 = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "v1"

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from telemetry import registry, simulator
+from forecasting import registry
+from telemetry import simulator
 from telemetry.frames import minute_frame
 from telemetry.settings import Settings
-from telemetry.windows import HEALTH, TARGETS, Scaling
+from forecasting.contract import HEALTH, TARGETS
+from forecasting.windows import Scaling
 from training import gates
 from training.export import PARITY_TOLERANCE
 

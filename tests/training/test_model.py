@@ -7,10 +7,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from telemetry import registry  # noqa: E402
-from telemetry.forecaster import OnnxForecaster  # noqa: E402
+from forecasting import registry  # noqa: E402
+from forecasting.forecaster import OnnxForecaster  # noqa: E402
 from telemetry.settings import Settings  # noqa: E402
-from telemetry.windows import FEATURES, TARGETS, Scaling, target_values  # noqa: E402
+from forecasting.contract import FEATURES, TARGETS  # noqa: E402
+from forecasting.windows import Scaling, target_values  # noqa: E402
 from tests.training.conftest import TINY, tiny_fit_config  # noqa: E402
 from training import gates  # noqa: E402
 from training.export import PARITY_TOLERANCE, ExportError, check_onnx, parity  # noqa: E402

@@ -5,7 +5,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from telemetry.windows import FEATURES, TARGETS  # noqa: E402
+from forecasting.contract import FEATURES, TARGETS  # noqa: E402
 from training.network import QuantileLSTM, harmonics, pinball_loss, seasonal_index  # noqa: E402
 
 Q = (0.1, 0.5, 0.9)

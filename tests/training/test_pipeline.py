@@ -15,11 +15,14 @@ from bson import ObjectId
 
 pytest.importorskip("torch")
 
-from telemetry import registry, simulator, store, training_runs  # noqa: E402
+from forecasting import registry, training_runs  # noqa: E402
+from telemetry import simulator, store  # noqa: E402
 from telemetry.settings import Settings  # noqa: E402
 from tests.training.conftest import TINY, tiny_fit_config  # noqa: E402
 from training import pipeline  # noqa: E402
-from training.pipeline import TrainingBusy, TrainingLock, train_once  # noqa: E402
+from training.data import load_training_frame  # noqa: E402
+from training.lock import LOCK_FILE, TrainingBusy, TrainingLock  # noqa: E402
+from training.pipeline import train_once  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 V1 = REPO / "tests" / "fixtures" / "models" / "v1"
@@ -42,7 +45,7 @@ def stored_frame(stored):
     read to return it (the first test reads the store for real)."""
     db = store.connect(stored, autostart=False)
     try:
-        return pipeline.load_training_frame(db, dataclasses.replace(stored, **TINY), days=7)
+        return load_training_frame(db, dataclasses.replace(stored, **TINY), days=7)
     finally:
         db.client.close()
 
@@ -142,7 +145,7 @@ def test_a_failed_run_leaves_current_untouched(run_settings, db, monkeypatch, ca
     result = train_once(run_settings, db, config=tiny_fit_config(max_epochs=1), progress_bar=False)
     assert result.status == training_runs.FAILED and "No space left on device" in result.error
     assert registry.current_version(run_settings.models_dir) == current
-    after = sorted(p.name for p in run_settings.models_dir.iterdir() if p.name != pipeline.LOCK_FILE)
+    after = sorted(p.name for p in run_settings.models_dir.iterdir() if p.name != LOCK_FILE)
     assert after == before  # no version, no staging directory left behind
     record = runs_of(db, result)
     assert record["status"] == training_runs.FAILED and "OSError: No space left on device" in record["error"]

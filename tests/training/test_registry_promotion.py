@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from telemetry import registry
-from telemetry.forecaster import OnnxForecaster
+from forecasting import registry
+from forecasting.forecaster import OnnxForecaster
 from telemetry.settings import Settings
 
 V1 = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "v1"

@@ -8,8 +8,8 @@ import time
 import pytest
 from bson import ObjectId
 
-from telemetry import training_runs
-from training.pipeline import TrainingLock
+from forecasting import training_runs
+from training.lock import TrainingLock
 from training.scheduler import MISFIRE_GRACE_S, Retrainer, build_scheduler
 
 pytest.importorskip("apscheduler")

@@ -3,7 +3,7 @@
 Both sides build inputs here, so serving feeds the ONNX model exactly what training fed
 the network (see docs/model.md).
 
-Channels, in order (:data:`FEATURES`):
+Channels, in order (:data:`forecasting.contract.FEATURES`):
 - the six targets, scaled: ``cpu, memory, req_success, req_fail, response_time, health``;
 - one mask per target: 1 where the minute was observed, 0 where it was missing;
 - ``minute_sin, minute_cos``: minute of the hour (the load repeats hourly).
@@ -22,14 +22,11 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-TARGETS: tuple[str, ...] = ("cpu", "memory", "req_success", "req_fail", "response_time", "health")
-MASKS: tuple[str, ...] = tuple(f"{t}_observed" for t in TARGETS)
-TIME_FEATURES: tuple[str, ...] = ("minute_sin", "minute_cos")
-FEATURES: tuple[str, ...] = TARGETS + MASKS + TIME_FEATURES
+from forecasting.contract import TARGETS
+
 #: Heavy-tailed channels are scaled on log1p.
 LOG_CHANNELS = frozenset({"req_success", "req_fail", "response_time"})
 MAX_FILL_MINUTES = 5
-HEALTH = TARGETS.index("health")
 
 
 @dataclass(frozen=True)
@@ -97,12 +94,6 @@ def feature_matrix(frame: pd.DataFrame, scaling: Scaling) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def time_features(times: pd.DatetimeIndex) -> np.ndarray:
-    """[time, 2] minute-of-hour sine and cosine (for minutes a rolled-forward forecast invents)."""
-    angle = 2 * np.pi * (times.minute.to_numpy() + times.second.to_numpy() / 60.0) / 60.0
-    return np.stack([np.sin(angle), np.cos(angle)], axis=1).astype(np.float32)
-
-
 def window_origins(n_minutes: int, input_minutes: int, horizon_minutes: int, stride: int = 1) -> np.ndarray:
     """Indices ``o`` such that input = [o - L, o) and horizon = [o, o + H) both lie in the frame."""
     return np.arange(input_minutes, n_minutes - horizon_minutes + 1, stride)
@@ -156,6 +147,11 @@ def split_origins(
         origins = window_origins(hi - lo, input_minutes, horizon_minutes, stride) + lo
         parts.append(origins)
     return Split(*parts)
+
+
+def lookback_minutes(input_minutes: int) -> int:
+    """Minutes of history an input window of ``input_minutes`` reads: the window and the forward fill's lead-in."""
+    return input_minutes + MAX_FILL_MINUTES
 
 
 def window_at(frame: pd.DataFrame, origin: pd.Timestamp, scaling: Scaling, input_minutes: int) -> np.ndarray:

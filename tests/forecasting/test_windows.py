@@ -4,10 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from telemetry.windows import (
-    FEATURES, HEALTH, MASKS, MAX_FILL_MINUTES, TARGETS, Scaling, feature_matrix, split_origins, target_values,
-    window_at, window_origins, windows,
-)
+from forecasting.contract import FEATURES, HEALTH, MASKS, TARGETS
+from forecasting.windows import MAX_FILL_MINUTES, Scaling, feature_matrix, split_origins, target_values, window_at, window_origins, windows
 
 L, H = 120, 60
 

@@ -56,7 +56,7 @@ class ModelCard:
     #: "direct": the network's health output is served; "derived": health is scored from forecast streams.
     health_source: str = "direct"
     data_range: dict[str, str] = field(default_factory=dict)
-    #: Offsets added to the health quantiles (telemetry.calibration); empty: none.
+    #: Offsets added to the health quantiles (forecasting.calibration); empty: none.
     calibration: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)

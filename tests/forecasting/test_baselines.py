@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from telemetry import baselines
+from forecasting import baselines
 
 
 def ramp(n_minutes: int, channels: int = 2) -> np.ndarray:
@@ -71,13 +71,3 @@ def test_empty_origins_give_empty_forecasts():
     assert baselines.seasonal_naive(ramp(200), np.array([], dtype=int), 120, 30).shape == (0, 30, 2)
     assert baselines.persistence(ramp(200), np.array([], dtype=int), 120, 30).shape == (0, 30, 2)
 
-
-def test_mae_scores_only_the_common_mask():
-    actual = np.array([[1.0, 2.0, np.nan, 4.0]])
-    a = np.array([[1.5, 2.0, 9.0, np.nan]])
-    b = np.array([[1.0, 3.0, 9.0, 4.0]])
-    mask = baselines.common_mask(actual, a, b)
-    np.testing.assert_array_equal(mask, [[True, True, False, False]])
-    assert baselines.mae(a, actual, mask) == pytest.approx(0.25)
-    assert baselines.mae(b, actual, mask) == pytest.approx(0.5)
-    assert np.isnan(baselines.mae(a, actual, np.zeros_like(mask)))

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from telemetry import calibration, registry
-from telemetry.forecaster import OnnxForecaster
+from forecasting import calibration, registry
+from forecasting.forecaster import OnnxForecaster
 from telemetry.settings import Settings
-from telemetry.windows import FEATURES, HEALTH
+from forecasting.contract import FEATURES, HEALTH
 
 Q = (0.1, 0.5, 0.9)
 V1 = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "v1"

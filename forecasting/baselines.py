@@ -1,7 +1,7 @@
 """Reference forecasts the model must beat, on exactly the windows the model is scored on.
 
 Both take per-minute values ``[time, channel]`` (any units, NaN where missing) and window
-origins (as from :func:`telemetry.windows.split_origins`), and return ``[N, H, channel]``
+origins (as from :func:`forecasting.windows.split_origins`), and return ``[N, H, channel]``
 forecasts for the minutes ``[o, o + H)`` of each origin ``o``. They only look at the
 window's input, the ``input_minutes`` before ``o``, so they see what the model sees.
 
@@ -11,7 +11,7 @@ window's input, the ``input_minutes`` before ``o``, so they see what the model s
 - :func:`persistence`: every minute is forecast by the last observed minute of the input.
 
 A forecast is NaN only where the channel was missing for the whole input window; metrics
-leave such points out for every method alike (:func:`common_mask`).
+leave such points out for every method alike (:func:`forecasting.metrics.common_mask`).
 """
 
 from __future__ import annotations
@@ -67,30 +67,4 @@ def seasonal_naive(
     return np.where(np.isnan(forecast), fallback, forecast)
 
 
-def common_mask(actual: np.ndarray, *forecasts: np.ndarray) -> np.ndarray:
-    """Points every method is scored on: observed, and forecast by every method."""
-    mask = ~np.isnan(actual)
-    for forecast in forecasts:
-        mask &= np.isfinite(forecast)
-    return mask
-
-
-def mae(forecast: np.ndarray, actual: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Mean absolute error over ``mask`` (default: wherever both are known); NaN if nothing to score."""
-    if mask is None:
-        mask = common_mask(actual, forecast)
-    if not mask.any():
-        return float("nan")
-    return float(np.mean(np.abs(forecast[mask] - actual[mask])))
-
-
-def rmse(forecast: np.ndarray, actual: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Root mean squared error over ``mask`` (default: wherever both are known); NaN if nothing to score."""
-    if mask is None:
-        mask = common_mask(actual, forecast)
-    if not mask.any():
-        return float("nan")
-    return float(np.sqrt(np.mean((forecast[mask] - actual[mask]) ** 2)))
-
-
-__all__ = ["SEASON_MINUTES", "persistence", "seasonal_naive", "common_mask", "mae", "rmse"]
+__all__ = ["SEASON_MINUTES", "persistence", "seasonal_naive"]

@@ -1,8 +1,7 @@
 """Run a registry model with onnxruntime (CPU, no torch): per-minute frames in, quantile forecasts out.
 
-The ONNX contract (written by ``training/export.py``, described by the model card):
-input ``window`` float32 [batch, L, len(FEATURES)] from :func:`telemetry.windows.window_at`;
-output ``quantiles`` float32 [batch, H, len(TARGETS), len(quantiles)] in scaled units.
+The ONNX contract is :mod:`forecasting.contract` (written by ``training/export.py``, described by
+the model card).
 """
 
 from __future__ import annotations
@@ -14,24 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from telemetry import calibration, registry
-from telemetry.catalogue import flag_of
+from forecasting import calibration, registry
+from forecasting.contract import BOUNDS, HEALTH, INPUT, OUTPUT, TARGETS, median_index
+from forecasting.windows import Scaling, lookback_minutes, window_at
+from telemetry.catalogue import STREAM_COLUMNS, flag_inputs, flag_of
 from telemetry.health import MAX_FLAG_SUM
 from telemetry.settings import Settings
-from telemetry.windows import HEALTH, TARGETS, Scaling, window_at
 
 log = logging.getLogger(__name__)
-#: Physical bounds of each target in original units.
-BOUNDS = {
-    "cpu": (0.0, 1.0),
-    "memory": (0.0, 1.0),
-    "req_success": (0.0, np.inf),
-    "req_fail": (0.0, np.inf),
-    "response_time": (0.0, np.inf),
-    "health": (0.0, 1.0),
-}
-#: Which settings cut points score each target when health is derived from streams.
-FLAG_OF_TARGET = {"cpu": "cpu", "memory": "memory", "response_time": "response_time"}
 
 
 @dataclass(frozen=True)
@@ -50,7 +39,7 @@ class Forecast:
         return self.values[:, TARGETS.index(name), :]
 
     def median(self, name: str) -> np.ndarray:
-        return self.target(name)[:, self.quantiles.index(0.5)] if 0.5 in self.quantiles else np.median(self.target(name), axis=1)
+        return self.target(name)[:, median_index(self.quantiles)]
 
 
 def session_options(threads: int):
@@ -83,8 +72,8 @@ class OnnxForecaster:
             )
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
             raise registry.RegistryError(f"cannot load {path}: {exc}") from exc
-        self._input = self.card.onnx.get("input", "window")
-        self._output = self.card.onnx.get("output", "quantiles")
+        self._input = self.card.onnx.get("input", INPUT)
+        self._output = self.card.onnx.get("output", OUTPUT)
 
     @property
     def input_minutes(self) -> int:
@@ -93,6 +82,11 @@ class OnnxForecaster:
     @property
     def horizon_minutes(self) -> int:
         return self.card.horizon_minutes
+
+    @property
+    def lookback_minutes(self) -> int:
+        """Minutes of history before an origin that one forecast reads (:func:`forecasting.windows.lookback_minutes`)."""
+        return lookback_minutes(self.input_minutes)
 
     def predict_scaled(self, windows: np.ndarray) -> np.ndarray:
         """[B, L, F] -> [B, H, T, Q] scaled, straight from the network."""
@@ -136,7 +130,7 @@ def to_original(
     health_offsets: np.ndarray | None = None,
 ) -> np.ndarray:
     """[B, H, T, Q] scaled -> original units, bounded, quantiles sorted, health per ``health_source``,
-    then calibrated by ``health_offsets`` [H, Q] (:mod:`telemetry.calibration`; None: as the network says).
+    then calibrated by ``health_offsets`` [H, Q] (:mod:`forecasting.calibration`; None: as the network says).
 
     A function (not only a method) so the trainer scores a candidate exactly as serving will run it.
     """
@@ -152,7 +146,7 @@ def to_original(
 
 
 def _append_median(history: pd.DataFrame, chunk: np.ndarray, origin: pd.Timestamp, quantiles: tuple[float, ...]) -> pd.DataFrame:
-    mid = quantiles.index(0.5) if 0.5 in quantiles else len(quantiles) // 2
+    mid = median_index(quantiles)
     times = pd.date_range(origin, periods=len(chunk), freq="1min")
     future = pd.DataFrame(chunk[:, :, mid], index=times, columns=list(TARGETS))
     kept = history[history.index < origin]
@@ -166,11 +160,8 @@ def derive_health(values: np.ndarray, settings: Settings) -> np.ndarray:
     quantile 1 - q (the pessimistic end of each stream gives the low end of health).
     """
     cuts = settings.cuts()
-    flags = np.zeros(values.shape[:2] + values.shape[3:])
-    for name, flag in FLAG_OF_TARGET.items():
-        flags += flag_of(values[:, :, TARGETS.index(name), :], cuts[flag])
-    requests = values[:, :, TARGETS.index("req_success"), :] + values[:, :, TARGETS.index("req_fail"), :]
-    flags += flag_of(requests, cuts["request_rate"])
+    columns = {name: values[:, :, TARGETS.index(name), :] for name in STREAM_COLUMNS}
+    flags = sum(flag_of(value, cuts[name]) for name, value in flag_inputs(columns).items())
     return (1.0 - flags / MAX_FLAG_SUM)[..., ::-1]
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from evaluation import metrics
+from forecasting import metrics
 
 NAN = np.nan
 
@@ -53,3 +53,14 @@ def test_coverage_counts_the_band_inclusively():
 def test_pinball_loss_by_hand():
     # q=0.9: under-forecast by 1 costs 0.9, over-forecast by 1 costs 0.1
     assert metrics.pinball(np.array([0.0, 2.0]), np.array([1.0, 1.0]), 0.9) == pytest.approx(0.5)
+
+
+def test_mae_scores_only_the_common_mask():
+    actual = np.array([[1.0, 2.0, np.nan, 4.0]])
+    a = np.array([[1.5, 2.0, 9.0, np.nan]])
+    b = np.array([[1.0, 3.0, 9.0, 4.0]])
+    mask = metrics.common_mask(actual, a, b)
+    np.testing.assert_array_equal(mask, [[True, True, False, False]])
+    assert metrics.mae(a, actual, mask) == pytest.approx(0.25)
+    assert metrics.mae(b, actual, mask) == pytest.approx(0.5)
+    assert np.isnan(metrics.mae(a, actual, np.zeros_like(mask)))

@@ -1,7 +1,9 @@
-"""Forecast accuracy metrics, NaN-aware: a point is scored only where the observation and
-the forecast are both known (a missing minute is never scored as zero).
+"""Forecast accuracy metrics, each defined once: MAE, RMSE, MASE, interval coverage and pinball loss.
 
-Arrays are broadcast together; ``axis=None`` pools every point.
+NaN-aware: a point is scored only where the observation and the forecast are both known (a
+missing minute is never scored as zero), and, where a ``mask`` is given, only inside it (so that
+several methods are scored on the same points: :func:`common_mask`). Arrays are broadcast
+together and every point is pooled. The training gates, the backtests and the reports all use these.
 
 MASE (Hyndman & Koehler, 2006) divides the absolute error by the in-sample mean absolute
 seasonal difference of the series' history, ``mean |y_t - y_{t-m}|``: below 1 means better
@@ -14,27 +16,35 @@ from __future__ import annotations
 
 import numpy as np
 
-#: One season of the simulated load, in minutes (the Locust shape repeats hourly).
-SEASON_MINUTES = 60
-
-
-def _pair(forecast: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _pair(
+    forecast: np.ndarray, actual: np.ndarray, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     forecast = np.asarray(forecast, dtype=float)
     actual = np.asarray(actual, dtype=float)
     forecast, actual = np.broadcast_arrays(forecast, actual)
     known = np.isfinite(forecast) & np.isfinite(actual)
+    if mask is not None:
+        known &= np.broadcast_to(np.asarray(mask, dtype=bool), known.shape)
     return forecast, actual, known
 
 
-def mae(forecast: np.ndarray, actual: np.ndarray) -> float:
-    """Mean absolute error over the points where both are known; NaN when there are none."""
-    f, a, known = _pair(forecast, actual)
+def common_mask(actual: np.ndarray, *forecasts: np.ndarray) -> np.ndarray:
+    """Points every method is scored on: observed, and forecast by every method."""
+    mask = np.isfinite(np.asarray(actual, dtype=float))
+    for forecast in forecasts:
+        mask &= np.isfinite(forecast)
+    return mask
+
+
+def mae(forecast: np.ndarray, actual: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean absolute error over the points where both are known (and ``mask`` holds); NaN when there are none."""
+    f, a, known = _pair(forecast, actual, mask)
     return float(np.mean(np.abs(f[known] - a[known]))) if known.any() else float("nan")
 
 
-def rmse(forecast: np.ndarray, actual: np.ndarray) -> float:
-    """Root mean squared error over the points where both are known; NaN when there are none."""
-    f, a, known = _pair(forecast, actual)
+def rmse(forecast: np.ndarray, actual: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Root mean squared error over the points where both are known (and ``mask`` holds); NaN when there are none."""
+    f, a, known = _pair(forecast, actual, mask)
     return float(np.sqrt(np.mean((f[known] - a[known]) ** 2))) if known.any() else float("nan")
 
 
@@ -65,12 +75,14 @@ def mase(forecast: np.ndarray, actual: np.ndarray, scale: np.ndarray | float) ->
     return float(np.abs(f[known] - a[known]).sum() / s[known].sum())
 
 
-def coverage(lower: np.ndarray, upper: np.ndarray, actual: np.ndarray) -> float:
-    """Share of known observations inside ``[lower, upper]`` (the nominal P10-P90 band is 80%)."""
+def coverage(lower: np.ndarray, upper: np.ndarray, actual: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Share of known observations (inside ``mask``, when given) within ``[lower, upper]`` (the nominal P10-P90 band is 80%)."""
     lo, hi, a = np.broadcast_arrays(
         np.asarray(lower, dtype=float), np.asarray(upper, dtype=float), np.asarray(actual, dtype=float)
     )
     known = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(a)
+    if mask is not None:
+        known &= np.broadcast_to(np.asarray(mask, dtype=bool), known.shape)
     if not known.any():
         return float("nan")
     inside = (a[known] >= lo[known]) & (a[known] <= hi[known])
@@ -86,4 +98,4 @@ def pinball(quantile_forecast: np.ndarray, actual: np.ndarray, q: float) -> floa
     return float(np.mean(np.maximum(q * diff, (q - 1.0) * diff)))
 
 
-__all__ = ["SEASON_MINUTES", "mae", "rmse", "seasonal_scale", "mase", "coverage", "pinball"]
+__all__ = ["common_mask", "mae", "rmse", "seasonal_scale", "mase", "coverage", "pinball"]

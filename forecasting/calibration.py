@@ -5,7 +5,7 @@ calibrated: the P10-P90 band of a long lead, or of a model trained briefly, can 
 narrow or too wide. After fitting, the trainer measures, on the validation windows (never
 the training ones), the residuals ``y - q_hat`` of each band quantile at each lead, and
 stores their conformal quantile as an offset in the model card. Serving and the gates add
-the offsets to every forecast (:func:`telemetry.forecaster.to_original`).
+the offsets to every forecast (:func:`forecasting.forecaster.to_original`).
 
 One-sided split conformal per quantile level ``q``: the offset is the ``ceil((n + 1) q)``-th
 smallest of the ``n`` residuals, so that ``P(y <= q_hat + offset) >= q`` for an exchangeable

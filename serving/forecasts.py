@@ -1,0 +1,103 @@
+"""Forecasts over an interval (``GET /api/v1/forecast``): which origin, which input, reuse of the status's forecast.
+
+- The origin is the current minute, or a past ``start`` (then the forecast is the one the model
+  would have made at ``start``, from the data before it); a future ``start`` is forecast from now.
+- From the current minute the status's own forecast is reused (rolled forward when longer), so
+  the route and the status never disagree; otherwise the input window is read from the minute cache.
+- A forecast needs observed minutes in its input window: :class:`NoInput` says so.
+
+The route (serving/routes/forecast.py) turns the exceptions into HTTP errors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pandas as pd
+
+from forecasting.forecaster import Forecast
+from serving.runtime import Runtime
+from telemetry.health import floor_minute
+
+MINUTE = pd.Timedelta(minutes=1)
+
+
+class NoModel(Exception):
+    """No model is loaded (the message is the watcher's problem, if any)."""
+
+
+class BadInterval(ValueError):
+    """The interval asked for cannot be forecast; ``field`` names the parameter at fault."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+class NoInput(Exception):
+    """The model's input window before the origin holds no observed minute."""
+
+    def __init__(self, message: str, at_current_minute: bool):
+        super().__init__(message)
+        self.at_current_minute = at_current_minute
+
+
+@dataclass(frozen=True)
+class IntervalForecast:
+    forecast: Forecast
+    #: The first minute asked for (the origin, or a later ``start``) and the end (exclusive).
+    first: pd.Timestamp
+    stop: pd.Timestamp
+    #: Minutes forecast from the origin, and the model's own horizon.
+    total_minutes: int
+    model_horizon_minutes: int
+    #: Share of the input window's minutes with an observed health.
+    input_coverage: float
+
+
+def minute_ceil(t: dt.datetime) -> dt.datetime:
+    floor = floor_minute(t)
+    return floor if floor == t else floor + dt.timedelta(minutes=1)
+
+
+def forecast_interval(
+    rt: Runtime, start: dt.datetime | None = None, end: dt.datetime | None = None, horizon: int | None = None
+) -> IntervalForecast:
+    """The forecast over ``[start, end)`` (or ``horizon`` minutes from ``start``); see the module doc."""
+    now = rt.now()
+    forecaster = rt.models.forecaster
+    if forecaster is None:
+        raise NoModel(rt.models.state.problem or "")
+    current = pd.Timestamp(floor_minute(now))
+    first = pd.Timestamp(floor_minute(start)) if start else current
+    origin = min(first, current)  # a future start is forecast from now
+    if end is None:
+        end = (first + pd.Timedelta(minutes=horizon or forecaster.horizon_minutes)).to_pydatetime()
+    stop = pd.Timestamp(minute_ceil(end))
+    if stop <= first:
+        raise BadInterval("end", f"must be after start ({first.isoformat()})")
+    total = int((stop - origin) / MINUTE)
+    if total > int(rt.settings.max_horizon_hours * 60):
+        raise BadInterval("horizon" if horizon else "end", f"at most {rt.settings.max_horizon_hours:g} hours ahead of the "
+                          f"origin {origin.isoformat()} (max_horizon_hours)")
+
+    result, frame = None, None
+    if origin == current:
+        snap = rt.status.snapshot()
+        if snap.forecast is not None and snap.forecast.origin == origin and snap.forecast.model_version == forecaster.version:
+            result, frame = rt.status.forecast_from_current(snap, total), snap.frame
+    if frame is None:
+        frame = rt.cache.frame((origin - pd.Timedelta(minutes=forecaster.lookback_minutes)).to_pydatetime(), origin.to_pydatetime(), now)
+    window = frame[(frame.index >= origin - pd.Timedelta(minutes=forecaster.input_minutes)) & (frame.index < origin)]
+    coverage = float(window["health"].notna().sum()) / forecaster.input_minutes
+    if coverage == 0:
+        if origin == current:
+            raise NoInput("no observed data in the model's input window: nothing to forecast from yet", True)
+        raise NoInput(f"no observed data in the {forecaster.input_minutes} minutes before {origin.isoformat()}", False)
+    if result is None:
+        result = forecaster.forecast(frame, origin, total)
+    return IntervalForecast(result, first, stop, total, forecaster.horizon_minutes, coverage)
+
+
+__all__ = ["IntervalForecast", "NoModel", "BadInterval", "NoInput", "forecast_interval", "minute_ceil"]

@@ -1,0 +1,180 @@
+"""The status, cached per worker: computed once per change of the data or the model, handed out as ready JSON.
+
+Recomputed (:func:`serving.status.compute_status`) when a new 5-second grid point every stream
+has reached arrives, when the model changes, or at least every ``RECOMPUTE_S`` (so staleness
+is noticed), by a background thread in production; a request only hands out the cached body.
+The :class:`Snapshot` is immutable and swapped whole; the longer forecasts that the
+compatibility routes ask of it are kept in a small cache of their own, behind a lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+
+from forecasting.forecaster import Forecast
+from serving.minute_cache import MinuteCache
+from serving.model_watcher import ModelState, ModelWatcher
+from serving.schemas import StatusSchema
+from serving.status import Status, compute_status
+from telemetry.settings import Settings
+from telemetry.store import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+#: Recompute at least this often even without new samples (staleness, seconds to failure).
+RECOMPUTE_S = 10.0
+#: Longer forecasts kept per worker (the compatibility routes ask for a few horizons).
+EXTENDED_KEPT = 8
+_SCHEMA = StatusSchema()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One computed status: the JSON body requests hand out, and what it was computed from."""
+
+    key: tuple | None
+    checked_at: float  # time.monotonic() of the last check that found it current
+    body: bytes = b""
+    status: Status | None = None
+    forecast: Forecast | None = None
+    frame: pd.DataFrame | None = None
+    model: ModelState | None = None
+    now: dt.datetime | None = None
+    #: Set when the status could not be computed (the database is down): requests answer 503.
+    error: Exception | None = None
+
+
+class StatusService:
+    def __init__(
+        self,
+        settings: Settings,
+        cache: MinuteCache,
+        models: ModelWatcher,
+        clock: Callable[[], dt.datetime],
+        *,
+        ttl_s: float = 1.0,
+        on_update: Callable[[Snapshot], None] | None = None,
+    ):
+        self.settings = settings
+        self.cache = cache
+        self.models = models
+        self.clock = clock
+        self.ttl_s = ttl_s
+        self.on_update = on_update
+        self._snapshot: Snapshot | None = None
+        self._lock = threading.Lock()
+        self._extended: OrderedDict[tuple, Forecast] = OrderedDict()
+        self._extended_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def snapshot(self) -> Snapshot:
+        """The cached status; recomputed here only when none exists yet or it is older than the TTL
+        and no background refresher keeps it current."""
+        snap = self._snapshot
+        if snap is not None:
+            age = time.monotonic() - snap.checked_at
+            if age < self.ttl_s or (self.background and age < max(15.0, 5 * self.ttl_s)):
+                return snap
+        return self.refresh()
+
+    @property
+    def background(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def refresh(self, force: bool = False) -> Snapshot:
+        """Recompute when the data, the model or the clock bucket changed; otherwise keep the body."""
+        with self._lock:
+            now = self.clock()
+            model = self.models.state
+            old = self._snapshot
+            try:
+                latest = self.cache.latest_sample_times(now)
+                key = (scored_until(latest, self.settings.grid_seconds), model.version, model.problem, int(now.timestamp() // RECOMPUTE_S))
+                if not force and old is not None and old.error is None and old.key == key:
+                    snap = dataclasses.replace(old, checked_at=time.monotonic())
+                else:
+                    if model.forecaster is not None:  # the recent frame must hold the model's input window
+                        self.cache.ensure_recent(model.forecaster.lookback_minutes)
+                    frame = self.cache.refresh(now)
+                    status, forecast = compute_status(frame, latest, model, now, self.settings)
+                    body = json.dumps(_SCHEMA.dump(status), separators=(",", ":")).encode()
+                    snap = Snapshot(key, time.monotonic(), body, status, forecast, frame, model, now)
+            except DatabaseUnavailable as exc:
+                if old is None or old.error is None:
+                    log.warning("status unavailable: %s", exc)
+                snap = Snapshot(None, time.monotonic(), error=exc, model=model, now=now)
+            self._snapshot = snap
+        if self.on_update:
+            self.on_update(snap)
+        return snap
+
+    def forecast_from_current(self, snap: Snapshot, horizon_minutes: int) -> Forecast | None:
+        """The snapshot's forecast, extended (rolled forward) to ``horizon_minutes`` if it is shorter."""
+        base = snap.forecast
+        if base is None:
+            return None
+        if horizon_minutes <= len(base.times):
+            return head(base, horizon_minutes)
+        forecaster = snap.model.forecaster if snap.model else None
+        if forecaster is None or forecaster.version != base.model_version:
+            return head(base, len(base.times))
+        key = (base.origin, base.model_version, snap.key, horizon_minutes)
+        with self._extended_lock:
+            cached = self._extended.get(key)
+        if cached is None:
+            cached = forecaster.forecast(snap.frame, base.origin, horizon_minutes)
+            with self._extended_lock:
+                self._extended[key] = cached
+                while len(self._extended) > EXTENDED_KEPT:
+                    self._extended.popitem(last=False)
+        return cached
+
+    # --- background refresh ----------------------------------------------------------
+    def start(self) -> None:
+        """Start the refresher (again after a fork: a forked child's copy of the thread is not alive)."""
+        if self.background:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="status-refresh", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.refresh()
+            except Exception:  # never let the refresher die
+                log.exception("status refresh failed")
+            self._stop.wait(self.ttl_s)
+
+
+def scored_until(latest: dict[str, dt.datetime | None], grid_seconds: float) -> tuple:
+    """The newest grid point every stream has reached, and which streams ever spoke.
+
+    The four streams arrive unsynchronised (one of them every ~1.4 s), but health changes
+    only when a new 5-second grid point can be scored, that is when the slowest stream
+    passes it: this is what "new data" means for the status.
+    """
+    known = [t for t in latest.values() if t is not None]
+    newest_common = min(known).timestamp() // grid_seconds if known else None
+    return newest_common, tuple(t is not None for t in latest.values())
+
+
+def head(forecast: Forecast, minutes: int) -> Forecast:
+    """The first ``minutes`` of a forecast."""
+    return Forecast(forecast.origin, forecast.times[:minutes], forecast.quantiles, forecast.values[:minutes], forecast.model_version)
+
+
+__all__ = ["Snapshot", "StatusService", "RECOMPUTE_S", "scored_until", "head"]
