@@ -36,7 +36,7 @@ def fmt(value: Any, digits: int = 3, percent: bool = False) -> str:
     return f"{value:.{digits}f}"
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
@@ -63,7 +63,7 @@ def channel_table(rows: list[dict], channel: str, methods: Sequence[str], horizo
                 cells.append(f"**{text}**" if best[k] is not None and r[k] == best[k] else text)
             cells += [fmt(r["coverage"], percent=True), str(r["points"])]
             out.append(cells)
-    return _table(["horizon", "method", "MAE", "RMSE", "MASE", "P10-P90 coverage", "points"], out)
+    return table(["horizon", "method", "MAE", "RMSE", "MASE", "P10-P90 coverage", "points"], out)
 
 
 def _mase_cell(rows: list[dict], method: str, channel: str, horizon: int) -> str:
@@ -80,7 +80,7 @@ def streams_table(rows: list[dict], channels: Sequence[str], methods: Sequence[s
         for m in methods:
             cells.append(_mase_cell(rows, m, c, horizon))
         out.append(cells)
-    return _table(["channel"] + [label(m) for m in methods], out)
+    return table(["channel"] + [label(m) for m in methods], out)
 
 
 def ttf_table(results: Sequence[TtfResult]) -> str:
@@ -120,7 +120,7 @@ def ttf_table(results: Sequence[TtfResult]) -> str:
          [str(r.tail_alarms) for r in results]),
         ("warning runs over unobserved minutes (unverifiable)", [str(r.unverifiable_alarms) for r in results]),
     ]
-    return _table(["measure"] + [label(r.method) for r in results], ([name] + vals for name, vals in lines))
+    return table(["measure"] + [label(r.method) for r in results], ([name] + vals for name, vals in lines))
 
 
 def nab_table(results: Sequence[tuple[str, BacktestResult]], horizon: int = 60) -> str:
@@ -138,7 +138,7 @@ def nab_table(results: Sequence[tuple[str, BacktestResult]], horizon: int = 60) 
         for m in methods:
             cells.append(_mase_cell(rows, m, channel, horizon))
         out.append(cells)
-    return _table(["series"] + [label(m) for m in methods], out)
+    return table(["series"] + [label(m) for m in methods], out)
 
 
 # --- JSON ------------------------------------------------------------------------------------
@@ -261,5 +261,5 @@ def plot_warnings(series, results: Sequence[TtfResult], incident: dict, path: Pa
     return _save(fig, path)
 
 
-__all__ = ["label", "fmt", "channel_table", "streams_table", "ttf_table", "nab_table", "write_json", "backtest_payload",
+__all__ = ["label", "fmt", "table", "channel_table", "streams_table", "ttf_table", "nab_table", "write_json", "backtest_payload",
            "plot_forecasts", "plot_error_by_horizon", "plot_warnings"]

@@ -237,6 +237,38 @@ def _median(values: Sequence[float | None]) -> float:
     return float(np.median(vals)) if vals else float("nan")
 
 
+@dataclass(frozen=True)
+class _Scoring:
+    """What every part of :func:`score` reads: the failures, the scoring minutes and the warnings at them."""
+
+    times: pd.DatetimeIndex
+    health: np.ndarray
+    config: TtfConfig
+    failing: np.ndarray
+    known: np.ndarray
+    origins: np.ndarray
+    median_paths: np.ndarray
+    #: Steps ahead of each origin's forecast crossing (NaN: none), the held warnings, the minutes scored.
+    cross: np.ndarray
+    warn: np.ndarray
+    scored: np.ndarray
+    stride: int
+    #: Failure episodes ``(onset, end)`` and, per onset, the end of the episode before it.
+    eps: list[tuple[int, int]]
+    prev_end: dict[int, int]
+
+    @property
+    def first_scored(self) -> int:
+        return int(self.origins.min())
+
+    @property
+    def last_scored(self) -> int:
+        return int(self.origins.max())
+
+    def in_range(self, onset: int) -> bool:
+        return self.first_scored < onset <= self.last_scored
+
+
 def score(
     method: str,
     times: pd.DatetimeIndex,
@@ -251,176 +283,190 @@ def score(
     ``origins`` are row positions in ``times`` (consecutive minutes; a stride leaves gaps, which
     break warning runs); ``median_paths[n]`` is the forecast from ``origins[n]``.
     """
-    thr, look = config.threshold, config.lookahead_minutes
-    failing, known = failing_minutes(health, times, incidents, thr)
-    n_times = len(times)
+    failing, known = failing_minutes(health, times, incidents, config.threshold)
     origins = np.asarray(origins, dtype=int)
-    cross = crossings(median_paths, thr)
-    warn = held(cross < look, origins, config.hold_minutes)
-    already = np.concatenate([[False], failing[:-1]])[origins]
-    scored = ~already & known[np.maximum(origins - 1, 0)]
-    first_scored, last_scored = int(origins.min()), int(origins.max())
-    stride = int(np.min(np.diff(origins))) if len(origins) > 1 else 1
-
+    cross = crossings(median_paths, config.threshold)
     eps = episodes(failing, config.merge_gap_minutes)
-    prev_end = {onset: (eps[k - 1][1] if k else 0) for k, (onset, _) in enumerate(eps)}
+    s = _Scoring(
+        times=times, health=np.asarray(health, dtype=float), config=config, failing=failing, known=known, origins=origins,
+        median_paths=median_paths, cross=cross, warn=held(cross < config.lookahead_minutes, origins, config.hold_minutes),
+        scored=~np.concatenate([[False], failing[:-1]])[origins] & known[np.maximum(origins - 1, 0)],
+        stride=int(np.min(np.diff(origins))) if len(origins) > 1 else 1,
+        eps=eps, prev_end={onset: (eps[k - 1][1] if k else 0) for k, (onset, _) in enumerate(eps)},
+    )
+    failure_rows = {j: int(times.searchsorted(_minute(inc["failure_time"])))
+                    for j, inc in enumerate(incidents) if inc.get("failure_time") is not None}
+    precision, recall, recall_incidents = _lookahead_precision_recall(s, incidents)
+    alarms = _alarm_runs(s)
+    return TtfResult(
+        method=method,
+        config=config,
+        scored_minutes=int(s.scored.sum()),
+        incidents=[_incident_score(s, inc, failure_rows.get(j)) for j, inc in enumerate(incidents)],
+        episodes=_episodes_by_class(s, failure_rows.values()),
+        precision=precision,
+        recall=recall,
+        recall_incidents=recall_incidents,
+        false_alarms=alarms["false"],
+        healthy_hours=_healthy_hours(s, incidents),
+        tail_alarms=alarms["tail"],
+        unverifiable_alarms=alarms["unverifiable"],
+        false_alarm_minutes=alarms["false_minutes"],
+        false_alarm_details=alarms["details"],
+        origins=origins,
+        crossing=cross,
+    )
 
-    def lead_time(onset: int) -> float | None:
-        i = int(np.searchsorted(origins, onset)) - 1  # the last scoring minute before the onset
-        if i < 0 or onset - origins[i] > stride:
-            return None
-        first = None
-        while i >= 0 and origins[i] >= prev_end[onset] and scored[i] and warn[i]:
-            first = int(origins[i])
-            if i and origins[i] - origins[i - 1] > stride:
-                break
-            i -= 1
-        return float(onset - first) if first is not None else 0.0
 
-    def crossing_errors(onset: int) -> dict[str, float | None]:
-        out: dict[str, float | None] = {}
-        for k in config.lead_points:
-            i = int(np.searchsorted(origins, onset - k, side="right")) - 1
-            if i < 0 or onset - k - origins[i] >= stride:
-                out[str(k)] = None  # outside the scored range
-                continue
-            actual = onset - int(origins[i])
-            below = median_paths[i] <= thr
-            starts = np.flatnonzero(below & ~np.concatenate([[False], below[:-1]]))
-            # a forecast onset before the previous failure ended is meant for that failure
-            starts = starts[int(origins[i]) + starts >= prev_end[onset]]
-            if len(starts) == 0:
-                out[str(k)] = float("inf")
-                continue
-            nearest = int(starts[np.argmin(np.abs(starts - actual))])
-            out[str(k)] = float(nearest - actual) if abs(nearest - actual) <= look else float("inf")
-        return out
+def _lead_time(s: _Scoring, onset: int) -> float | None:
+    """Minutes of unbroken warnings before ``onset`` (0: the minute before was not warned; None: not scored)."""
+    i = int(np.searchsorted(s.origins, onset)) - 1  # the last scoring minute before the onset
+    if i < 0 or onset - s.origins[i] > s.stride:
+        return None
+    first = None
+    while i >= 0 and s.origins[i] >= s.prev_end[onset] and s.scored[i] and s.warn[i]:
+        first = int(s.origins[i])
+        if i and s.origins[i] - s.origins[i - 1] > s.stride:
+            break
+        i -= 1
+    return float(onset - first) if first is not None else 0.0
 
-    # Episodes by class.
-    inc_failure_rows = {}
-    for j, inc in enumerate(incidents):
-        if inc.get("failure_time") is not None:
-            inc_failure_rows[j] = int(times.searchsorted(_minute(inc["failure_time"])))
-    incident_onsets = set()
-    for row in inc_failure_rows.values():
-        for onset, end in eps:
-            if onset <= row < end:
-                incident_onsets.add(onset)
-    classes: dict[str, list[tuple[int, float | None, dict]]] = {"incident": [], "scheduled": []}
-    for onset, _ in eps:
-        if not (first_scored < onset <= last_scored):
+
+def _crossing_errors(s: _Scoring, onset: int) -> dict[str, float | None]:
+    """The onset timing error of the forecasts issued ``lead_points`` minutes before ``onset`` (see the module doc)."""
+    out: dict[str, float | None] = {}
+    look = s.config.lookahead_minutes
+    for k in s.config.lead_points:
+        i = int(np.searchsorted(s.origins, onset - k, side="right")) - 1
+        if i < 0 or onset - k - s.origins[i] >= s.stride:
+            out[str(k)] = None  # outside the scored range
             continue
-        kind = "incident" if onset in incident_onsets else "scheduled"
-        classes[kind].append((onset, lead_time(onset), crossing_errors(onset)))
-    episode_stats = {kind: _episode_stats(rows, config) for kind, rows in classes.items()}
+        actual = onset - int(s.origins[i])
+        below = s.median_paths[i] <= s.config.threshold
+        starts = np.flatnonzero(below & ~np.concatenate([[False], below[:-1]]))
+        # a forecast onset before the previous failure ended is meant for that failure
+        starts = starts[int(s.origins[i]) + starts >= s.prev_end[onset]]
+        if len(starts) == 0:
+            out[str(k)] = float("inf")
+            continue
+        nearest = int(starts[np.argmin(np.abs(starts - actual))])
+        out[str(k)] = float(nearest - actual) if abs(nearest - actual) <= look else float("inf")
+    return out
 
-    # Incidents.
-    scores = []
-    for j, inc in enumerate(incidents):
-        start = pd.Timestamp(inc["start"])
-        failure = inc.get("failure_time")
-        predictable = failure is not None and (pd.Timestamp(failure) - start) >= pd.Timedelta(minutes=config.min_lead_minutes)
-        item = IncidentScore(
-            type=inc["type"], start=start.isoformat(), failure_time=pd.Timestamp(failure).isoformat() if failure is not None else None,
-            kind="no failure", predictable=bool(predictable),
-        )
-        if failure is not None:
-            row = inc_failure_rows[j]
-            episode = next(((a, b) for a, b in eps if a <= row < b), None)
-            if episode is None or not (first_scored < episode[0] <= last_scored):
-                item.kind = "outside the scored range"
-            else:
-                onset = episode[0]
-                item.kind = "new failure" if row - onset <= config.merge_gap_minutes else "during a failure"
-                item.onset = times[onset].isoformat()
-                item.lead_minutes = lead_time(onset)
-                item.warned = item.lead_minutes is not None and item.lead_minutes >= config.min_lead_minutes
-                item.crossing_error = crossing_errors(onset)
-        scores.append(item)
 
-    # Failure within the lookahead: precision and recall over scored minutes.
-    fail_cum = np.concatenate([[0], np.cumsum(failing)])
-    unknown_cum = np.concatenate([[0], np.cumsum(~known)])
+def _episodes_by_class(s: _Scoring, failure_rows) -> dict[str, dict[str, Any]]:
+    """Episodes holding an incident's failure ("incident") and the others ("scheduled"), each summarised."""
+    incident_onsets = {onset for row in failure_rows for onset, end in s.eps if onset <= row < end}
+    classes: dict[str, list[tuple[int, float | None, dict]]] = {"incident": [], "scheduled": []}
+    for onset, _ in s.eps:
+        if s.in_range(onset):
+            kind = "incident" if onset in incident_onsets else "scheduled"
+            classes[kind].append((onset, _lead_time(s, onset), _crossing_errors(s, onset)))
+    return {kind: _episode_stats(rows, s.config) for kind, rows in classes.items()}
+
+
+def _incident_score(s: _Scoring, inc: dict, failure_row: int | None) -> IncidentScore:
+    start = pd.Timestamp(inc["start"])
+    failure = inc.get("failure_time")
+    predictable = failure is not None and (pd.Timestamp(failure) - start) >= pd.Timedelta(minutes=s.config.min_lead_minutes)
+    item = IncidentScore(
+        type=inc["type"], start=start.isoformat(), failure_time=pd.Timestamp(failure).isoformat() if failure is not None else None,
+        kind="no failure", predictable=bool(predictable),
+    )
+    if failure_row is None:
+        return item
+    episode = next(((a, b) for a, b in s.eps if a <= failure_row < b), None)
+    if episode is None or not s.in_range(episode[0]):
+        item.kind = "outside the scored range"
+        return item
+    onset = episode[0]
+    item.kind = "new failure" if failure_row - onset <= s.config.merge_gap_minutes else "during a failure"
+    item.onset = s.times[onset].isoformat()
+    item.lead_minutes = _lead_time(s, onset)
+    item.warned = item.lead_minutes is not None and item.lead_minutes >= s.config.min_lead_minutes
+    item.crossing_error = _crossing_errors(s, onset)
+    return item
+
+
+def _lookahead_precision_recall(s: _Scoring, incidents: Sequence[dict]) -> tuple[float, float, float]:
+    """Precision and recall of the warnings against "a failing minute within the lookahead", and the recall of incidents'."""
+    look, n_times, origins = s.config.lookahead_minutes, len(s.times), s.origins
+    fail_cum = np.concatenate([[0], np.cumsum(s.failing)])
+    unknown_cum = np.concatenate([[0], np.cumsum(~s.known)])
     ends = np.minimum(origins + look, n_times)
     label = (fail_cum[ends] - fail_cum[origins]) > 0
     # A window with unobserved minutes and no failure cannot be judged (it may hide one).
     judged = label | ((unknown_cum[ends] - unknown_cum[origins]) == 0)
-    ok = scored & (origins + look <= n_times) & judged
-    tp = int((warn & label & ok).sum())
-    fp = int((warn & ~label & ok).sum())
-    fn = int((~warn & label & ok).sum())
+    ok = s.scored & (origins + look <= n_times) & judged
+    tp = int((s.warn & label & ok).sum())
+    fp = int((s.warn & ~label & ok).sum())
+    fn = int((~s.warn & label & ok).sum())
     incident_rows = np.zeros(n_times, dtype=bool)
     for inc in incidents:
         if inc.get("failure_time") is not None:
-            a = times.searchsorted(_minute(inc["failure_time"]))
-            b = times.searchsorted(pd.Timestamp(inc["end"]))
+            a = s.times.searchsorted(_minute(inc["failure_time"]))
+            b = s.times.searchsorted(pd.Timestamp(inc["end"]))
             incident_rows[a:max(b, a + 1)] = True
-    inc_cum = np.concatenate([[0], np.cumsum(failing & incident_rows)])
-    inc_label = (inc_cum[ends] - inc_cum[origins]) > 0
-    inc_pos = inc_label & ok
-    recall_inc = float((warn & inc_pos).sum() / inc_pos.sum()) if inc_pos.any() else float("nan")
+    inc_cum = np.concatenate([[0], np.cumsum(s.failing & incident_rows)])
+    inc_pos = ((inc_cum[ends] - inc_cum[origins]) > 0) & ok
+    recall_inc = float((s.warn & inc_pos).sum() / inc_pos.sum()) if inc_pos.any() else float("nan")
+    return (tp / (tp + fp) if tp + fp else float("nan"), tp / (tp + fn) if tp + fn else float("nan"), recall_inc)
 
-    # False alarms: runs of consecutive warned scoring minutes never followed by a failure.
-    settle = config.settle_minutes
-    after_failure = np.zeros(n_times, dtype=bool)  # the minutes just after a failure episode ends
-    for _, end in eps:
-        after_failure[end : end + settle] = True
-    false_alarms = tail_alarms = unverifiable = false_minutes = 0
-    false_details: list[dict[str, Any]] = []
+
+def _after_failure(s: _Scoring) -> np.ndarray:
+    """The ``settle_minutes`` just after each failure episode ends."""
+    out = np.zeros(len(s.times), dtype=bool)
+    for _, end in s.eps:
+        out[end : end + s.config.settle_minutes] = True
+    return out
+
+
+def _alarm_runs(s: _Scoring) -> dict[str, Any]:
+    """Runs of consecutive warned scoring minutes never followed by a failure: false, a failure's tail, or unverifiable."""
+    look, n_times, origins = s.config.lookahead_minutes, len(s.times), s.origins
+    after_failure = _after_failure(s)
+    out: dict[str, Any] = {"false": 0, "tail": 0, "unverifiable": 0, "false_minutes": 0, "details": []}
     i = 0
     while i < len(origins):
-        if not (scored[i] and warn[i]):
+        if not (s.scored[i] and s.warn[i]):
             i += 1
             continue
         j = i
-        while j + 1 < len(origins) and scored[j + 1] and warn[j + 1] and origins[j + 1] - origins[j] <= stride:
+        while j + 1 < len(origins) and s.scored[j + 1] and s.warn[j + 1] and origins[j + 1] - origins[j] <= s.stride:
             j += 1
         a, b = int(origins[i]), int(origins[j])
         stop = min(b + look, n_times)
-        if not failing[a:stop].any():
-            if not known[a:stop].all():
-                unverifiable += 1
+        if not s.failing[a:stop].any():
+            if not s.known[a:stop].all():
+                out["unverifiable"] += 1
             elif after_failure[a]:
-                tail_alarms += 1
+                out["tail"] += 1
             else:
-                false_alarms += 1
-                false_minutes += j - i + 1
-                later = np.flatnonzero(failing[a:])
-                false_details.append({
-                    "start": times[a].isoformat(), "minutes": int(b - a + 1),
-                    "forecast_crossing_minutes": float(cross[i]), "health_before": float(health[a - 1]) if a else None,
+                out["false"] += 1
+                out["false_minutes"] += j - i + 1
+                later = np.flatnonzero(s.failing[a:])
+                out["details"].append({
+                    "start": s.times[a].isoformat(), "minutes": int(b - a + 1),
+                    "forecast_crossing_minutes": float(s.cross[i]), "health_before": float(s.health[a - 1]) if a else None,
                     "next_failure_minutes": int(later[0]) if len(later) else None,
                 })
         i = j + 1
-    healthy = known & ~failing & ~after_failure
-    for onset, _ in eps:
+    return out
+
+
+def _healthy_hours(s: _Scoring, incidents: Sequence[dict]) -> float:
+    """Hours of the scored range that are known, not failing and not near a failure or an incident (module doc)."""
+    look = s.config.lookahead_minutes
+    healthy = s.known & ~s.failing & ~_after_failure(s)
+    for onset, _ in s.eps:
         healthy[max(0, onset - look) : onset] = False
     for inc in incidents:
-        a = times.searchsorted(pd.Timestamp(inc["start"]) - pd.Timedelta(minutes=look))
-        b = times.searchsorted(pd.Timestamp(inc["end"]))
+        a = s.times.searchsorted(pd.Timestamp(inc["start"]) - pd.Timedelta(minutes=look))
+        b = s.times.searchsorted(pd.Timestamp(inc["end"]))
         healthy[a:b] = False
-    span = np.zeros(n_times, dtype=bool)
-    span[first_scored : last_scored + 1] = True
-    healthy_hours = float((healthy & span).sum() / 60.0)
-
-    return TtfResult(
-        method=method,
-        config=config,
-        scored_minutes=int(scored.sum()),
-        incidents=scores,
-        episodes=episode_stats,
-        precision=tp / (tp + fp) if tp + fp else float("nan"),
-        recall=tp / (tp + fn) if tp + fn else float("nan"),
-        recall_incidents=recall_inc,
-        false_alarms=false_alarms,
-        healthy_hours=healthy_hours,
-        tail_alarms=tail_alarms,
-        unverifiable_alarms=unverifiable,
-        false_alarm_minutes=false_minutes,
-        false_alarm_details=false_details,
-        origins=origins,
-        crossing=cross,
-    )
+    span = np.zeros(len(s.times), dtype=bool)
+    span[s.first_scored : s.last_scored + 1] = True
+    return float((healthy & span).sum() / 60.0)
 
 
 def _episode_stats(rows: list[tuple[int, float | None, dict]], config: TtfConfig) -> dict[str, Any]:
