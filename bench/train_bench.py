@@ -4,7 +4,8 @@
    days into it (not timed as part of the retrain);
 2. runs one whole ``train_once`` with the production settings (L=120, H=180, hidden 64,
    ``max_epochs`` 30, the ``train_budget_s`` fit budget): read from the store -> frames ->
-   fit -> score -> ONNX export + parity -> gates -> registry;
+   every candidate kind (the baselines, then the LSTM: fit -> score -> ONNX export + parity) ->
+   champion/challenger on the held-back windows -> registry;
 3. writes epoch time, the whole run and its stages, the device, and the validation figures to
    ``bench/results/train.json``, under the device it ran on ("cpu" or "cuda"). The other
    device's entry from an earlier run is kept, so the CPU and GPU figures sit side by side.
@@ -86,7 +87,9 @@ def run(days: float, in_memory: bool) -> dict:
             load_after = os.getloadavg()
             if result.error:
                 raise SystemExit(f"the benchmark run failed: {result.error}")
-            card = registry.read_card(settings.models_dir, result.version)
+            cards = {c.kind: c for c in registry.list_versions(settings.models_dir)
+                     if (c.selection or {}).get("run_id") == result.run_id}
+            card = cards["lstm"]
         finally:
             server.stop()
 
@@ -111,19 +114,22 @@ def run(days: float, in_memory: bool) -> dict:
         "epoch_seconds": {"mean": round(sum(epochs) / len(epochs), 3), "min": min(epochs), "max": max(epochs)},
         "whole_run_seconds": round(result.seconds, 1),
         "stages_seconds": {
-            "read_store_and_frames": t.get("read_seconds"),
-            "fit": t["fit_seconds"],
-            "export_and_parity": t.get("export_seconds"),
-            "gates": t.get("gates_seconds"),
+            "read_store_and_frames": result.metrics["seconds"]["read"],
+            "candidates": result.metrics["seconds"]["candidates"],
+            "lstm_fit": t["fit_seconds"],
+            "lstm_export_and_parity": t.get("export_seconds"),
+            "judge_and_register": result.metrics["seconds"]["judge_and_register"],
         },
         "target_seconds": TARGET_SECONDS,
         "meets_target": result.seconds <= TARGET_SECONDS,
         "promoted": result.promoted,
-        "reason": card.reason,
+        "served_kind": next((c.kind for c in cards.values() if c.version == result.version), None),
+        "reason": result.reason,
         "health_source": card.health_source,
         "validation_health_mae": card.metrics["health_mae"],
         "test_health_mae": card.metrics["test"]["health_mae"],
-        "gates": card.metrics.get("gates", {}),
+        "candidates": {c["kind"]: {"verdict": c["verdict"], **{k: c["scores"][k] for k in ("health_rmse", "coverage", "warned", "episodes", "false_alarms")}}
+                       for c in result.metrics["candidates"] if not c["champion"] or c["version"] in {x.version for x in cards.values()}},
         "onnx": {"parity_max_abs_diff": card.onnx["parity_max_abs_diff"], "size_bytes": card.onnx["size_bytes"]},
         "load_average_1m": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
     }

@@ -15,7 +15,7 @@ import pandas as pd
 
 from forecasting import calibration, registry
 from forecasting.contract import BOUNDS, HEALTH, INPUT, OUTPUT, TARGETS, median_index
-from forecasting.windows import Scaling, lookback_minutes, window_at
+from forecasting.windows import Scaling, feature_matrix, lookback_minutes, window_at
 from telemetry.catalogue import STREAM_COLUMNS, flag_inputs, flag_of
 from telemetry.health import MAX_FLAG_SUM
 from telemetry.settings import Settings
@@ -95,6 +95,28 @@ class OnnxForecaster:
     def to_original(self, scaled: np.ndarray) -> np.ndarray:
         """[B, H, T, Q] scaled -> original units, bounded, quantiles sorted, health per the card (source, calibration)."""
         return to_original(scaled, self.scaling, self.card.health_source, self.settings, self.health_offsets)
+
+    @property
+    def kind(self) -> str:
+        return self.card.kind
+
+    def forecast_batch(self, frame: pd.DataFrame, origins: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """``[N, H, T, Q]`` original units from the input windows before many ``origins`` (row positions) of one frame.
+
+        The same inputs as :meth:`forecast` at each origin: the features are computed over the whole
+        frame, but each row depends only on earlier minutes (forward fill, fixed scaling), and each
+        window holds only the ``input_minutes`` before its origin. Every origin needs that many rows before it.
+        """
+        origins = np.asarray(origins, dtype=int)
+        L = self.input_minutes
+        if len(origins) and origins.min() < L:
+            raise ValueError(f"model {self.version} needs {L} minutes of input before each origin")
+        features = feature_matrix(frame, self.scaling)
+        offsets = np.arange(-L, 0)
+        chunks = [self.to_original(self.predict_scaled(features[origins[i : i + batch_size, None] + offsets[None, :]]))
+                  for i in range(0, len(origins), batch_size)]
+        shape = (0, self.horizon_minutes, len(self.card.targets), len(self.quantiles))
+        return np.concatenate(chunks) if chunks else np.empty(shape)
 
     def forecast(self, frame: pd.DataFrame, origin: pd.Timestamp, horizon_minutes: int | None = None) -> Forecast:
         """Forecast from the ``input_minutes`` of ``frame`` before ``origin``.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -53,6 +54,9 @@ class ModelCard:
     features: list[str]
     targets: list[str]
     scaling: dict[str, Any]
+    #: What the model is: "lstm" (training/network.py), or a baseline of :mod:`forecasting.linear`
+    #: ("seasonal_naive", "ets"). Every kind honours the same ONNX contract. Cards before kinds existed are LSTMs.
+    kind: str = "lstm"
     #: "direct": the network's health output is served; "derived": health is scored from forecast streams.
     health_source: str = "direct"
     data_range: dict[str, str] = field(default_factory=dict)
@@ -60,13 +64,16 @@ class ModelCard:
     calibration: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    #: The training run that made it: every candidate of that run, its scores on the same held-back
+    #: windows, and why it won or lost (training/selection.py).
+    selection: dict[str, Any] = field(default_factory=dict)
     status: str = STATUS_CANDIDATE
     reason: str = ""
     format_version: int = FORMAT_VERSION
     onnx: dict[str, Any] = field(default_factory=lambda: {"input": "window", "output": "quantiles"})
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        return json.dumps(json_safe(asdict(self)), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelCard":
@@ -80,8 +87,21 @@ class ModelCard:
         return dt.datetime.fromisoformat(self.created_at)
 
 
+def json_safe(value: Any) -> Any:
+    """Non-finite floats become None (a card is JSON, and NaN is not), numpy scalars and arrays plain numbers and lists."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy arrays and scalars
+        return json_safe(value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value
+
+
 def new_version(now: dt.datetime | None = None, suffix: str = "") -> str:
-    """A sortable version name: ``20261130T120000Z`` (+ ``-suffix``, e.g. a short git hash)."""
+    """A sortable version name: ``20261130T120000Z`` (+ ``-suffix``, e.g. the kind and a random tag)."""
     now = (now or dt.datetime.now(UTC)).astimezone(UTC)
     return now.strftime("%Y%m%dT%H%M%SZ") + (f"-{suffix}" if suffix else "")
 

@@ -1,8 +1,10 @@
 """``pycemaker demo``: the whole product on the embedded database with simulated data.
 
 This process hosts the embedded database; everything else runs as child processes that find
-it on its loopback port: the live simulator, a quick first training when there is no model,
-the training scheduler, and the API (gunicorn). Ctrl-C or SIGTERM stops them all.
+it on its loopback port: the live simulator, the training scheduler and the API (gunicorn).
+Nothing special happens on a fresh install: the scheduler's first run fits every candidate kind,
+and on an empty registry its best baseline serves within seconds while the LSTM trains
+(docs/model.md). Ctrl-C or SIGTERM stops them all.
 """
 
 from __future__ import annotations
@@ -26,12 +28,11 @@ UTC = dt.timezone.utc
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the product on the embedded database with simulated data")
     p.add_argument("--days", type=float, default=2.0, help="days of history to simulate (default 2)")
-    p.add_argument("--no-train", action="store_true", help="do not train a first model when there is none")
+    p.add_argument("--no-train", action="store_true", help="do not start the training scheduler")
     p.set_defaults(handler=run_demo)
 
 
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from forecasting import registry
     from telemetry import simulator, store
     from telemetry.commands import format_health_summary
     from telemetry.health import minute_health
@@ -51,18 +52,9 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     stop = _stop_on_signals()
     try:
         children.start("simulator", command + ["simulate", "--days", "0", "--live"])
-        can_train = "train" in _commands()
-        if registry.current_version(settings.models_dir) is None and not args.no_train:
-            if can_train:
-                log.info("no model yet: training a quick one (`pycemaker train --once --quick`, about a minute)")
-                code = children.run_to_end("first training", command + ["train", "--once", "--quick", "--no-progress"], stop)
-                if stop.is_set():
-                    return 0
-                if code != 0:
-                    log.warning("the first training ended with code %s; the API says `no_model` until a model is promoted", code)
-            else:
-                log.warning("no model and no `train` command in this installation: skipping training; the API says `no_model`")
-        if can_train:
+        if args.no_train:
+            log.info("--no-train: the training scheduler is not started")
+        elif "train" in _commands():
             children.start("scheduler", command + ["train", "--schedule"])
         else:
             log.warning("no `train` command in this installation: the training scheduler is not started")
@@ -101,14 +93,6 @@ class Children:
         process = subprocess.Popen(command, env=os.environ.copy())
         self.processes.append((name, process))
         return process
-
-    def run_to_end(self, name: str, command: list[str], stop) -> int | None:
-        process = self.start(name, command)
-        while process.poll() is None:
-            if stop.wait(0.5):
-                return None
-        self.processes.remove((name, process))
-        return process.returncode
 
     def ended(self) -> tuple[str, int] | None:
         for name, process in self.processes:

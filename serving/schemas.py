@@ -262,10 +262,29 @@ class DataFreshnessSchema(Schema):
     stale_streams = fields.List(fields.String(), metadata=_doc("Collections silent beyond the limit.", []))
 
 
+class TrainedOnSchema(Schema):
+    start = fields.DateTime(format="iso", metadata=_doc("First minute of the history the model was fitted on.", "2026-02-22T09:00:00+00:00"))
+    end = fields.DateTime(format="iso", metadata=_doc("End of that history (exclusive).", "2026-03-01T09:00:00+00:00"))
+    minutes = fields.Integer(metadata=_doc("Minutes of history.", 10080))
+
+
+class QualitySchema(Schema):
+    horizon_minutes = fields.Integer(metadata=_doc("Leads the scores cover (the first minutes of each window).", 60))
+    health_rmse = fields.Float(allow_none=True, metadata=_doc("Health RMSE of its median on those leads.", 0.041))
+    coverage = fields.Float(allow_none=True, metadata=_doc("Share of observed health inside its P10-P90 band (nominal 0.8).", 0.79))
+    held_back = fields.Boolean(metadata=_doc(
+        "True: measured on held-back windows its run never fitted on; false: on the data it was fitted on (a first model of a short history).",
+        True))
+
+
 class ModelStateSchema(Schema):
-    version = fields.String(allow_none=True, metadata=_doc("Version serving forecasts (null: none loaded).", "20260301T090000Z-1a2b3c"))
-    wanted = fields.String(allow_none=True, metadata=_doc("Version the registry's `current` points at.", "20260301T090000Z-1a2b3c"))
+    version = fields.String(allow_none=True, metadata=_doc("Version serving forecasts (null: none loaded).", "20260301T090000Z-lstm-1a2b3c"))
+    wanted = fields.String(allow_none=True, metadata=_doc("Version the registry's `current` points at.", "20260301T090000Z-lstm-1a2b3c"))
     problem = fields.String(allow_none=True, metadata=_doc("Why `wanted` is not served (missing or corrupt); null when all is well.", None))
+    kind = fields.String(allow_none=True, metadata=_doc(
+        "What the serving model is: `lstm`, or a baseline (`seasonal_naive`, `ets`) that won its training run.", "lstm"))
+    trained_on = fields.Nested(TrainedOnSchema, allow_none=True, metadata=_doc("The history it was fitted on."))
+    quality = fields.Nested(QualitySchema, allow_none=True, metadata=_doc("How it scored in its training run (null: not recorded)."))
 
 
 class StatusSchema(Schema):
@@ -281,7 +300,7 @@ class StatusSchema(Schema):
     reason = fields.String(
         allow_none=True,
         validate=validate.OneOf(UNKNOWN_REASONS),
-        metadata=_doc("Why the state is unknown: `no_data`, `stale_data`, `no_model`, `model_error` (null otherwise).", None),
+        metadata=_doc("Why the state is unknown: `no_data`, `insufficient_data` (too little history for a first model: `detail` says how much there is and how much is needed), `stale_data`, `no_model`, `model_error` (null otherwise).", None),
     )
     detail = fields.String(metadata=_doc("One human sentence.", "health is expected to cross 0.3 at 12:42 UTC (in 42 min)"))
     as_of = fields.DateTime(format="iso", metadata=_doc("When this status was computed (it is recomputed when new samples arrive).", "2026-03-01T12:00:45+00:00"))
@@ -332,7 +351,9 @@ STATUS_EXAMPLE = {
         {"stream": "request_rate", "flag_before": 1.0, "flag_at": 1.0, "contribution": 0.0833, "change": 0.0},
     ],
     "data": {"latest_sample": "2026-03-01T12:00:43+00:00", "stale": False, "stale_since": None, "stale_streams": []},
-    "model": {"version": "20260301T090000Z-1a2b3c", "wanted": "20260301T090000Z-1a2b3c", "problem": None},
+    "model": {"version": "20260301T090000Z-lstm-1a2b3c", "wanted": "20260301T090000Z-lstm-1a2b3c", "problem": None, "kind": "lstm",
+              "trained_on": {"start": "2026-02-22T09:00:00+00:00", "end": "2026-03-01T09:00:00+00:00", "minutes": 10080},
+              "quality": {"horizon_minutes": 60, "health_rmse": 0.041, "coverage": 0.79, "held_back": True}},
 }
 
 
@@ -349,18 +370,45 @@ class ModelSummarySchema(Schema):
     input_minutes = fields.Integer(metadata=_doc("Input window L, minutes.", 120))
     horizon_minutes = fields.Integer(metadata=_doc("Horizon H, minutes.", 180))
     quantiles = fields.List(fields.Float(), metadata=_doc("Quantile levels.", [0.1, 0.5, 0.9]))
-    health_source = fields.String(metadata=_doc("`direct`: the network forecasts health; `derived`: scored from forecast streams.", "direct"))
+    kind = fields.String(metadata=_doc("What the model is: `lstm`, `seasonal_naive` or `ets` (every kind runs through the same ONNX contract).", "lstm"))
+    run_id = fields.String(allow_none=True, metadata=_doc("The training run that made it (see `runs`).", "6650f1c0ffee0000000000ab"))
+    health_source = fields.String(metadata=_doc("`direct`: the model forecasts health; `derived`: scored from its forecast streams.", "direct"))
     metrics = fields.Dict(metadata=_doc(
-        "Scores from training (see the model card); `gates`: the figures the promotion gates judged on the held-back test windows.",
-        {"gates": {"horizon_minutes": 60, "health_rmse": 0.044, "seasonal_naive_ratio": 0.48, "coverage": 0.8}},
+        "Scores from training (see the model card); `scores`: what its run judged it on (held-back windows).",
+        {"scores": {"horizon_minutes": 60, "health_rmse": 0.044, "coverage": 0.8, "episodes": 12, "warned": 11, "false_alarms": 0}},
     ))
 
 
+class CandidateSchema(Schema):
+    kind = fields.String(metadata=_doc("Model kind.", "ets"))
+    version = fields.String(metadata=_doc("Its registry version.", "20260301T090000Z-ets-1a2b3c"))
+    champion = fields.Boolean(metadata=_doc("It was the current model when the run judged.", False))
+    scores = fields.Dict(metadata=_doc(
+        "On the run's held-back windows: health RMSE and P10-P90 coverage over the first `horizon_minutes`, failure episodes warned ahead, false alarms.",
+        {"horizon_minutes": 60, "health_rmse": 0.033, "coverage": 0.81, "episodes": 4, "warned": 4, "false_alarms": 0}))
+    eligible = fields.Boolean(metadata=_doc("It passed every gate.", True))
+    gate_failures = fields.List(fields.String(), metadata=_doc("Gates it failed.", []))
+    verdict = fields.String(metadata=_doc("`promoted`, `kept`, `replaced`, `lost` or `refused`.", "promoted"))
+    why = fields.String(metadata=_doc("Why.", "ets beats the champion lstm ..."))
+
+
+class TrainingRunSchema(Schema):
+    run_id = fields.String(metadata=_doc("The run's id (its `training_runs` record).", "6650f1c0ffee0000000000ab"))
+    created_at = fields.String(metadata=_doc("When its last version was written (ISO-8601 UTC).", "2026-03-01T09:00:00+00:00"))
+    plan = fields.String(metadata=_doc("`full` (the LSTM's split), `short` (hours of history) or `fit only` (nothing held back yet).", "full"))
+    season_minutes = fields.Integer(allow_none=True, metadata=_doc("The season found in the history (null: none).", 60))
+    winner = fields.String(allow_none=True, metadata=_doc("Version promoted (null: the champion stayed).", None))
+    reason = fields.String(metadata=_doc("The decision in one sentence.", "the champion (lstm) is this run's best; it stays"))
+    candidates = fields.List(fields.Nested(CandidateSchema), metadata=_doc("Every candidate, the champion first when it was not one of them."))
+    failed = fields.List(fields.Dict(), metadata=_doc("Kinds that were not trained (too little history) or failed, and why.", []))
+
+
 class ModelListSchema(Schema):
-    current = fields.String(allow_none=True, metadata=_doc("Version `current` points at.", "20260301T090000Z-1a2b3c"))
-    serving = fields.String(allow_none=True, metadata=_doc("Version this instance serves.", "20260301T090000Z-1a2b3c"))
+    current = fields.String(allow_none=True, metadata=_doc("Version `current` points at.", "20260301T090000Z-lstm-1a2b3c"))
+    serving = fields.String(allow_none=True, metadata=_doc("Version this instance serves.", "20260301T090000Z-lstm-1a2b3c"))
     problem = fields.String(allow_none=True, metadata=_doc("Why they differ, if they do.", None))
     models = fields.List(fields.Nested(ModelSummarySchema), metadata=_doc("Every readable version, oldest first."))
+    runs = fields.List(fields.Nested(TrainingRunSchema), metadata=_doc("The training runs behind them, newest first, with every candidate."))
 
 
 class ModelCardSchema(ModelSummarySchema):
@@ -369,6 +417,7 @@ class ModelCardSchema(ModelSummarySchema):
     scaling = fields.Dict(metadata=_doc("Per-target scaling fitted on the training data.", {"channels": ["cpu"], "mean": [0.3], "std": [0.2], "log1p": [False]}))
     data_range = fields.Dict(metadata=_doc("Training data span.", {"start": "2026-02-22T09:00:00+00:00", "end": "2026-03-01T09:00:00+00:00"}))
     training = fields.Dict(metadata=_doc("How it was trained.", {"epochs": 30}))
+    selection = fields.Dict(metadata=_doc("The training run that made it: every candidate, its scores and verdict (as in `runs`).", {}))
     calibration = fields.Dict(metadata=_doc(
         "Offsets added to the health quantiles (split-conformal, per lead and quantile, fitted on the validation windows); empty: none.",
         {"health": {"method": "split-conformal per quantile and lead", "validation_windows": 1212, "offsets": [[-0.004, 0.001, 0.006]]}},

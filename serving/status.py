@@ -29,7 +29,7 @@ FAILING_NOW = "failing_now"
 NO_FAILURE = "no_failure_within_horizon"
 UNKNOWN = "unknown"
 STATES = (FAILURE_PREDICTED, FAILING_NOW, NO_FAILURE, UNKNOWN)
-UNKNOWN_REASONS = ("no_data", "stale_data", "no_model", "model_error")
+UNKNOWN_REASONS = ("no_data", "insufficient_data", "stale_data", "no_model", "model_error")
 
 Flags = dict[str, float | None]
 
@@ -72,10 +72,51 @@ class DataFreshness:
 
 
 @dataclass(frozen=True)
+class TrainedOn:
+    """The history a model was fitted on."""
+
+    start: dt.datetime
+    end: dt.datetime
+    minutes: int
+
+
+@dataclass(frozen=True)
+class Quality:
+    """How the model scored when its training run judged it (training/selection.py)."""
+
+    horizon_minutes: int
+    health_rmse: float | None
+    coverage: float | None
+    #: False: scored on the data it was fitted on (a first model of a short history).
+    held_back: bool
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     version: str | None
     wanted: str | None
     problem: str | None
+    kind: str | None = None
+    trained_on: TrainedOn | None = None
+    quality: Quality | None = None
+
+
+def model_info(model: ModelState) -> ModelInfo:
+    """What the status says about the serving model: its version, kind, the history it saw and its measured quality."""
+    card = model.forecaster.card if model.forecaster is not None else None
+    if card is None:
+        return ModelInfo(model.version, model.wanted, model.problem)
+    span = card.data_range or {}
+    trained_on = None
+    if span.get("start") and span.get("end"):
+        start, end = dt.datetime.fromisoformat(span["start"]), dt.datetime.fromisoformat(span["end"])
+        trained_on = TrainedOn(start, end, int(span.get("minutes") or (end - start).total_seconds() // 60))
+    scores = card.metrics.get("scores") or {}
+    quality = None
+    if scores:
+        quality = Quality(int(scores.get("horizon_minutes") or 0), _r(scores.get("health_rmse")), _r(scores.get("coverage")),
+                          bool(scores.get("held_back", True)))
+    return ModelInfo(model.version, model.wanted, model.problem, card.kind, trained_on, quality)
 
 
 @dataclass(frozen=True)
@@ -100,6 +141,7 @@ class Status:
 
 def _r(value: float | None, digits: int = 4) -> float | None:
     return None if value is None or not np.isfinite(value) else round(float(value), digits)
+
 
 
 def _in(seconds: float) -> str:
@@ -132,7 +174,7 @@ def compute_status(
         threshold=threshold,
         current=CurrentHealth(minute=floor_minute(now)),
         data=DataFreshness(max(known_times) if known_times else None, fresh.stale, fresh.since, list(fresh.streams)),
-        model=ModelInfo(model.version, model.wanted, model.problem),
+        model=model_info(model),
     )
 
     if not known_times:
@@ -180,7 +222,14 @@ def compute_status(
         )
         return _with_drivers(status, before, flags_now, minute), forecast
     if forecast is None:
-        return _unknown(status, "no_model", "no model has been promoted yet; current health is known, forecasts are not"), None
+        if forecaster is None:
+            history = int(frame["health"].notna().sum())
+            if history < settings.min_history_minutes:
+                return _unknown(status, "insufficient_data",
+                                f"{history} minutes of scored history; a first model needs {settings.min_history_minutes} "
+                                "(min_history_minutes): forecasts start once the trainer has fitted one"), None
+        return _unknown(status, "no_model", "no model has been promoted yet (`pycemaker train --once`, or the scheduler's "
+                                            "next run); current health is known, forecasts are not"), None
 
     times = forecast.times
     expected = eta.crossing(times, health_bands[:, 1], threshold, now_ts)
@@ -222,4 +271,5 @@ def _failing_streak(frame: pd.DataFrame, minute: pd.Timestamp, threshold: float)
 
 
 __all__ = ["Status", "CurrentHealth", "PredictedCurrent", "TimeToFailure", "Horizon", "DataFreshness", "ModelInfo",
+           "TrainedOn", "Quality", "model_info",
            "STATES", "UNKNOWN_REASONS", "compute_status"]

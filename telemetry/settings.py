@@ -26,6 +26,8 @@ ENV_PREFIX = "PYCEMAKER_"
 # Settings whose environment variable has no prefix (the ecosystem's own names).
 UNPREFIXED_ENV = {"mongo_uri": "MONGO_URI"}
 SECRET_FIELDS = ("api_token", "mongo_uri")
+#: The model kinds a training run can fit (training/candidates.py).
+CANDIDATE_KINDS = ("seasonal_naive", "ets", "lstm")
 
 
 class SettingsError(ValueError):
@@ -62,7 +64,13 @@ class Settings:
 
     # --- Model registry and training --------------------------------------
     models_dir: Path = Path("models")
-    keep_versions: int = 5
+    #: Versions kept in the registry (every candidate of a run is a version; the current one is always kept).
+    keep_versions: int = 10
+    #: The kinds every training run fits and compares (training/selection.py): the baselines of
+    #: forecasting/linear.py and the LSTM.
+    candidate_kinds: tuple[str, ...] = ("seasonal_naive", "ets", "lstm")
+    #: The least history (minutes) a first model is fitted on; with less, the status says ``insufficient_data``.
+    min_history_minutes: int = 60
     input_minutes: int = 120
     horizon_minutes: int = 180
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
@@ -78,12 +86,11 @@ class Settings:
     #: How long the trainer waits on one database read (a week of samples; ~20 s from the embedded
     #: server on a busy 2-core box) before the run fails.
     train_read_timeout_s: float = 300.0
-    #: Promotion gates (training/gates.py), the same comparison as the evaluation's quality bars
-    #: (docs/evaluation.md), on the held-back test windows: health RMSE over the first
-    #: ``gate_horizon_minutes`` (or the model's horizon, if shorter) at most ``gate_naive_ratio`` x seasonal naive's, and the P10-P90
-    #: band's coverage within ``gate_coverage``.
+    #: Promotion gates (training/selection.py), on the held-back test windows: scores over the first
+    #: ``gate_horizon_minutes`` (or the horizon, if shorter); a learned model's health RMSE at most
+    #: ``gate_naive_ratio`` x the run's seasonal naive's; every candidate's P10-P90 coverage within ``gate_coverage``.
     gate_horizon_minutes: int = 60
-    gate_naive_ratio: float = 0.8
+    gate_naive_ratio: float = 1.0
     gate_coverage: tuple[float, float] = (0.7, 0.9)
 
     # --- Warnings ------------------------------------------------------------
@@ -223,6 +230,11 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"gate_coverage must be two shares low <= high within [0, 1], got {s.gate_coverage}")
     if s.gate_horizon_minutes <= 0 or s.gate_naive_ratio <= 0:
         raise SettingsError("gate_horizon_minutes and gate_naive_ratio must be positive")
+    unknown = sorted(set(s.candidate_kinds) - set(CANDIDATE_KINDS))
+    if unknown or not s.candidate_kinds:
+        raise SettingsError(f"candidate_kinds: {', '.join(unknown) or 'none given'}; known: {', '.join(CANDIDATE_KINDS)}")
+    if s.min_history_minutes < 2:
+        raise SettingsError("min_history_minutes must be at least 2")
     if s.warning_minutes <= 0 or s.warning_hold_minutes < 1:
         raise SettingsError("warning_minutes must be positive and warning_hold_minutes at least 1")
 

@@ -25,9 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     mode.add_argument("--schedule", action="store_true",
                       help="retrain every $PYCEMAKER_TRAIN_INTERVAL_HOURS (first run now) and serve training requests")
     p.add_argument("--days", type=float, help="days of history to train on (default: $PYCEMAKER_TRAIN_DAYS or 7)")
-    p.add_argument("--max-epochs", type=int, help="epoch limit (default: $PYCEMAKER_MAX_EPOCHS or 30)")
+    p.add_argument("--end", type=_time, help="with --once: train on the --days before this time (ISO 8601 with a zone; "
+                                             "default: the newest sample), e.g. the first 70%% of an imported history")
+    p.add_argument("--kinds", type=_kinds, help="candidate kinds to fit and compare, comma-separated "
+                                                "(default: $PYCEMAKER_CANDIDATE_KINDS or seasonal_naive,ets,lstm)")
+    p.add_argument("--max-epochs", type=int, help="the LSTM's epoch limit (default: $PYCEMAKER_MAX_EPOCHS or 30)")
     p.add_argument("--quick", action="store_true",
-                   help="a small, fast model (about a minute on 2 cores): what `make demo` trains on a fresh install")
+                   help="a smaller, faster LSTM (about a minute on 2 cores); judged like any other candidate")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     dist = p.add_argument_group("several devices or machines, with --once (Lightning DDP; docs/scaling.md)")
     dist.add_argument("--strategy", choices=("auto", "ddp"), help="ddp: one process per device (default: auto)")
@@ -59,6 +63,22 @@ def _devices(text: str) -> int | str:
     raise argparse.ArgumentTypeError(f"{text!r}: a number, auto, or indices such as 0,1")
 
 
+def _time(text: str):
+    import datetime as dt
+
+    try:
+        value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no zone: add Z or +00:00")
+    return value.astimezone(dt.timezone.utc).replace(second=0, microsecond=0)
+
+
+def _kinds(text: str) -> tuple[str, ...]:
+    return tuple(k.strip() for k in text.split(",") if k.strip())
+
+
 def _placement(args: argparse.Namespace) -> dict:
     """The distributed flags given, as FitConfig fields."""
     given = {"strategy": args.strategy, "devices": args.devices, "num_nodes": args.num_nodes, "accelerator": args.accelerator}
@@ -69,11 +89,11 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
     from training.data import connect_store
 
     placement = _placement(args)
-    if placement and args.schedule:
-        log.error("--strategy, --devices, --num-nodes and --accelerator go with --once: "
-                  "the scheduler trains in one process")
+    if (placement or args.end) and args.schedule:
+        log.error("--end, --strategy, --devices, --num-nodes and --accelerator go with --once: "
+                  "the scheduler trains on the newest data, in one process")
         return 2
-    settings = override(settings, train_days=args.days, max_epochs=args.max_epochs)
+    settings = override(settings, train_days=args.days, max_epochs=args.max_epochs, candidate_kinds=args.kinds)
     db = connect_store(settings)
     if args.schedule:
         from training.scheduler import run_schedule
@@ -92,7 +112,7 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
     elif placement:
         config = FitConfig.from_settings(settings, **placement)
     try:
-        result = train_once(settings, db, config=config, quick=args.quick, trigger="cli", progress_bar=not args.no_progress)
+        result = train_once(settings, db, end=args.end, config=config, trigger="cli", progress_bar=not args.no_progress)
     except TrainingBusy as exc:
         log.error("%s", exc)
         return 3
@@ -108,44 +128,60 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if result.promoted else 4
 
 
-def _sci(value: Any) -> str:
-    return f"{value:.1e}" if isinstance(value, (int, float)) else "n/a"
+def _fmt(value: Any, spec: str = ".4f") -> str:
+    return format(value, spec) if isinstance(value, (int, float)) and math.isfinite(value) else "-"
+
+
+def candidate_rows(selection: dict) -> list[str]:
+    """One line per candidate of a run (training/selection.py): its scores on the held-back windows and its verdict."""
+    lines = [f"    {'kind':<15} {'version':<40} {'RMSE':>7} {'band':>5} {'warned':>7} {'false':>5}  verdict: why"]
+    for c in selection.get("candidates", []):
+        s = c.get("scores", {})
+        warned = f"{s.get('warned', 0)}/{s.get('episodes', 0)}" if s.get("episodes") else "-"
+        lines.append(
+            f"    {c['kind'] + (' (champion)' if c.get('champion') else ''):<15} {c['version']:<40} "
+            f"{_fmt(s.get('health_rmse')):>7} {_fmt(s.get('coverage'), '.0%'):>5} {warned:>7} "
+            f"{s.get('false_alarms', '-') if s.get('windows') else '-':>5}  {c.get('verdict', '')}: {c.get('why', '')[:120]}"
+        )
+    for f in selection.get("failed", []):
+        lines.append(f"    {f['kind']:<15} {'-':<40} {'-':>7} {'-':>5} {'-':>7} {'-':>5}  {f.get('verdict', 'failed')}: {f['error'][:120]}")
+    return lines
 
 
 def summarise(card) -> str:
-    """One line per headline figure, for the terminal."""
-    h = card.metrics.get("health_mae", {})
-    gate = card.metrics.get("test", {}).get("gate", {})
-    rmse = gate.get("health_rmse", {})
-    fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4f}"  # noqa: E731
-    coverage = gate.get("coverage")
-    return (
-        f"version {card.version}: {card.status} ({card.reason})\n"
-        f"  held-back test, {gate.get('horizon_minutes')} min: health RMSE model {fmt(rmse.get('model'))}, seasonal naive "
-        f"{fmt(rmse.get('seasonal_naive'))}; P10-P90 coverage {'n/a' if coverage is None else f'{coverage:.1%}'}\n"
-        f"  validation health MAE: model {fmt(h.get('model'))} ({card.health_source}; direct {fmt(h.get('direct'))}, "
-        f"derived {fmt(h.get('derived'))}), seasonal naive {fmt(h.get('seasonal_naive'))}, persistence {fmt(h.get('persistence'))}\n"
-        f"  {card.training.get('epochs')} epochs, {card.training.get('epoch_seconds_mean')} s/epoch on {card.training.get('device')}, "
-        f"run {card.training.get('run_seconds')} s; ONNX parity {_sci(card.onnx.get('parity_max_abs_diff'))}\n"
-    )
+    """The run behind ``card``, for the terminal: what serves, every candidate and why it won or lost."""
+    sel = card.selection or {}
+    head = (f"run {sel.get('run_id', '?')}: {sel.get('plan', '?')} plan, season "
+            f"{str(sel.get('season_minutes')) + ' min' if sel.get('season_minutes') else 'none found'}; "
+            f"{sel.get('reason', card.reason)}\n"
+            f"  history: {card.data_range.get('start', '?')[:16]} to {card.data_range.get('end', '?')[:16]} UTC "
+            f"({card.data_range.get('minutes', '?')} minutes); scores over the first "
+            f"{card.metrics.get('scores', {}).get('horizon_minutes', '-')} min of each "
+            f"{'held-back window' if card.metrics.get('scores', {}).get('held_back', True) else 'window it was fitted on'}\n")
+    return head + "\n".join(candidate_rows(sel)) + "\n"
 
 
 def format_versions(settings: Settings) -> str:
+    """Every version, grouped by the run that made it, newest run last; ``*`` marks the current one."""
     from forecasting import registry
 
     cards = registry.list_versions(settings.models_dir)
     if not cards:
         return f"no models in {settings.models_dir}: run `pycemaker train --once`\n"
     current = registry.current_version(settings.models_dir)
-    lines = [f"{'':1} {'version':<26} {'created (UTC)':<17} {'status':<9} {'RMSE':>7} {'x naive':>7} {'band':>5}  source    reason"]
-    fmt = lambda v, spec: format(v, spec) if isinstance(v, (int, float)) else "-"  # noqa: E731
+    runs: dict[str, list] = {}
     for card in cards:
-        gate = card.metrics.get("gates", {})  # the held-back test figures the gates judged (cards before: "-")
-        lines.append(
-            f"{'*' if card.version == current else ' '} {card.version:<26} {card.created_at[:16].replace('T', ' '):<17} "
-            f"{card.status:<9} {fmt(gate.get('health_rmse'), '.4f'):>7} {fmt(gate.get('seasonal_naive_ratio'), '.2f'):>7} "
-            f"{fmt(gate.get('coverage'), '.0%'):>5}  {card.health_source:<8}  {card.reason[:80]}"
-        )
+        runs.setdefault((card.selection or {}).get("run_id") or card.version, []).append(card)
+    lines = []
+    for run_id, members in runs.items():
+        first = members[0]
+        sel = first.selection or {}
+        lines.append(f"run {run_id} ({first.created_at[:16].replace('T', ' ')} UTC): {sel.get('reason') or first.reason}")
+        for card in members:
+            mark = "*" if card.version == current else " "
+            s = card.metrics.get("scores", {})
+            lines.append(f"  {mark} {card.kind:<15} {card.version:<40} {card.status:<9} RMSE {_fmt(s.get('health_rmse'))} "
+                         f"band {_fmt(s.get('coverage'), '.0%')}  {card.reason[:100]}")
     return "\n".join(lines) + "\n"
 
 

@@ -1,14 +1,17 @@
-"""One training run, end to end.
+"""One training run, end to end: every candidate kind on the same data, the best one serves.
 
-store (last N days) -> per-minute frame -> fit -> validation scores -> ONNX export, checker,
-parity -> gates -> registry (add the version; activate it or mark it rejected) -> prune ->
-a ``training_runs`` record.
+store (the last N days) -> per-minute frame -> the plan and shared inputs (training/candidates.py)
+-> the baselines (seconds) -> on an empty registry, the best of them is promoted at once, so a new
+service has a model while the LSTM trains -> the LSTM (when the history is long enough) -> every
+candidate and the champion scored on the same held-back windows, champion/challenger
+(training/selection.py) -> every candidate into the registry, the winner activated, the others
+marked with why they lost -> prune -> a ``training_runs`` record.
 
-Safety: the version directory appears whole (:func:`forecasting.registry.add_version`), and
-``current`` moves only at the very end, by :func:`forecasting.registry.activate` (write, then
-rename), so a run that fails or is killed at any point leaves the current model untouched.
-One training at a time per registry: a lock file in ``models_dir`` (``flock``) is held for
-the whole run, by ``train --once`` and by the scheduler alike.
+Safety: a version directory appears whole (:func:`forecasting.registry.add_version`), and ``current``
+moves only by :func:`forecasting.registry.activate` (write, then rename), so a run that fails or is
+killed at any point leaves the current model untouched; a refused run never removes it. One training
+at a time per registry: a lock file in ``models_dir`` (``flock``) is held for the whole run, by
+``train --once`` and by the scheduler alike.
 
 Distributed (DDP, docs/scaling.md): every process reads the same minutes and trains; only
 global rank zero takes the lock, records the run, exports, judges and writes the registry.
@@ -16,6 +19,7 @@ global rank zero takes the lock, records the run, exports, judges and writes the
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import tempfile
@@ -26,19 +30,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import torch
 
-from forecasting import calibration, registry, training_runs
-from forecasting.contract import HEALTH, TARGETS
+from forecasting import metrics, registry, training_runs
+from forecasting.contract import HEALTH, median_index
 from telemetry.settings import Settings
-from training import gates
-from training.card import json_safe, lstm_card
+from training import scoring, selection
+from training.candidates import Candidate, RunData, RunStopped, build_baseline, build_lstm, in_sample_origins, run_data
 from training.data import connect_store, load_training_frame, window_data
-from training.datamodule import NotEnoughData, WindowDataModule
+from training.datamodule import NotEnoughData
 from training.distributed import DATA_END_ENV, DistributedSetupError, launched_from_outside, pin_data_end, pinned_data_end, process_is_rank_zero
-from training.export import ExportError, ExportReport, export_and_verify
-from training.fit import FitConfig, FitResult, StopWhenSet, fit
+from training.export import ExportError
+from training.fit import FitConfig, fit
 from training.lock import TrainingBusy, TrainingLock
 
 log = logging.getLogger(__name__)
@@ -46,28 +48,11 @@ log = logging.getLogger(__name__)
 FOLLOWER = "follower"
 
 
-class RunStopped(RuntimeError):
-    """The run was asked to stop (the trainer is shutting down) before it finished."""
-
-
-@dataclass
-class Candidate:
-    """A fitted, exported and scored model, not yet in the registry."""
-
-    onnx_path: Path
-    card: registry.ModelCard
-    validation: gates.Validation
-    #: The held-back windows the gates judge on.
-    test: gates.Validation
-    export: ExportReport
-    fit: FitResult
-    data: WindowDataModule
-
-
 @dataclass
 class RunResult:
     run_id: str | None
     status: str
+    #: The version promoted by this run, else its best candidate's.
     version: str | None = None
     promoted: bool = False
     reason: str = ""
@@ -76,100 +61,13 @@ class RunResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def build_candidate(
-    frame: pd.DataFrame,
-    settings: Settings,
-    config: FitConfig,
-    workdir: Path,
-    *,
-    progress_bar: bool = True,
-    stop: threading.Event | None = None,
-    quick: bool = False,
-) -> Candidate:
-    """Fit on ``frame``, score on its validation windows, export and check; nothing touches the registry."""
-    began = time.perf_counter()
-    data = window_data(frame, settings, config)
-    data.setup("fit")
-    extra = [StopWhenSet(stop)] if stop is not None else []
-    fitted = fit(data, tuple(settings.quantiles), config, progress_bar=progress_bar, callbacks=extra)
-    if stop is not None and stop.is_set():
-        raise RunStopped("stopped while fitting")
-
-    def predict(windows_) -> np.ndarray:
-        with torch.no_grad():
-            return torch.cat(
-                [fitted.model(torch.from_numpy(windows_.inputs[i : i + 512])) for i in range(0, len(windows_), 512)]
-            ).numpy()
-
-    def score(scaled, windows_, health_source=None, offsets=None) -> gates.Validation:
-        return gates.validate(
-            scaled, data.values, windows_.origins, data.scaling, tuple(settings.quantiles),
-            settings.input_minutes, settings, health_source=health_source, health_offsets=offsets,
-        )
-
-    # Validation chooses the health source and calibrates the health quantiles on its residuals ...
-    val_scaled, test_scaled = predict(data.validation), predict(data.test)
-    raw = score(val_scaled, data.validation)
-    offsets = calibration.conformal_offsets(raw.health(), raw.actual[:, :, HEALTH], settings.quantiles)
-    validation = score(val_scaled, data.validation, raw.health_source, offsets)
-    # ... and the held-back test windows, where no choice was made, judge the candidate (training/gates.py).
-    test = score(test_scaled, data.test, raw.health_source, offsets)
-    scored = time.perf_counter()
-    onnx_path = workdir / registry.MODEL
-    report = export_and_verify(
-        fitted.model, onnx_path, data.test.inputs, settings.horizon_minutes, len(TARGETS),
-        len(settings.quantiles), threads=settings.onnx_threads,
-    )
-    exported = time.perf_counter()
-    card = lstm_card(settings, config, data, fitted, validation, raw, test, offsets, report,
-                     seconds=time.perf_counter() - began, export_seconds=exported - scored, quick=quick)
-    return Candidate(onnx_path, card, validation, test, report, fitted, data)
-
-
-def judge(candidate: Candidate, frame: pd.DataFrame, settings: Settings, bootstrap: bool = False) -> gates.Decision:
-    """Run the gates against seasonal naive and the current model, on the candidate's held-back test windows.
-
-    ``bootstrap``: a quick run on a fresh install (see :mod:`training.gates`).
-    """
-    current_version = registry.current_version(settings.models_dir)
-    current = None
-    if current_version:
-        try:
-            health = gates.current_model_health(
-                settings.models_dir, current_version, frame, candidate.test.origins, settings
-            )
-            current = (current_version, health)
-        except gates.NotComparable as exc:
-            current = (current_version, exc)
-    return gates.decide(
-        candidate.test, candidate.export.parity_max_abs_diff, candidate.card.onnx["parity_tolerance"], current,
-        settings, bootstrap=bootstrap,
-    )
-
-
-def register(candidate: Candidate, decision: gates.Decision, settings: Settings) -> registry.ModelCard:
-    """Add the candidate to the registry, then activate it or mark it rejected, then prune."""
-    card = candidate.card
-    card.metrics["gates"] = decision.checks
-    card.metrics, card.training, card.onnx = json_safe(card.metrics), json_safe(card.training), json_safe(card.onnx)
-    registry.add_version(settings.models_dir, candidate.onnx_path, card)
-    if decision.promote:
-        card = registry.activate(settings.models_dir, card.version, reason=decision.reason)
-    else:
-        card = registry.reject(settings.models_dir, card.version, decision.reason)
-    pruned = registry.prune(settings.models_dir, settings.keep_versions)
-    if pruned:
-        log.info("pruned %d old version(s): %s", len(pruned), ", ".join(pruned))
-    return card
-
-
 def train_once(
     settings: Settings,
     db=None,
     *,
     days: float | None = None,
+    end: dt.datetime | None = None,
     config: FitConfig | None = None,
-    quick: bool = False,
     trigger: str = "cli",
     progress_bar: bool = True,
     stop: threading.Event | None = None,
@@ -177,6 +75,8 @@ def train_once(
 ) -> RunResult:
     """One whole run (see the module doc). Never raises for a failed run: the result says so.
 
+    ``days``: history to train on (default ``train_days``), ending at ``end`` (default: the newest
+    whole minute in the store). ``config``: the LSTM's fit (default: from the settings).
     Raises :class:`TrainingBusy` (before recording anything) when another run holds the lock, and
     :class:`DistributedSetupError` when a distributed run's processes could not share their data.
     In a distributed run (``config.distributed``), a process other than rank zero only reads and
@@ -202,7 +102,7 @@ def train_once(
             log.warning("marked %d abandoned run(s) as failed", abandoned)
         pinned = config is not None and config.distributed and pinned_data_end() is None and pin_data_end(db)
         try:
-            return _run(settings, db, days, config, quick, trigger, progress_bar, stop)
+            return _run(settings, db, days, end, config or FitConfig.from_settings(settings), trigger, progress_bar, stop)
         finally:
             if pinned:
                 os.environ.pop(DATA_END_ENV, None)
@@ -222,37 +122,30 @@ def _follow(settings: Settings, db, days: float | None, config: FitConfig) -> Ru
     return RunResult(None, FOLLOWER, seconds=time.perf_counter() - began)
 
 
-def _run(settings, db, days, config, quick, trigger, progress_bar, stop) -> RunResult:
+def _run(settings, db, days, end, config, trigger, progress_bar, stop) -> RunResult:
     days = settings.train_days if days is None else days
-    config = config or (FitConfig.quick(settings) if quick else FitConfig.from_settings(settings))
-    params = {"days": days, "quick": quick, "config": config.to_dict(), "input_minutes": settings.input_minutes,
-              "horizon_minutes": settings.horizon_minutes}
+    params = {"days": days, "end": end.isoformat() if end else None, "kinds": list(settings.candidate_kinds),
+              "config": config.to_dict(), "input_minutes": settings.input_minutes, "horizon_minutes": settings.horizon_minutes}
     run_id = training_runs.start_run(db, trigger, params, registry=training_runs.registry_of(settings.models_dir))
     began = time.perf_counter()
-    version = None
+    registered: list[str] = []
     log.info("training run %s (%s) started", run_id, trigger)
     try:
-        frame = load_training_frame(db, settings, days, end=pinned_data_end() if config.distributed else None)
+        frame = load_training_frame(db, settings, days, end=end or (pinned_data_end() if config.distributed else None))
         read_seconds = time.perf_counter() - began
+        data = run_data(frame, settings)
+        log.info("%d minutes of history: %s plan; season %s", len(frame), data.plan.name,
+                 f"{data.season.minutes} min" if data.season.minutes else "none found")
         with tempfile.TemporaryDirectory(prefix="pycemaker-train-") as workdir:
-            candidate = build_candidate(
-                frame, settings, config, Path(workdir), progress_bar=progress_bar, stop=stop, quick=quick
-            )
-            gates_began = time.perf_counter()
-            decision = judge(candidate, frame, settings, bootstrap=quick)
-            candidate.card.training["read_seconds"] = round(read_seconds, 2)
-            candidate.card.training["gates_seconds"] = round(time.perf_counter() - gates_began, 2)
-            if stop is not None and stop.is_set():
-                raise RunStopped("stopped before promotion")
-            candidate.card.training["run_seconds"] = round(time.perf_counter() - began, 2)
-            version = candidate.card.version
-            card = register(candidate, decision, settings)
+            run = _Run(settings, data, Path(workdir), run_id, registered)
+            outcome = run.execute(config, progress_bar, stop)
+            outcome.metrics["seconds"] = {"read": round(read_seconds, 2), **outcome.metrics.get("seconds", {})}
     except BaseException as exc:  # recorded, then re-raised only for interrupts
         error = f"{type(exc).__name__}: {exc}"
-        if version is not None and (settings.models_dir / version).is_dir():
+        for version in registered:
             _mark_failed(settings, version, error)
         try:
-            training_runs.finish_run(db, run_id, training_runs.FAILED, version=version, error=error)
+            training_runs.finish_run(db, run_id, training_runs.FAILED, version=registered[-1] if registered else None, error=error)
         except Exception:  # the database may be what failed
             log.exception("could not record the failed run %s", run_id)
         if not isinstance(exc, Exception):
@@ -260,25 +153,203 @@ def _run(settings, db, days, config, quick, trigger, progress_bar, stop) -> RunR
         expected = isinstance(exc, (NotEnoughData, RunStopped, ExportError))
         log.log(logging.WARNING if expected else logging.ERROR, "training run %s failed: %s", run_id, error,
                 exc_info=not expected)
-        return RunResult(run_id, training_runs.FAILED, version=version, error=error, seconds=time.perf_counter() - began)
+        promoted = any(registry.read_card(settings.models_dir, v).status == registry.STATUS_PROMOTED for v in _existing(settings, registered))
+        return RunResult(run_id, training_runs.FAILED, version=registered[-1] if registered else None, promoted=promoted,
+                         error=error, seconds=time.perf_counter() - began)
 
-    promoted = card.status == registry.STATUS_PROMOTED
-    metrics = {
-        "health_mae": card.metrics["health_mae"],
-        "test_gate": card.metrics["test"]["gate"],
-        "health_source": card.health_source,
-        "parity_max_abs_diff": card.onnx["parity_max_abs_diff"],
-        "epochs": card.training["epochs"],
-        "epoch_seconds_mean": card.training["epoch_seconds_mean"],
-        "device": card.training["device"],
-    }
-    training_runs.finish_run(
-        db, run_id, training_runs.SUCCEEDED, version=card.version, promoted=promoted, metrics=metrics, reason=card.reason
-    )
     seconds = time.perf_counter() - began
-    log.info("training run %s: version %s %s in %.1f s (%s)", run_id, card.version,
-             "promoted" if promoted else "rejected", seconds, card.reason)
-    return RunResult(run_id, training_runs.SUCCEEDED, card.version, promoted, card.reason, None, seconds, metrics)
+    training_runs.finish_run(db, run_id, training_runs.SUCCEEDED, version=outcome.version, promoted=outcome.promoted,
+                             metrics=outcome.metrics, reason=outcome.reason)
+    log.info("training run %s: %s in %.1f s (%s)", run_id, f"promoted {outcome.version}" if outcome.promoted else "nothing promoted",
+             seconds, outcome.reason)
+    return RunResult(run_id, training_runs.SUCCEEDED, outcome.version, outcome.promoted, outcome.reason, None, seconds,
+                     outcome.metrics)
+
+
+def _existing(settings: Settings, versions: list[str]) -> list[str]:
+    return [v for v in versions if (settings.models_dir / v).is_dir()]
+
+
+@dataclass
+class _Outcome:
+    version: str | None
+    promoted: bool
+    reason: str
+    metrics: dict[str, Any]
+
+
+class _Run:
+    """The candidates of one run, their judgement and their registration (state: what is registered so far)."""
+
+    def __init__(self, settings: Settings, data: RunData, workdir: Path, run_id: str, registered: list[str]):
+        self.settings = settings
+        self.data = data
+        self.workdir = workdir
+        self.run_id = run_id
+        self.registered = registered
+        self.candidates: list[Candidate] = []
+        self.failed: list[dict[str, str]] = []
+        self.promoted: str | None = None
+
+    def execute(self, config: FitConfig, progress_bar: bool, stop: threading.Event | None) -> _Outcome:
+        kinds = self.settings.candidate_kinds
+        began = time.perf_counter()
+        for kind in (k for k in kinds if k != "lstm"):
+            self._build(kind, lambda k=kind: build_baseline(k, self.data, self.settings, self.workdir))
+        _check(stop)
+        champion = registry.current_version(self.settings.models_dir)
+        train_lstm = "lstm" in kinds and self.data.plan.lstm
+        if champion is None and self.candidates and train_lstm:
+            # A new service gets a model now, not after the LSTM: the best baseline serves meanwhile.
+            interim = self._judge(None)
+            if interim.winner is not None:
+                self._register(interim, interim_note=" (interim, while the LSTM trains)")
+                champion = self.promoted
+        if train_lstm:
+            self._build("lstm", lambda: build_lstm(self.data, self.settings, config, self.workdir,
+                                                   progress_bar=progress_bar, stop=stop))
+        elif "lstm" in kinds:
+            self.failed.append({"kind": "lstm", "verdict": "skipped", "error": f"{self.data.plan.rows} minutes of history; "
+                                                         f"the LSTM's split needs {self._lstm_minimum()}"})
+        _check(stop)
+        fitted = time.perf_counter()
+        if not self.candidates:
+            raise ExportError("no candidate could be built: " + "; ".join(f"{f['kind']}: {f['error']}" for f in self.failed))
+        final = self._judge(champion)
+        self._register(final)
+        pruned = registry.prune(self.settings.models_dir, self.settings.keep_versions)
+        if pruned:
+            log.info("pruned %d old version(s): %s", len(pruned), ", ".join(pruned))
+        best = final.winner or selection.best_challenger([e for e in final.entries if not e.champion]) or final.entries[-1]
+        summary = {"plan": self.data.plan.name, "season_minutes": self.data.season.minutes, **final.to_dict(),
+                   "failed": self.failed, "promoted": self.promoted,
+                   "seconds": {"candidates": {c.kind: c.card.training.get("seconds") for c in self.candidates},
+                               "fit_all": round(fitted - began, 2), "judge_and_register": round(time.perf_counter() - fitted, 2)}}
+        return _Outcome(self.promoted or best.version, self.promoted is not None, final.reason, summary)
+
+    def _lstm_minimum(self) -> int:
+        from training.datamodule import minimum_minutes
+
+        return minimum_minutes(self.settings.input_minutes, self.settings.horizon_minutes)
+
+    def _build(self, kind: str, build) -> None:
+        try:
+            self.candidates.append(build())
+        except (RunStopped, NotEnoughData):
+            raise
+        except Exception as exc:  # one kind failing never stops the others: the service still gets a model
+            log.exception("candidate %s failed", kind)
+            self.failed.append({"kind": kind, "verdict": "failed", "error": f"{type(exc).__name__}: {exc}"})
+
+    # --- judging --------------------------------------------------------------------------
+    def _judge(self, champion: str | None) -> selection.Selection:
+        """Score every candidate (and the champion) on the same windows, then choose (training/selection.py)."""
+        settings, data = self.settings, self.data
+        quantiles = tuple(settings.quantiles)
+        by_version = {c.card.version: c for c in self.candidates}
+        outside = champion if champion and champion not in by_version else None
+        champion_card = registry.read_card(settings.models_dir, outside) if outside else None
+        longest = max([c.input_minutes for c in self.candidates] + ([champion_card.input_minutes] if champion_card else []))
+        origins = data.plan.test[data.plan.test >= longest]
+        entries: list[selection.Entry] = []
+        if len(origins):
+            forecasts = {c.card.version: _rows(c.test, origins).health() for c in self.candidates}
+            champion_entry_values = None
+            if champion_card is not None:
+                try:
+                    values, card = scoring.registry_model_values(settings.models_dir, outside, data.frame, origins, settings)
+                    champion_entry_values = (values[:, :, HEALTH, :], tuple(card.quantiles))
+                except scoring.NotComparable as exc:
+                    log.warning("the champion %s cannot be scored on this run's windows: %s", outside, exc)
+            leads = min([settings.gate_horizon_minutes] + [f.shape[1] for f in forecasts.values()]
+                        + ([champion_entry_values[0].shape[1]] if champion_entry_values else []))
+            actual = scoring.horizon_actuals(data.values, origins, leads)[:, :, HEALTH]
+            medians = [f[:, :leads, median_index(quantiles)] for f in forecasts.values()]
+            if champion_entry_values:
+                medians.append(champion_entry_values[0][:, :leads, median_index(champion_entry_values[1])])
+            mask = metrics.common_mask(actual, *medians)
+
+            def scored(health, levels) -> selection.Scores:
+                return selection.score(health, scoring.horizon_actuals(data.values, origins, health.shape[1])[:, :, HEALTH],
+                                       data.frame.index, data.frame["health"].to_numpy(), origins, mask, levels, settings)
+
+            for c in self.candidates:
+                entries.append(selection.Entry(c.kind, c.card.version, scored(forecasts[c.card.version], quantiles),
+                                               c.export.parity_ok, champion=c.card.version == champion))
+            if champion_card is not None:
+                if champion_entry_values:
+                    entry_scores = scored(*champion_entry_values)
+                else:
+                    entry_scores = selection.Scores(0, leads, float("nan"), float("nan"))
+                entries.insert(0, selection.Entry(champion_card.kind, outside, entry_scores, champion=True))
+        else:  # no held-back block: each candidate on the windows it was fitted on
+            for c in self.candidates:
+                v = c.in_sample
+                if v is None:
+                    s = selection.Scores(0, 0, float("nan"), float("nan"), held_back=False)
+                else:
+                    leads = min(settings.gate_horizon_minutes, v.actual.shape[1])
+                    health = v.health()
+                    actual = v.actual[:, :, HEALTH]
+                    mask = metrics.common_mask(actual[:, :leads], health[:, :leads, median_index(quantiles)])
+                    s = selection.score(health, actual, data.frame.index, data.frame["health"].to_numpy(), v.origins, mask,
+                                        quantiles, settings, held_back=False)
+                entries.append(selection.Entry(c.kind, c.card.version, s, c.export.parity_ok, champion=c.card.version == champion))
+            if champion_card is not None:
+                entries.insert(0, selection.Entry(champion_card.kind, outside, selection.Scores(0, 0, float("nan"), float("nan"),
+                                                                                             held_back=False), champion=True))
+        naive = next((e.scores.health_rmse for e in entries if e.kind == "seasonal_naive" and e.version in by_version), None)
+        candidates = [e for e in entries if not e.champion or e.version in by_version]
+        champion_entry = next((e for e in entries if e.champion), None)
+        return selection.choose(candidates, champion_entry, settings, naive)
+
+    # --- the registry -----------------------------------------------------------------------
+    def _register(self, judged: selection.Selection, interim_note: str = "") -> None:
+        """Every candidate into the registry (once), then the winner activated and the rest marked with why."""
+        models = self.settings.models_dir
+        record = {"run_id": self.run_id, "plan": self.data.plan.name, "season_minutes": self.data.season.minutes,
+                  **judged.to_dict(), "failed": self.failed}
+        verdicts = {e.version: e for e in judged.entries}
+        for c in self.candidates:
+            entry = verdicts.get(c.card.version)
+            c.card.selection = record
+            if entry is not None:
+                c.card.metrics["scores"] = entry.scores.to_dict()
+            if c.card.version in self.registered:
+                registry.update_card(models, _with_status(registry.read_card(models, c.card.version), c.card))
+                continue
+            registry.add_version(models, c.onnx_path, c.card)
+            self.registered.append(c.card.version)
+        winner = judged.winner
+        for c in self.candidates:
+            entry = verdicts.get(c.card.version)
+            if entry is None or (winner is not None and entry is winner) or c.card.version == self.promoted:
+                continue
+            registry.reject(models, c.card.version, f"{entry.verdict}: {entry.why}")
+        if winner is not None and winner.version != registry.current_version(models):
+            registry.activate(models, winner.version, reason=judged.reason + interim_note)
+            self.promoted = winner.version
+
+
+def _with_status(stored: registry.ModelCard, fresh: registry.ModelCard) -> registry.ModelCard:
+    """The fresh card's figures and selection, the stored card's status and reason (set by activate/reject)."""
+    fresh.status, fresh.reason = stored.status, stored.reason
+    return fresh
+
+
+def _rows(validation: scoring.Validation, origins: np.ndarray) -> scoring.Validation:
+    """The rows of a validation at ``origins`` (a subset of its own), in that order."""
+    index = np.searchsorted(validation.origins, origins)
+    if not np.array_equal(validation.origins[np.minimum(index, len(validation.origins) - 1)], origins):
+        raise ValueError("a candidate was not scored on every common origin")
+    derived = validation.derived_health[index] if validation.derived_health is not None else None
+    return scoring.Validation(origins, validation.values[index], validation.actual[index], validation.seasonal_naive[index],
+                              validation.persistence[index], validation.quantiles, derived, validation.health_source)
+
+
+def _check(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise RunStopped("stopped before the candidates were judged")
 
 
 def _mark_failed(settings: Settings, version: str, error: str) -> None:

@@ -27,8 +27,10 @@ def _summary(card: registry.ModelCard, current: str | None, serving: str | None,
         "input_minutes": card.input_minutes,
         "horizon_minutes": card.horizon_minutes,
         "quantiles": list(card.quantiles),
+        "kind": card.kind,
         "health_source": card.health_source,
         "metrics": card.metrics,
+        "run_id": (card.selection or {}).get("run_id"),
     }
     if full:
         out.update(
@@ -38,6 +40,7 @@ def _summary(card: registry.ModelCard, current: str | None, serving: str | None,
             data_range=card.data_range,
             training=card.training,
             calibration=card.calibration,
+            selection=card.selection,
             format_version=card.format_version,
             onnx=card.onnx,
         )
@@ -56,10 +59,12 @@ def _card(version: str) -> registry.ModelCard:
 @blp.route("/models")
 @blp.response(200, ModelListSchema)
 def list_models():
-    """Every model version in the registry
+    """Every model version in the registry, and every training run's candidates
 
-    Oldest first, with the registry's `current` pointer and the version this instance serves
+    `models`: oldest first, with the registry's `current` pointer and the version this instance serves
     (they differ briefly after a promotion, or when the pointed model cannot be loaded: see `problem`).
+    `runs`: for each training run whose versions are in the registry, newest first, every candidate it
+    fitted (every kind), its scores on the run's held-back windows and why it won or lost.
     """
     rt = runtime()
     state = rt.models.state
@@ -70,7 +75,18 @@ def list_models():
         "serving": state.version,
         "problem": state.problem,
         "models": [_summary(c, current, state.version) for c in cards],
+        "runs": training_runs_in(cards),
     }
+
+
+def training_runs_in(cards: list[registry.ModelCard]) -> list[dict]:
+    """The training runs behind ``cards`` (each run's latest record of its selection), newest first."""
+    runs: dict[str, dict] = {}
+    for card in cards:  # oldest first: a run's last card written holds its final selection
+        selection = card.selection or {}
+        if selection.get("run_id"):
+            runs[selection["run_id"]] = {"run_id": selection["run_id"], "created_at": card.created_at, **selection}
+    return sorted(runs.values(), key=lambda r: r["created_at"], reverse=True)
 
 
 @blp.route("/models/<version>")

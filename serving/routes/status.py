@@ -29,7 +29,10 @@ def status(_query: dict):
       Seconds are counted from `as_of`; `at` is the first failing minute.
     - `state`: `failure_predicted`, `failing_now` (seconds 0, `at` = start of the failing
       streak), `no_failure_within_horizon` (see `horizon`), or `unknown` (`reason`: `no_data`,
-      `stale_data` with `data.stale_since`, `no_model`, `model_error`).
+      `insufficient_data` (too little history for a first model), `stale_data` with `data.stale_since`,
+      `no_model`, `model_error`).
+    - `model`: the serving model's version, `kind` (`lstm`, `seasonal_naive`, `ets`: the winner of its
+      training run), the history it was fitted on and how it scored there.
     - `driver`: the health input whose flag contribution rises most by `driver_minute`.
 
     Computed when new samples arrive (about every 5 s) or the model changes, not per request.

@@ -38,17 +38,38 @@ def registry_with_three_versions(tmp_path: Path) -> Settings:
     return settings
 
 
-def test_models_list_marks_the_current_version(tmp_path, capsys):
+def test_models_list_groups_versions_by_run_and_marks_the_current_one(tmp_path, capsys):
     settings = registry_with_three_versions(tmp_path)
     assert commands.run_models_list(argparse.Namespace(), settings) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["version", "created", "(UTC)"]
-    rows = {line[2:28].strip(): line for line in lines[1:]}
-    assert list(rows) == ["20260101T000000Z-ab", "20260102T000000Z-ab", "20260103T000000Z-ab"]
-    assert rows["20260102T000000Z-ab"].startswith("*") and "promoted" in rows["20260102T000000Z-ab"]
+    # Cards from before runs were recorded (registry format 1, no selection): one "run" each, an LSTM each.
+    assert [line.split()[1] for line in lines if line.startswith("run ")] == [
+        "20260101T000000Z-ab", "20260102T000000Z-ab", "20260103T000000Z-ab"]
+    rows = {next(word for word in line.split() if word.startswith("2026")): line for line in lines if not line.startswith("run ")}
+    assert rows["20260102T000000Z-ab"].startswith("  *") and "promoted" in rows["20260102T000000Z-ab"]
+    assert "lstm" in rows["20260102T000000Z-ab"]
     assert "rejected" in rows["20260103T000000Z-ab"] and "not below seasonal naive" in rows["20260103T000000Z-ab"]
     empty = Settings(models_dir=tmp_path / "none")
     assert "no models" in commands.format_versions(empty)
+
+
+def test_the_run_summary_lists_every_candidate_with_its_verdict():
+    card = registry.read_card(V1, registry.current_version(V1))
+    card.selection = {
+        "run_id": "r1", "plan": "full", "season_minutes": 60, "reason": "ets is the best of this run",
+        "candidates": [
+            {"kind": "ets", "version": "v-ets", "champion": False, "verdict": "promoted", "why": "ets is the best of this run",
+             "scores": {"windows": 10, "health_rmse": 0.03, "coverage": 0.8, "episodes": 4, "warned": 3, "false_alarms": 1}},
+            {"kind": "lstm", "version": "v-lstm", "champion": False, "verdict": "refused", "why": "P10-P90 coverage 98.0% is outside",
+             "scores": {"windows": 10, "health_rmse": 0.02, "coverage": 0.98, "episodes": 4, "warned": 3, "false_alarms": 0}},
+        ],
+        "failed": [{"kind": "seasonal_naive", "verdict": "failed", "error": "OSError: disk full"}],
+    }
+    text = commands.summarise(card)
+    assert text.startswith("run r1: full plan, season 60 min; ets is the best of this run")
+    ets, lstm, naive = (next(line for line in text.splitlines() if line.strip().startswith(k)) for k in ("ets", "lstm", "seasonal"))
+    assert "0.0300" in ets and "80%" in ets and "3/4" in ets and "promoted" in ets
+    assert "refused: P10-P90 coverage 98.0%" in lstm and "failed: OSError: disk full" in naive
 
 
 def test_models_activate_rolls_back_and_refuses_rejected_versions_without_force(tmp_path, capsys):

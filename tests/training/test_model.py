@@ -13,9 +13,9 @@ from telemetry.settings import Settings  # noqa: E402
 from forecasting.contract import FEATURES, TARGETS  # noqa: E402
 from forecasting.windows import Scaling, target_values  # noqa: E402
 from tests.training.conftest import TINY, tiny_fit_config  # noqa: E402
-from training import gates  # noqa: E402
+from training import scoring  # noqa: E402
+from training.candidates import build_lstm, run_data  # noqa: E402
 from training.export import PARITY_TOLERANCE, ExportError, check_onnx, parity  # noqa: E402
-from training.pipeline import build_candidate  # noqa: E402
 
 SETTINGS = dataclasses.replace(Settings(), **TINY)
 
@@ -23,7 +23,7 @@ SETTINGS = dataclasses.replace(Settings(), **TINY)
 @pytest.fixture(scope="module")
 def candidate(two_days_frame, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("candidate")
-    return build_candidate(two_days_frame, SETTINGS, tiny_fit_config(), workdir, progress_bar=False)
+    return build_lstm(run_data(two_days_frame, SETTINGS), SETTINGS, tiny_fit_config(), workdir, progress_bar=False)
 
 
 def test_tiny_fit_beats_seasonal_naive_on_validation(candidate):
@@ -33,11 +33,11 @@ def test_tiny_fit_beats_seasonal_naive_on_validation(candidate):
     assert candidate.card.health_source == ("direct" if mae["direct"] <= mae["derived"] else "derived")
     assert 0 < mae["model"] < 0.1
     # Training helped: the untrained network (the mean of the input hours) scores worse on the same windows.
-    data = candidate.data
+    data = candidate.windows
     untrained = type(candidate.fit.model)(**candidate.fit.model.hparams).eval()
     with torch.no_grad():
         scaled = untrained(torch.from_numpy(data.validation.inputs)).numpy()
-    before = gates.validate(scaled, data.values, data.validation.origins, data.scaling, (0.1, 0.5, 0.9), 120, SETTINGS)
+    before = scoring.validate(scaled, data.values, data.validation.origins, data.scaling, (0.1, 0.5, 0.9), 120, SETTINGS)
     assert mae["model"] < before.metrics["health_mae"]["model"]
     band = candidate.card.metrics["health_band"]
     assert band["nominal_coverage"] == pytest.approx(0.8) and 0.3 < band["coverage"] <= 1.0
@@ -45,7 +45,7 @@ def test_tiny_fit_beats_seasonal_naive_on_validation(candidate):
 
 
 def test_scaling_is_fitted_on_the_training_block_only(candidate, two_days_frame):
-    data = candidate.data
+    data = candidate.windows
     first, last = data.split.train[0] - 120, data.split.train[-1] + 60
     assert data.scaling == Scaling.fit(target_values(two_days_frame)[first:last])
     assert data.scaling != Scaling.fit(target_values(two_days_frame))
@@ -57,9 +57,10 @@ def test_card_describes_the_model(candidate, two_days_frame):
     card = candidate.card
     assert (card.input_minutes, card.horizon_minutes, card.quantiles) == (120, 60, [0.1, 0.5, 0.9])
     assert card.features == list(FEATURES) and card.targets == list(TARGETS)
-    assert Scaling.from_dict(card.scaling) == candidate.data.scaling
+    assert Scaling.from_dict(card.scaling) == candidate.windows.scaling
     assert card.data_range["start"] == two_days_frame.index[0].isoformat()
-    assert card.data_range["validation"]["windows"] == len(candidate.data.validation)
+    assert card.kind == "lstm" and card.data_range["minutes"] == len(two_days_frame)
+    assert card.data_range["test"]["windows"] == len(candidate.windows.test)
     assert card.onnx["opset"] >= 17 and card.onnx["input"] == "window" and card.onnx["output"] == "quantiles"
     assert card.onnx["parity_max_abs_diff"] <= PARITY_TOLERANCE
     training = card.training
@@ -71,7 +72,7 @@ def test_card_describes_the_model(candidate, two_days_frame):
 
 
 def test_onnx_matches_torch_on_held_back_windows(candidate):
-    model, path, held_back = candidate.fit.model, candidate.onnx_path, candidate.data.test.inputs
+    model, path, held_back = candidate.fit.model, candidate.onnx_path, candidate.windows.test.inputs
     assert parity(model, path, held_back) <= PARITY_TOLERANCE
     assert check_onnx(path, 120, len(FEATURES), 60, len(TARGETS), 3) >= 17
 
@@ -80,7 +81,7 @@ def test_registry_model_forecasts_what_the_validation_scored(candidate, tmp_path
     """Run through OnnxForecaster (serving's path), the candidate gives the forecasts the gates scored."""
     registry.add_version(tmp_path, candidate.onnx_path, candidate.card)
     forecaster = OnnxForecaster(tmp_path, candidate.card.version, SETTINGS)
-    x = candidate.data.validation.inputs[:16]
+    x = candidate.windows.validation.inputs[:16]
     served = forecaster.to_original(forecaster.predict_scaled(x))
     scored = candidate.validation.values[:16]
     if candidate.card.health_source == "derived":
@@ -104,8 +105,8 @@ def test_checker_refuses_a_model_that_breaks_the_contract(candidate, tmp_path):
 def test_parity_catches_a_model_that_differs(candidate):
     other = type(candidate.fit.model)(**candidate.fit.model.hparams)
     torch.nn.init.normal_(other.head[-1].weight)  # a different network than the exported one
-    assert parity(other, candidate.onnx_path, candidate.data.test.inputs) > PARITY_TOLERANCE
-    assert parity(candidate.fit.model, candidate.onnx_path, candidate.data.test.inputs[:1]) <= PARITY_TOLERANCE
+    assert parity(other, candidate.onnx_path, candidate.windows.test.inputs) > PARITY_TOLERANCE
+    assert parity(candidate.fit.model, candidate.onnx_path, candidate.windows.test.inputs[:1]) <= PARITY_TOLERANCE
 
 
 def test_exported_batch_axis_is_dynamic(candidate):
@@ -115,7 +116,7 @@ def test_exported_batch_axis_is_dynamic(candidate):
     for batch in (1, 7, 300):
         x = np.zeros((batch, 120, len(FEATURES)), np.float32)
         assert session.run(None, {"window": x})[0].shape == (batch, 60, len(TARGETS), 3)
-    assert parity(candidate.fit.model, candidate.onnx_path, candidate.data.validation.inputs) <= PARITY_TOLERANCE
+    assert parity(candidate.fit.model, candidate.onnx_path, candidate.windows.validation.inputs) <= PARITY_TOLERANCE
 
 
 def test_the_served_model_is_the_judged_one_calibration_included(candidate, tmp_path):
@@ -128,5 +129,5 @@ def test_the_served_model_is_the_judged_one_calibration_included(candidate, tmp_
     models = tmp_path / "models"
     registry.add_version(models, candidate.onnx_path, card)
     served = OnnxForecaster(models, card.version, SETTINGS)
-    health = served.to_original(served.predict_scaled(candidate.data.test.inputs))[:, :, TARGETS.index("health"), :]
+    health = served.to_original(served.predict_scaled(candidate.windows.test.inputs))[:, :, TARGETS.index("health"), :]
     np.testing.assert_allclose(health, candidate.test.health(), atol=1e-4)

@@ -80,97 +80,128 @@ def with_v1_current(settings: Settings) -> str:
     return registry.current_version(settings.models_dir)
 
 
-def test_a_run_promotes_a_good_model_then_refuses_an_identical_retrain(run_settings, db, monkeypatch, stored_frame):
+def card_of(settings: Settings, version: str) -> registry.ModelCard:
+    return registry.read_card(settings.models_dir, version)
+
+
+def test_a_run_fits_every_kind_promotes_the_best_then_keeps_it_on_an_identical_retrain(run_settings, db, monkeypatch, stored_frame):
     db[training_runs.RUNS].insert_one({"status": training_runs.RUNNING, "trigger": "schedule", "started_at": dt.datetime.now(dt.timezone.utc)})
     first = train_once(run_settings, db, config=tiny_fit_config(), progress_bar=False)
     assert first.status == training_runs.SUCCEEDED and first.promoted and first.error is None
-    assert registry.current_version(run_settings.models_dir) == first.version
-    card = registry.read_card(run_settings.models_dir, first.version)
-    assert card.status == registry.STATUS_PROMOTED
-    assert card.metrics["health_mae"]["model"] < card.metrics["health_mae"]["seasonal_naive"]
-    assert card.metrics["gates"]["current_model"] is None and "no current model" in card.reason
-    gate = card.metrics["gates"]
-    assert gate["horizon_minutes"] == 60 and gate["health_rmse"] <= 3.0 * gate["seasonal_naive_health_rmse"]
-    assert 0.7 <= gate["coverage"] <= 0.9 and gate["coverage"] == card.metrics["test"]["gate"]["coverage"]
-    # The health quantiles are calibrated on the validation windows: one offset per lead and quantile.
-    offsets = card.calibration["health"]["offsets"]
-    assert len(offsets) == 60 and all(len(row) == 3 for row in offsets)
-    assert card.calibration["health"]["validation_windows"] == card.metrics["validation_windows"]
-    # The store holds one day; the run asked for 7 and trimmed the empty minutes before the first sample.
-    assert card.data_range["start"] == "2026-05-04T00:01:00+00:00" and card.data_range["end"] == "2026-05-04T23:59:00+00:00"
-    assert card.training["run_seconds"] > 0 and card.training["quick"] is False
-    assert set(card.metrics["test"]["health_mae"]) >= {"model", "seasonal_naive", "persistence"}
+    current = registry.current_version(run_settings.models_dir)
+    assert current == first.version
+    selection = card_of(run_settings, current).selection
+    kinds = sorted(c["kind"] for c in selection["candidates"])
+    assert kinds == ["ets", "lstm", "seasonal_naive"] and selection["plan"] == "full" and selection["season_minutes"] == 60
+    # Every candidate is a registry version with the same record of the run; exactly one serves.
+    versions = {c["version"]: c for c in selection["candidates"]}
+    cards = {v: card_of(run_settings, v) for v in versions}
+    assert {c.kind for c in cards.values()} == {"ets", "lstm", "seasonal_naive"}
+    assert all(c.selection["run_id"] == first.run_id for c in cards.values())
+    # An empty registry: the best baseline served at once (interim), and the final judgement kept or replaced it.
+    winner = versions[current]
+    assert winner["verdict"] in ("promoted", "kept") and not any(
+        c["verdict"] == "promoted" and v != current for v, c in versions.items())
+    for version, entry in versions.items():
+        scores = entry["scores"]
+        assert scores["horizon_minutes"] == 60 and scores["windows"] > 0 and scores["held_back"]
+        assert cards[version].metrics["scores"]["health_rmse"] == pytest.approx(scores["health_rmse"])
+        if version != current:
+            assert cards[version].status == registry.STATUS_REJECTED and cards[version].reason.startswith(entry["verdict"])
+    # The baselines' bands come from the service's own history; the LSTM's band is calibrated on validation.
+    lstm = next(c for c in cards.values() if c.kind == "lstm")
+    assert len(lstm.calibration["health"]["offsets"]) == 60
+    ets = next(c for c in cards.values() if c.kind == "ets")
+    assert ets.training["fit"]["band_windows"] > 0 and ets.onnx["parity_max_abs_diff"] <= 1e-4
+    assert ets.input_minutes == 240 and card_of(run_settings, current).data_range["start"] == "2026-05-04T00:01:00+00:00"
     record = runs_of(db, first)
     assert record["status"] == training_runs.SUCCEEDED and record["promoted"] is True and record["version"] == first.version
-    assert record["metrics"]["health_mae"]["model"] == pytest.approx(card.metrics["health_mae"]["model"])
+    assert sorted(c["kind"] for c in record["metrics"]["candidates"]) == kinds
     assert record["duration_s"] > 0 and record["error"] is None and record["trigger"] == "cli"
     # the run left running by a "killed" trainer was failed when this one started
     assert db[training_runs.RUNS].count_documents({"status": training_runs.RUNNING}) == 0
     assert db[training_runs.RUNS].count_documents({"status": training_runs.FAILED, "trigger": "schedule"}) == 1
 
-    # Same data, same seed: the same model. Not better than the current one, so refused.
+    # Same data, same seeds: the same candidates, none better than the champion, which stays.
     monkeypatch.setattr(pipeline, "load_training_frame", lambda *args, **kwargs: stored_frame)
     second = train_once(run_settings, db, config=tiny_fit_config(), progress_bar=False)
-    assert second.status == training_runs.SUCCEEDED and not second.promoted and second.version != first.version
-    assert registry.current_version(run_settings.models_dir) == first.version
-    rejected = registry.read_card(run_settings.models_dir, second.version)
-    assert rejected.status == registry.STATUS_REJECTED
-    assert f"not below the current model {first.version}'s" in rejected.reason
-    assert rejected.metrics["gates"]["current_model"]["health_rmse"] == pytest.approx(
-        rejected.metrics["gates"]["current_model"]["candidate_health_rmse"], abs=1e-6
-    )
-    assert runs_of(db, second)["promoted"] is False and runs_of(db, second)["reason"] == rejected.reason
+    assert second.status == training_runs.SUCCEEDED and not second.promoted
+    assert registry.current_version(run_settings.models_dir) == current
+    champion = next(c for c in card_of(run_settings, second.version).selection["candidates"] if c["champion"])
+    assert champion["version"] == current and champion["verdict"] == "kept"
+    assert runs_of(db, second)["promoted"] is False
 
 
-def test_a_model_failing_parity_is_rejected_and_current_stays(run_settings, db, monkeypatch, cached_read):
+def test_a_worse_lstm_never_replaces_a_better_baseline(run_settings, db, cached_read):
+    baseline = train_once(dataclasses.replace(run_settings, candidate_kinds=("seasonal_naive", "ets")), db, progress_bar=False)
+    assert baseline.promoted
+    # An LSTM wrecked by a learning rate a thousand times too high: worse than repeating the last hour.
+    untrained = train_once(dataclasses.replace(run_settings, candidate_kinds=("lstm",)), db,
+                           config=tiny_fit_config(learning_rate=5.0, max_epochs=1), progress_bar=False)
+    assert untrained.status == training_runs.SUCCEEDED and not untrained.promoted
+    assert registry.current_version(run_settings.models_dir) == baseline.version
+    lstm = card_of(run_settings, untrained.version)
+    assert lstm.kind == "lstm" and lstm.status == registry.STATUS_REJECTED
+    entry = next(c for c in lstm.selection["candidates"] if c["kind"] == "lstm")
+    baseline_rmse = next(c for c in lstm.selection["candidates"] if c["champion"])["scores"]["health_rmse"]
+    assert entry["verdict"] in ("refused", "lost") and entry["scores"]["health_rmse"] > baseline_rmse
+
+
+def test_a_better_lstm_replaces_a_worse_baseline(run_settings, db, cached_read):
+    naive = train_once(dataclasses.replace(run_settings, candidate_kinds=("seasonal_naive",)), db, progress_bar=False)
+    assert naive.promoted and card_of(run_settings, naive.version).kind == "seasonal_naive"
+    # Trained gently: close to its seasonal base (the mean of the same minute over the input hours), which on
+    # this day is steadier than the last hour alone. (A day is too little for the tiny LSTM to learn more.)
+    gentle = tiny_fit_config(learning_rate=1e-3, max_epochs=3)
+    result = train_once(dataclasses.replace(run_settings, candidate_kinds=("lstm",)), db, config=gentle, progress_bar=False)
+    card = card_of(run_settings, result.version)
+    entries = {c["kind"]: c for c in card.selection["candidates"]}
+    new, old = entries["lstm"], entries["seasonal_naive"]
+    assert old["champion"] and old["version"] == naive.version
+    assert new["scores"]["health_rmse"] < old["scores"]["health_rmse"] and new["scores"]["warned"] >= old["scores"]["warned"]
+    assert result.promoted and registry.current_version(run_settings.models_dir) == result.version, card.selection["reason"]
+    assert new["verdict"] == "promoted" and old["verdict"] == "replaced" and "beats the champion seasonal_naive" in card.reason
+
+
+def test_a_model_failing_parity_is_refused_and_current_stays(run_settings, db, monkeypatch, cached_read):
     current = with_v1_current(run_settings)
     monkeypatch.setattr("training.export.parity", lambda *a, **k: 0.5)
-    result = train_once(run_settings, db, config=tiny_fit_config(max_epochs=2), progress_bar=False)
+    result = train_once(dataclasses.replace(run_settings, candidate_kinds=("lstm",)), db,
+                        config=tiny_fit_config(max_epochs=2), progress_bar=False)
     assert result.status == training_runs.SUCCEEDED and not result.promoted
-    card = registry.read_card(run_settings.models_dir, result.version)
-    assert card.status == registry.STATUS_REJECTED and card.reason.startswith("ONNX parity 5.00e-01 > 1e-04")
+    card = card_of(run_settings, result.version)
+    assert card.status == registry.STATUS_REJECTED and "parity" in card.reason
     assert registry.current_version(run_settings.models_dir) == current
-    # The current model (L=120, H=180) was compared with the candidate (H=60) on the 60 minutes both forecast.
-    assert card.metrics["gates"]["current_model"]["horizon_minutes_compared"] == 60
 
 
-def test_a_failed_run_leaves_current_untouched(run_settings, db, monkeypatch, cached_read):
-    current = with_v1_current(run_settings)
-    before = sorted(p.name for p in run_settings.models_dir.iterdir() if not p.name.startswith("."))
-
+def test_a_kind_that_fails_never_stops_the_others(run_settings, db, monkeypatch, cached_read):
     def disk_full(*args, **kwargs):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(pipeline, "export_and_verify", disk_full)
+    monkeypatch.setattr("training.export.export_and_verify", disk_full)
     result = train_once(run_settings, db, config=tiny_fit_config(max_epochs=1), progress_bar=False)
-    assert result.status == training_runs.FAILED and "No space left on device" in result.error
-    assert registry.current_version(run_settings.models_dir) == current
-    after = sorted(p.name for p in run_settings.models_dir.iterdir() if p.name != LOCK_FILE)
-    assert after == before  # no version, no staging directory left behind
-    record = runs_of(db, result)
-    assert record["status"] == training_runs.FAILED and "OSError: No space left on device" in record["error"]
+    assert result.status == training_runs.SUCCEEDED and result.promoted
+    served = card_of(run_settings, registry.current_version(run_settings.models_dir))
+    assert served.kind in ("seasonal_naive", "ets")
+    assert served.selection["failed"] == [{"kind": "lstm", "verdict": "failed", "error": "OSError: No space left on device"}]
 
 
-def test_a_run_failing_after_registration_is_marked_rejected_not_current(run_settings, db, monkeypatch, cached_read):
+def test_a_run_failing_after_registration_marks_its_versions_rejected_and_leaves_current(run_settings, db, monkeypatch, cached_read):
     current = with_v1_current(run_settings)
-    v1_model = registry.model_path(run_settings.models_dir, current)
-
-    def copy_v1(model, path, *args, **kwargs):  # the export is not what this test is about
-        shutil.copyfile(v1_model, path)
-        return pipeline.ExportReport(18, 0.0, 1, path.stat().st_size, "test")
-
-    monkeypatch.setattr(pipeline, "export_and_verify", copy_v1)
-    monkeypatch.setattr(pipeline.gates, "decide", lambda *a, **k: pipeline.gates.Decision(True, "forced", {}))
 
     def crash(*args, **kwargs):
         raise RuntimeError("killed while activating")
 
     monkeypatch.setattr(registry, "activate", crash)
-    result = train_once(run_settings, db, config=tiny_fit_config(max_epochs=1), progress_bar=False)
-    assert result.status == training_runs.FAILED and result.version
+    monkeypatch.setattr(pipeline.selection, "choose", lambda candidates, champion, *a: pipeline.selection.Selection(
+        candidates[0], candidates, "forced"))
+    result = train_once(dataclasses.replace(run_settings, candidate_kinds=("seasonal_naive",)), db, progress_bar=False)
+    assert result.status == training_runs.FAILED and result.version and not result.promoted
     assert registry.current_version(run_settings.models_dir) == current
-    card = registry.read_card(run_settings.models_dir, result.version)
+    card = card_of(run_settings, result.version)
     assert card.status == registry.STATUS_REJECTED and "killed while activating" in card.reason
+    record = runs_of(db, result)
+    assert record["status"] == training_runs.FAILED and "RuntimeError: killed while activating" in record["error"]
 
 
 def test_a_stopped_run_is_recorded_failed(run_settings, db, cached_read):
@@ -194,12 +225,20 @@ def test_one_training_at_a_time_per_registry(run_settings, db):
     lock.release()
 
 
-def test_too_little_data_fails_the_run_with_a_reason(run_settings, db):
-    short = dataclasses.replace(run_settings, train_days=0.5)
-    result = train_once(short, db, config=tiny_fit_config(), progress_bar=False)
+def test_too_little_history_fails_the_run_with_how_much_is_needed(run_settings, db):
+    result = train_once(dataclasses.replace(run_settings, train_days=0.5 / 24), db, config=tiny_fit_config(), progress_bar=False)
     assert result.status == training_runs.FAILED
-    assert "NotEnoughData" in result.error and "at least 1201 are needed" in result.error
+    assert "NotEnoughData" in result.error and "a first model needs at least 60 (min_history_minutes)" in result.error
     assert runs_of(db, result)["status"] == training_runs.FAILED
+
+
+def test_hours_of_history_get_a_baseline_and_skip_the_lstm(run_settings, db):
+    result = train_once(dataclasses.replace(run_settings, train_days=6 / 24), db, config=tiny_fit_config(), progress_bar=False)
+    assert result.status == training_runs.SUCCEEDED and result.promoted
+    card = card_of(run_settings, result.version)
+    assert card.kind in ("seasonal_naive", "ets") and card.selection["plan"] == "short"
+    assert card.selection["failed"][0]["kind"] == "lstm" and card.selection["failed"][0]["verdict"] == "skipped"
+    assert card.metrics["scores"]["held_back"] and card.metrics["scores"]["windows"] > 0
 
 
 def cli(settings: Settings, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -219,18 +258,19 @@ def cli(settings: Settings, *args: str, timeout: float = 240) -> subprocess.Comp
 
 
 def test_the_train_and_models_commands(run_settings, db):
-    """`pycemaker train --once --quick` on a fresh registry promotes a model; `models list` shows it."""
-    done = cli(run_settings, "train", "--once", "--quick", "--max-epochs", "2", "--no-progress")
+    """`pycemaker train --once --end` on a fresh registry promotes a model; `models list` shows every candidate of the run."""
+    end = "2026-05-04T18:00Z"
+    done = cli(run_settings, "train", "--once", "--end", end, "--days", "0.5", "--kinds", "seasonal_naive,ets", "--no-progress")
     assert done.returncode == 0, done.stderr[-3000:]
     version = registry.current_version(run_settings.models_dir)
-    assert version and f"version {version}: promoted" in done.stdout
-    assert "validation health MAE: model" in done.stdout and "seasonal naive" in done.stdout
     card = registry.read_card(run_settings.models_dir, version)
-    assert card.training["quick"] is True and card.training["config"]["hidden_size"] == 32
-    assert card.training["epochs"] <= 2
+    assert card.data_range["end"] == "2026-05-04T18:00:00+00:00" and card.data_range["start"].startswith("2026-05-04T06:0")
+    assert f"run {card.selection['run_id']}: short plan" in done.stdout
+    assert "seasonal_naive" in done.stdout and "ets" in done.stdout and "promoted:" in done.stdout
     assert db[training_runs.RUNS].find_one({"version": version})["status"] == training_runs.SUCCEEDED
 
     listed = cli(run_settings, "models", "list")
     assert listed.returncode == 0
-    line = next(row for row in listed.stdout.splitlines() if version in row)
-    assert line.startswith("*") and "promoted" in line
+    rows = [row for row in listed.stdout.splitlines() if "_" in row or "ets" in row]
+    assert any(row.strip().startswith("*") and version in row and "promoted" in row for row in rows)
+    assert sum("rejected" in row for row in rows) == 1  # the other baseline, with why it lost

@@ -310,6 +310,8 @@
         return "data stale since " + (since ? clockText(since, parseTime(status.as_of)) : "?");
       case "no_model":
         return "no model yet";
+      case "insufficient_data":
+        return "too little history for a first model";
       case "no_data":
         return "no data yet";
       case "model_error":
@@ -608,11 +610,22 @@
     return "now " + now + " → " + ahead + " " + later + " (P50)";
   }
 
+  var KIND_NAMES = { lstm: "LSTM", seasonal_naive: "seasonal naive", ets: "damped-trend ETS" };
+
+  /** "health RMSE 0.041, band holds 79% (60 min, held-back windows)": how the model scored in its training run. */
+  function qualityText(q) {
+    if (!q || q.health_rmse === null || q.health_rmse === undefined) return "–";
+    return "health RMSE " + q.health_rmse.toFixed(3) + ", band holds " + (q.coverage === null ? "–" : Math.round(q.coverage * 100) + "%") +
+      " (" + q.horizon_minutes + " min, " + (q.held_back ? "held-back windows" : "in sample: no held-back data yet") + ")";
+  }
+
   function renderModel() {
     var status = state.status;
     var card = state.card;
     var model = status ? status.model || {} : {};
     setText("model-version", model.version || "none loaded" + (model.wanted ? " (wanted " + model.wanted + ")" : ""));
+    setText("model-kind", model.kind ? (KIND_NAMES[model.kind] || model.kind) + (model.trained_on ? ", fitted on " + durationText(model.trained_on.minutes * 60) + " of history" : "") : "–");
+    setText("model-quality", qualityText(model.quality));
     if (card && card.version === model.version) {
       var created = parseTime(card.created_at);
       var asOf = status ? parseTime(status.as_of) : Date.now();

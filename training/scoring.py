@@ -1,34 +1,13 @@
-"""Scoring on the validation and test windows, and the promotion gates.
+"""Scoring a candidate's forecasts on a block of windows, in original units, the way serving will run it.
 
-Torch-free: the candidate's forecasts arrive as numpy arrays, the current model is run by
-:class:`forecasting.forecaster.OnnxForecaster` exactly as serving runs it, and the baselines
-come from :mod:`forecasting.baselines`. Every method is scored on the same windows and the
-same minutes (observed, and forecast by every method).
+Torch-free: forecasts arrive as numpy arrays (scaled, as the network or the baseline graph emits
+them) and are turned into original units by :func:`forecasting.forecaster.to_original`, exactly as
+serving does; the registry's current model is run by :class:`forecasting.forecaster.OnnxForecaster`.
+Every candidate of a run is scored on the same windows and the same minutes.
 
-The windows are the held-back **test** block: validation already chose the epoch, the health
-source and the calibration (:mod:`forecasting.calibration`), so it is not used to judge. The
-comparison is the evaluation's quality bar (docs/evaluation.md), with the thresholds from
-settings: over the first ``gate_horizon_minutes`` (G, 60) of each window, pooled.
-
-A candidate is promoted only if all of these hold:
-
-1. ``onnx.checker`` accepts it and it honours the contract (checked at export);
-2. onnxruntime matches torch on held-back windows: max abs diff <= 1e-4;
-3. its health RMSE over G is at most ``gate_naive_ratio`` (0.8) x seasonal naive's;
-4. its calibrated P10-P90 health band covers a share of the observations within
-   ``gate_coverage`` (70-90%) over G;
-5. its health RMSE over G is lower than the current model's on the same windows (by more
-   than float noise, :data:`CURRENT_MODEL_MARGIN`).
-   With no current model this holds trivially. A current model that cannot be run on
-   these windows (its card lists other input features, or it cannot be loaded) is not
-   comparable: the gate holds and the reason says why. A current model with another
-   L or H is run with its own L, scaling and calibration at the same origins and compared
-   on the minutes both forecast.
-
-One relaxation, for ``pycemaker train --quick`` on a fresh install only (``bootstrap``): when
-there is no current model at all, a quick candidate that passes gates 1 and 2 but not 3 or 4
-is still promoted, so the API has a model; the reason says which gates were waived.
-The next scheduled run must then pass them all and beat that quick model.
+:func:`validate` also chooses where a candidate's health comes from: the network's (or the
+baseline's) own health output ("direct"), or health scored from its forecast streams ("derived"),
+whichever has the lower MAE on the windows it is given (validation, never the test block).
 """
 
 from __future__ import annotations
@@ -44,7 +23,7 @@ import pandas as pd
 from forecasting import baselines, calibration, metrics, registry
 from forecasting.contract import FEATURES, HEALTH, TARGETS, median_index
 from forecasting.forecaster import OnnxForecaster, derive_health, to_original
-from forecasting.windows import Scaling, feature_matrix, windows
+from forecasting.windows import Scaling
 from telemetry.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,8 +34,10 @@ CURRENT_MODEL_MARGIN = 1e-6
 
 
 def horizon_actuals(values: np.ndarray, origins: np.ndarray, horizon_minutes: int) -> np.ndarray:
-    """[N, H, T] realised values (original units, NaN where missing) for each origin's horizon."""
-    return values[origins[:, None] + np.arange(horizon_minutes)[None, :]]
+    """[N, H, T] realised values (original units, NaN where missing or past the data) for each origin's horizon."""
+    rows = origins[:, None] + np.arange(horizon_minutes)[None, :]
+    inside = rows < len(values)
+    return np.where(inside[..., None], values[np.minimum(rows, len(values) - 1)], np.nan)
 
 
 def gate_minutes(horizon_minutes: int, settings: Settings) -> int:
@@ -117,7 +98,7 @@ def validate(
     forecast = to_original(scaled, scaling, "direct", settings, health_offsets)
     derived = calibration.apply(derive_health(forecast, settings), health_offsets)
     actual = horizon_actuals(values, origins, horizon)
-    naive = baselines.seasonal_naive(values, origins, input_minutes, horizon)
+    naive = baselines.seasonal_naive(values, origins, input_minutes, horizon, season=min(baselines.SEASON_MINUTES, input_minutes))
     persist = baselines.persistence(values, origins, input_minutes, horizon)
     v = Validation(origins, forecast, actual, naive, persist, tuple(quantiles), derived)
     mid = median_index(v.quantiles)
@@ -186,12 +167,12 @@ class NotComparable(Exception):
     """The current model cannot be run on the candidate's validation windows."""
 
 
-def current_model_health(
+def registry_model_values(
     models_dir: Path, version: str, frame: pd.DataFrame, origins: np.ndarray, settings: Settings
-) -> np.ndarray:
-    """The current model's median health [N, H_current] at ``origins`` of ``frame``, run through onnxruntime.
+) -> tuple[np.ndarray, registry.ModelCard]:
+    """A registry model's forecasts [N, H, T, Q] (original units, as served) at ``origins`` of ``frame``, and its card.
 
-    Its inputs are built with its own card (scaling, L), as serving would build them.
+    Its inputs are built with its own card (scaling, L), as serving builds them.
     """
     try:
         forecaster = OnnxForecaster(models_dir, version, settings)
@@ -200,94 +181,6 @@ def current_model_health(
     card = forecaster.card
     if list(card.features) != list(FEATURES) or list(card.targets) != list(TARGETS):
         raise NotComparable("its card lists other input features or targets than this trainer builds")
-    if (origins < card.input_minutes).any():
+    if len(origins) and (origins < card.input_minutes).any():
         raise NotComparable(f"its input ({card.input_minutes} min) reaches before the data")
-    features = feature_matrix(frame, forecaster.scaling)
-    dummy = np.zeros((len(frame), len(TARGETS)), dtype=np.float32)
-    x, _ = windows(features, dummy, origins, card.input_minutes, 1)
-    scaled = np.concatenate([forecaster.predict_scaled(x[i : i + 256]) for i in range(0, len(x), 256)]) if len(x) else np.empty((0,))
-    values = forecaster.to_original(scaled)
-    return values[:, :, HEALTH, median_index(tuple(card.quantiles))]
-
-
-@dataclass
-class Decision:
-    promote: bool
-    reason: str
-    checks: dict[str, Any]
-
-
-def decide(
-    held_back: Validation,
-    parity_max_abs_diff: float,
-    parity_tolerance: float,
-    current: tuple[str, np.ndarray] | tuple[str, NotComparable] | None,
-    settings: Settings,
-    bootstrap: bool = False,
-) -> Decision:
-    """Apply gates 2-5 (gate 1, the checker, already passed when this runs) on the held-back windows.
-
-    ``current``: None with no current model, else (version, its median health [N, H'] at the
-    same origins) or (version, the reason it is not comparable). ``bootstrap``: see the
-    module doc (honoured only when ``current`` is None).
-    """
-    failed: list[str] = []
-    waived: list[str] = []
-    notes: list[str] = []
-    checks: dict[str, Any] = {"parity_max_abs_diff": parity_max_abs_diff, "parity_tolerance": parity_tolerance}
-    if not (np.isfinite(parity_max_abs_diff) and parity_max_abs_diff <= parity_tolerance):
-        failed.append(f"ONNX parity {parity_max_abs_diff:.2e} > {parity_tolerance:.0e}")
-    waivable = waived if bootstrap and current is None else failed
-
-    scores = gate_scores(held_back, settings)
-    g = scores["horizon_minutes"]
-    model_rmse, naive_rmse = scores["health_rmse"]["model"], scores["health_rmse"]["seasonal_naive"]
-    ratio = model_rmse / naive_rmse if naive_rmse > 0 else float("inf")
-    coverage = scores["coverage"]
-    low, high = settings.gate_coverage
-    checks.update(
-        horizon_minutes=g, health_rmse=model_rmse, seasonal_naive_health_rmse=naive_rmse, seasonal_naive_ratio=ratio,
-        max_seasonal_naive_ratio=settings.gate_naive_ratio, coverage=coverage, coverage_range=[low, high],
-    )
-    if not np.isfinite(model_rmse):
-        failed.append("no observed health minute in the held-back windows")
-    else:
-        if not ratio <= settings.gate_naive_ratio:
-            waivable.append(f"{g}-min health RMSE {model_rmse:.4f} is {ratio:.2f} x seasonal naive's {naive_rmse:.4f}"
-                            f" (at most {settings.gate_naive_ratio:.2f})")
-        if not low <= coverage <= high:
-            waivable.append(f"P10-P90 coverage {coverage:.1%} is outside {low:.0%}-{high:.0%}")
-
-    if current is None:
-        notes.append("no current model")
-        checks["current_model"] = None
-    else:
-        version, result = current
-        checks["current_model"] = {"version": version}
-        if isinstance(result, NotComparable):
-            notes.append(f"current model {version} not comparable: {result}")
-            checks["current_model"]["not_comparable"] = str(result)
-        else:
-            steps = min(result.shape[1], g)
-            h_actual = held_back.actual[:, :steps, HEALTH]
-            overlap = metrics.common_mask(
-                h_actual, held_back.seasonal_naive[:, :steps, HEALTH], held_back.persistence[:, :steps, HEALTH], result[:, :steps]
-            )
-            ours = metrics.rmse(held_back.health_median()[:, :steps], h_actual, overlap)
-            theirs = metrics.rmse(result[:, :steps], h_actual, overlap)
-            checks["current_model"].update(health_rmse=theirs, candidate_health_rmse=ours, horizon_minutes_compared=steps)
-            if not ours < theirs - CURRENT_MODEL_MARGIN:
-                failed.append(f"{steps}-min health RMSE {ours:.4f} is not below the current model {version}'s {theirs:.4f}")
-            else:
-                notes.append(f"beats current model {version} ({ours:.4f} < {theirs:.4f} over {steps} min)")
-
-    if failed:
-        return Decision(False, "; ".join(failed), checks)
-    if waived:
-        checks["waived"] = waived
-        summary = f"bootstrap (quick model, no current model): gates waived ({'; '.join(waived)})"
-    else:
-        summary = (f"{g}-min health RMSE {model_rmse:.4f} = {ratio:.2f} x seasonal naive's {naive_rmse:.4f}, "
-                   f"P10-P90 coverage {coverage:.1%}")
-    summary += f"; parity {parity_max_abs_diff:.1e}"
-    return Decision(True, "; ".join([summary] + notes), checks)
+    return forecaster.forecast_batch(frame, origins), card

@@ -1,4 +1,4 @@
-"""Time-to-failure scoring on a hand-built scenario whose answers are known."""
+"""Warnings and time-to-failure scoring (forecasting/warnings.py) on a hand-built scenario whose answers are known."""
 
 import datetime as dt
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation import ttf
+from forecasting import warnings as ttf
 from telemetry.settings import Settings
 
 UTC = dt.timezone.utc

@@ -1,0 +1,122 @@
+"""Champion and challengers (training/selection.py) on known numbers: gates, "beats", and who serves. Torch-free."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from telemetry.settings import Settings
+from training import selection
+from training.selection import Entry, Scores
+
+SETTINGS = Settings()  # coverage 70-90%, a learned model at most 1.0 x seasonal naive's RMSE
+
+
+def entry(kind: str, rmse: float, coverage: float = 0.8, warned: int = 5, false_alarms: int = 0, *, champion: bool = False,
+          parity_ok: bool = True, held_back: bool = True, version: str | None = None) -> Entry:
+    scores = Scores(100, 60, rmse, coverage, episodes=6, warned=warned, false_alarms=false_alarms, healthy_hours=24.0,
+                    held_back=held_back)
+    return Entry(kind, version or f"v-{kind}-{rmse}", scores, parity_ok, champion=champion)
+
+
+def test_the_most_accurate_eligible_candidate_wins_on_an_empty_registry():
+    naive, ets, lstm = entry("seasonal_naive", 0.05), entry("ets", 0.04), entry("lstm", 0.03)
+    chosen = selection.choose([naive, ets, lstm], None, SETTINGS, naive_rmse=0.05)
+    assert chosen.winner is lstm and lstm.verdict == "promoted"
+    assert naive.verdict == ets.verdict == "lost" and "beaten by lstm" in ets.why
+
+
+def test_rmse_alone_never_wins_fewer_warnings_or_more_false_alarms_do_not_beat_the_champion():
+    champion = entry("ets", 0.05, warned=5, false_alarms=0, champion=True)
+    later = entry("lstm", 0.03, warned=4)
+    noisier = entry("lstm", 0.03, false_alarms=1)
+    for challenger in (later, noisier):
+        chosen = selection.choose([challenger], champion, SETTINGS, naive_rmse=0.06)
+        assert chosen.winner is None and champion.verdict == "kept"
+        assert "does not beat the champion" in chosen.reason
+    better = entry("lstm", 0.03, warned=6)
+    chosen = selection.choose([better], champion, SETTINGS, naive_rmse=0.06)
+    assert chosen.winner is better and champion.verdict == "replaced"
+    assert "episodes warned 6 vs 5, false alarms 0 vs 0" in chosen.reason
+
+
+def test_a_worse_lstm_never_replaces_a_better_baseline_and_a_better_one_does():
+    baseline = entry("seasonal_naive", 0.04, champion=True)
+    worse = entry("lstm", 0.045)
+    assert selection.choose([worse], baseline, SETTINGS, naive_rmse=0.04).winner is None
+    assert "RMSE 0.0450 is 1.12 x seasonal naive's 0.0400" in worse.why  # and it is refused outright
+    better = entry("lstm", 0.03)
+    assert selection.choose([better], baseline, SETTINGS, naive_rmse=0.04).winner is better
+
+
+@pytest.mark.parametrize("coverage", [0.6, 0.95])
+def test_a_band_that_is_too_narrow_or_too_wide_is_refused(coverage):
+    wrong = entry("ets", 0.01, coverage=coverage)
+    right = entry("seasonal_naive", 0.05)
+    chosen = selection.choose([wrong, right], None, SETTINGS, naive_rmse=0.05)
+    assert chosen.winner is right and wrong.verdict == "refused" and "is outside 70%-90%" in wrong.why
+
+
+def test_a_candidate_failing_parity_is_refused_however_accurate():
+    broken = entry("lstm", 0.0, parity_ok=False)
+    chosen = selection.choose([broken, entry("ets", 0.05)], None, SETTINGS, naive_rmse=0.05)
+    assert chosen.winner.kind == "ets" and "parity" in broken.why
+
+
+def test_an_empty_registry_always_gets_a_model_even_when_no_candidate_passes_every_gate():
+    narrow, wide = entry("seasonal_naive", 0.05, coverage=0.5), entry("ets", 0.04, coverage=0.95)
+    chosen = selection.choose([narrow, wide], None, SETTINGS, naive_rmse=0.05)
+    assert chosen.winner is wide and "so that the service has a model" in chosen.reason
+    # With a champion, nothing that fails a gate replaces it.
+    champion = entry("lstm", 0.06, champion=True)
+    assert selection.choose([entry("seasonal_naive", 0.05, coverage=0.5)], champion, SETTINGS, 0.05).winner is None
+
+
+def test_without_held_back_windows_the_best_in_sample_candidate_serves_a_new_service_only():
+    short = [entry("seasonal_naive", 0.02, held_back=False), entry("ets", 0.01, held_back=False)]
+    chosen = selection.choose(short, None, SETTINGS, naive_rmse=0.02)
+    assert chosen.winner.kind == "ets" and all("no held-back windows" in e.why or e.verdict == "promoted" for e in short)
+    champion = entry("lstm", 0.05, champion=True)
+    assert selection.choose([entry("ets", 0.01, held_back=False)], champion, SETTINGS, 0.02).winner is None
+
+
+def test_a_tie_goes_to_the_simplest_kind_and_float_noise_is_a_tie():
+    ets, naive = entry("ets", 0.04), entry("seasonal_naive", 0.04 + selection.RMSE_MARGIN / 2)
+    assert selection.choose([ets, naive], None, SETTINGS, naive_rmse=0.04).winner is naive
+
+
+def test_the_champion_among_the_candidates_stays_when_it_is_still_the_best():
+    interim = entry("ets", 0.04, champion=True)
+    chosen = selection.choose([entry("seasonal_naive", 0.05), interim], interim, SETTINGS, naive_rmse=0.05)
+    assert chosen.winner is None and interim.verdict == "kept" and "it stays" in chosen.reason
+
+
+def test_scores_count_warned_episodes_and_false_alarms_with_the_products_rule():
+    """A failure at minutes 200-210 of a flat 0.9 series: one forecaster sees it 20 minutes ahead, one never does."""
+    n, horizon = 300, 60
+    times = pd.date_range("2026-07-01", periods=n, freq="1min", tz="UTC")
+    health = np.full(n, 0.9)
+    health[200:210] = 0.2
+    origins = np.arange(100, 240)
+    actual = health[np.minimum(origins[:, None] + np.arange(horizon), n - 1)]
+    seeing = np.repeat(actual[..., None], 3, axis=-1) + np.array([-0.05, 0.0, 0.05])
+    blind = np.full_like(seeing, 0.9) + np.array([-0.05, 0.0, 0.05])
+    mask = np.ones((len(origins), horizon), bool)
+    good = selection.score(seeing, actual, times, health, origins, mask, (0.1, 0.5, 0.9), SETTINGS)
+    bad = selection.score(blind, actual, times, health, origins, mask, (0.1, 0.5, 0.9), SETTINGS)
+    assert good.episodes == bad.episodes == 1
+    assert (good.warned, bad.warned) == (1, 0) and good.false_alarms == bad.false_alarms == 0
+    assert good.health_rmse == pytest.approx(0.0) and good.coverage == pytest.approx(1.0)
+    assert selection.warnings_not_worse(good, bad) and not selection.warnings_not_worse(bad, good)
+    assert dt.timedelta(hours=good.healthy_hours) < dt.timedelta(minutes=len(origins))
+
+
+def test_a_miscalibrated_champion_does_not_lock_out_a_better_calibrated_successor():
+    champion = entry("ets", 0.05, coverage=0.97, champion=True)
+    closer = entry("lstm", 0.03, coverage=0.93)
+    assert selection.choose([closer], champion, SETTINGS, naive_rmse=0.05).winner is closer
+    farther = entry("lstm", 0.03, coverage=0.98)
+    assert selection.choose([farther], champion, SETTINGS, naive_rmse=0.05).winner is None

@@ -1,0 +1,258 @@
+"""The candidates of a training run: every kind fitted on the same frame, scored, exported and carded.
+
+- :func:`run_data`: what every candidate shares: the plan (:func:`training.data.plan_run`), the
+  scaling (fitted on the fit block only), the model inputs and the season (:mod:`forecasting.seasonality`).
+- :func:`build_baseline`: a baseline of :mod:`forecasting.linear`, exported by ``training/linear_export.py``.
+- :func:`build_lstm`: the Lightning LSTM (``training/fit.py``), calibrated on the validation windows and
+  exported by ``training/export.py``.
+
+Nothing here touches the registry: ``training/pipeline.py`` judges and registers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecasting import calibration, linear, registry
+from forecasting.contract import FEATURES, HEALTH, TARGETS
+from forecasting.seasonality import Season, detect_season
+from forecasting.windows import Scaling, feature_matrix, target_values
+from telemetry.settings import Settings
+from training import scoring
+from training.data import RunPlan, plan_run
+from training.export import ExportReport
+from training.provenance import git_commit, package_versions
+
+UTC = dt.timezone.utc
+#: In-sample windows scored when there is no held-back block (evenly spaced).
+IN_SAMPLE_WINDOWS = 2000
+
+
+class RunStopped(RuntimeError):
+    """The run was asked to stop (the trainer is shutting down) before it finished."""
+
+
+@dataclass
+class RunData:
+    """What every candidate of a run is fitted and scored on."""
+
+    frame: pd.DataFrame
+    plan: RunPlan
+    #: [rows, T] targets in original units (NaN where missing), their scaling, scaled, and the model inputs [rows, F].
+    values: np.ndarray
+    scaling: Scaling
+    targets_scaled: np.ndarray
+    features: np.ndarray
+    season: Season
+
+    def data_range(self, input_minutes: int) -> dict[str, Any]:
+        """The minutes the blocks cover (ISO-8601 UTC), for the card."""
+        index, plan = self.frame.index, self.plan
+        out: dict[str, Any] = {
+            "start": index[0].isoformat(), "end": (index[-1] + pd.Timedelta(minutes=1)).isoformat(),
+            "minutes": int(len(index)), "plan": plan.name,
+            "fit": {"start": index[0].isoformat(), "end": (index[plan.fit_end - 1] + pd.Timedelta(minutes=1)).isoformat()},
+        }
+        if len(plan.test):
+            out["test"] = {"start": index[plan.test[0] - input_minutes].isoformat(), "windows": int(len(plan.test))}
+        return out
+
+
+def run_data(frame: pd.DataFrame, settings: Settings) -> RunData:
+    plan = plan_run(len(frame), settings)
+    values = target_values(frame)
+    scaling = Scaling.fit(values[: plan.fit_end])
+    return RunData(frame, plan, values, scaling, scaling.transform(values), feature_matrix(frame, scaling),
+                   detect_season(values[: plan.fit_end]))
+
+
+@dataclass
+class Candidate:
+    """A fitted, exported and carded model of one kind, not yet in the registry."""
+
+    kind: str
+    onnx_path: Path
+    card: registry.ModelCard
+    export: ExportReport
+    #: Its forecasts on the held-back test windows (None: no held-back block) and on the windows it was
+    #: fitted on (scored when nothing is held back).
+    test: scoring.Validation | None
+    in_sample: scoring.Validation | None = None
+    #: The windows that chose its health source (and calibrated the LSTM's band).
+    validation: scoring.Validation | None = None
+    #: The LSTM's fit and its windows (training/fit.py, training/datamodule.py).
+    fit: Any = None
+    windows: Any = None
+
+    @property
+    def input_minutes(self) -> int:
+        return self.card.input_minutes
+
+
+#: The longest input window a baseline reads (its weights are [T, L, H] floats in the ONNX file).
+MAX_BASELINE_INPUT = 1440
+
+
+def baseline_input_minutes(kind: str, data: RunData, settings: Settings) -> int:
+    """A baseline's input window: the settings' L, or more when the season needs it, at most the history.
+
+    Seasonal naive needs one whole season; damped ETS estimates the seasonal profile from the window,
+    so it reads up to four seasons (at most :data:`MAX_BASELINE_INPUT` minutes, and never less than one).
+    """
+    season = data.season.steps() or 0
+    seasons = 1 if kind == linear.SEASONAL_NAIVE else max(1, min(4, MAX_BASELINE_INPUT // season)) if season else 1
+    return min(max(settings.input_minutes, season * seasons), data.plan.rows)
+
+
+def _windows(features: np.ndarray, origins: np.ndarray, input_minutes: int) -> np.ndarray:
+    return features[origins[:, None] + np.arange(-input_minutes, 0)[None, :]]
+
+
+def in_sample_origins(data: RunData, input_minutes: int) -> np.ndarray:
+    origins = np.arange(input_minutes, data.plan.fit_end)
+    if len(origins) > IN_SAMPLE_WINDOWS:
+        origins = origins[np.linspace(0, len(origins) - 1, IN_SAMPLE_WINDOWS).round().astype(int)]
+    return origins
+
+
+def build_baseline(kind: str, data: RunData, settings: Settings, workdir: Path) -> Candidate:
+    """Fit, choose the health source, score, export and card a baseline of ``kind`` (forecasting/linear.py)."""
+    from training.linear_export import export_linear
+
+    began = time.perf_counter()
+    L, H, quantiles = baseline_input_minutes(kind, data, settings), settings.horizon_minutes, tuple(settings.quantiles)
+    season = data.season.steps()
+    model = linear.fit_linear(kind, data.features, data.targets_scaled, data.plan.fit_end, L, H,
+                              season if season and season <= L else None, quantiles)
+
+    def validate(origins: np.ndarray, source: str | None = None) -> scoring.Validation | None:
+        origins = origins[origins >= L]
+        if not len(origins):
+            return None
+        scaled = model.predict_scaled(_windows(data.features, origins, L))
+        return scoring.validate(scaled, data.values, origins, data.scaling, quantiles, L, settings, health_source=source)
+
+    in_sample = validate(in_sample_origins(data, L))
+    chooser = validate(data.plan.validation) or in_sample
+    source = chooser.health_source if chooser is not None else "direct"
+    test = validate(data.plan.test, source)
+    if in_sample is not None and in_sample.health_source != source:
+        in_sample = validate(in_sample.origins, source)
+    parity_origins = test.origins[:512] if test is not None else np.array([data.plan.rows])
+    onnx_path = workdir / f"{kind}.onnx"
+    report = export_linear(model, onnx_path, _windows(data.features, parity_origins, L), threads=settings.onnx_threads)
+    card = _card(
+        kind, settings, data, L, source, {},
+        metrics={**(chooser.metrics if chooser is not None else {}), "test": test.metrics if test is not None else {},
+                 "season": data.season.to_dict()},
+        training={"seconds": round(time.perf_counter() - began, 2), "fit": model.params, "season_steps": model.season_steps},
+        onnx=report.to_dict(),
+    )
+    return Candidate(kind, onnx_path, card, report, test, in_sample, chooser)
+
+
+def build_lstm(
+    data: RunData,
+    settings: Settings,
+    config,
+    workdir: Path,
+    *,
+    progress_bar: bool = True,
+    stop: threading.Event | None = None,
+) -> Candidate:
+    """Fit the LSTM on the plan's blocks, calibrate its health band on the validation windows, score, export and card it."""
+    import torch
+
+    from training.data import window_data
+    from training.export import export_and_verify
+    from training.fit import StopWhenSet, fit
+
+    began = time.perf_counter()
+    windows = window_data(data.frame, settings, config)
+    windows.setup("fit")
+    extra = [StopWhenSet(stop)] if stop is not None else []
+    fitted = fit(windows, tuple(settings.quantiles), config, progress_bar=progress_bar, callbacks=extra)
+    if stop is not None and stop.is_set():
+        raise RunStopped("stopped while fitting")
+
+    def predict(part) -> np.ndarray:
+        with torch.no_grad():
+            return torch.cat([fitted.model(torch.from_numpy(part.inputs[i : i + 512])) for i in range(0, len(part), 512)]).numpy()
+
+    def validate(scaled, part, source=None, offsets=None) -> scoring.Validation:
+        return scoring.validate(scaled, windows.values, part.origins, windows.scaling, tuple(settings.quantiles),
+                                settings.input_minutes, settings, health_source=source, health_offsets=offsets)
+
+    # Validation chooses the health source and calibrates the health quantiles on its residuals ...
+    val_scaled, test_scaled = predict(windows.validation), predict(windows.test)
+    raw = validate(val_scaled, windows.validation)
+    offsets = calibration.conformal_offsets(raw.health(), raw.actual[:, :, HEALTH], settings.quantiles)
+    validation = validate(val_scaled, windows.validation, raw.health_source, offsets)
+    # ... and the held-back test windows, where no choice was made, judge it (training/selection.py).
+    test = validate(test_scaled, windows.test, raw.health_source, offsets)
+    scored = time.perf_counter()
+    onnx_path = workdir / "lstm.onnx"
+    report = export_and_verify(fitted.model, onnx_path, windows.test.inputs, settings.horizon_minutes, len(TARGETS),
+                               len(settings.quantiles), threads=settings.onnx_threads)
+    card = _card(
+        "lstm", settings, data, settings.input_minutes, validation.health_source,
+        calibration.to_card(offsets, len(windows.validation)),
+        metrics={
+            **validation.metrics,
+            "uncalibrated": {"health_mae": raw.metrics["health_mae"]["model"], "health_band": raw.metrics["health_band"]},
+            "val_pinball_loss": fitted.best_val_loss,
+            "test": test.metrics,
+        },
+        training={
+            "seconds": round(time.perf_counter() - began, 2),
+            "fit_seconds": round(fitted.fit_seconds, 2),
+            "export_seconds": round(time.perf_counter() - scored, 2),
+            "epochs": fitted.epochs,
+            "best_epoch": fitted.best_epoch,
+            "stopped_by": fitted.stopped_by,
+            "epoch_seconds_mean": round(fitted.mean_epoch_seconds, 3),
+            "epoch_seconds": [round(s, 3) for s in fitted.epoch_seconds],
+            "history": fitted.history,
+            "train_windows": len(windows.train),
+            "device": fitted.device,
+            "world_size": fitted.world_size,
+            "precision": fitted.precision,
+            "config": config.to_dict(),
+        },
+        onnx=report.to_dict(),
+    )
+    return Candidate("lstm", onnx_path, card, report, test, validation=validation, fit=fitted, windows=windows)
+
+
+def _card(kind: str, settings: Settings, data: RunData, input_minutes: int, health_source: str,
+          calibration_entry: dict, *, metrics: dict, training: dict, onnx: dict) -> registry.ModelCard:
+    return registry.ModelCard(
+        version=registry.new_version(suffix=f"{kind}-{secrets.token_hex(3)}"),
+        created_at=dt.datetime.now(UTC).isoformat(timespec="seconds"),
+        kind=kind,
+        input_minutes=input_minutes,
+        horizon_minutes=settings.horizon_minutes,
+        quantiles=list(settings.quantiles),
+        features=list(FEATURES),
+        targets=list(TARGETS),
+        scaling=data.scaling.to_dict(),
+        health_source=health_source,
+        data_range=data.data_range(input_minutes),
+        calibration=calibration_entry,
+        metrics=metrics,
+        training={**training, "git_commit": git_commit(), "packages": package_versions()},
+        onnx=onnx,
+    )
+
+
+__all__ = ["RunData", "RunStopped", "Candidate", "run_data", "build_baseline", "build_lstm", "baseline_input_minutes",
+           "in_sample_origins"]

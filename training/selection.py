@@ -1,0 +1,257 @@
+"""Champion and challengers: which model of a run serves, judged on the held-back windows.
+
+Every training run fits every candidate kind (the baselines of :mod:`forecasting.linear` and the
+LSTM) on the same data, and scores them all, and the current model (the champion), on the same
+held-back test windows and the same minutes (:func:`score`):
+
+- **accuracy**: health RMSE over the first ``gate_horizon_minutes`` (G) of each window;
+- **band**: the share of observed health inside the P10-P90 band over G (nominal 80%);
+- **warnings** (:mod:`forecasting.warnings`, the product's alert rule, from every minute of the block):
+  failure episodes warned at least ``min_lead_minutes`` ahead, and false alarms.
+
+**Gates** (:func:`gate_failures`): a candidate is eligible when its ONNX graph matches its reference
+(parity), it was scored on held-back windows, its band's coverage is within ``gate_coverage``, and,
+for a learned model (the LSTM), its RMSE is at most ``gate_naive_ratio`` x the run's seasonal
+naive's: a model that is not better than repeating the last season does not serve. A band outside
+the range still passes when the champion's is no better calibrated on the same windows (a
+miscalibrated champion must not lock out every successor).
+
+**Who wins** (:func:`choose`): candidate A *beats* B when its RMSE is lower (by more than float
+noise) **and** its warnings are no worse: at least as many episodes warned, no more false alarms
+(on the same windows, so the same healthy hours). RMSE alone never wins. The run's best
+challenger is the eligible candidate that no other eligible one beats, with the lowest RMSE; it is
+promoted if it beats the champion (or there is none). A refused or failed run leaves the champion.
+
+**Never serve nothing**: on an empty registry the best candidate is promoted even when no candidate
+passes every gate (the reason says which failed), so a service with data always has a model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from forecasting import metrics
+from forecasting.contract import HEALTH, median_index
+from forecasting.warnings import TtfConfig
+from forecasting.warnings import score as score_warnings
+from telemetry.settings import Settings
+
+#: Lower by more than this counts as better: the same model scored from torch and from onnxruntime
+#: differs by float noise (~1e-7).
+RMSE_MARGIN = 1e-6
+#: Learned kinds are held to the seasonal-naive gate; baselines are the reference.
+LEARNED_KINDS = frozenset({"lstm"})
+#: Ties (and runs with nothing to score) go to the simplest kind.
+PREFERENCE = ("seasonal_naive", "ets", "lstm")
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One model on one block of windows: accuracy, band and warnings over the first ``horizon_minutes``."""
+
+    windows: int
+    horizon_minutes: int
+    health_rmse: float
+    coverage: float
+    #: Failure episodes whose lead time could be scored, those warned ``min_lead`` ahead, and false alarms.
+    episodes: int = 0
+    warned: int = 0
+    false_alarms: int = 0
+    healthy_hours: float = 0.0
+    #: False: scored on the windows it was fitted on (no held-back block in a short history).
+    held_back: bool = True
+
+    @property
+    def false_alarms_per_day(self) -> float:
+        return self.false_alarms / (self.healthy_hours / 24.0) if self.healthy_hours > 0 else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "false_alarms_per_24_healthy_hours": self.false_alarms_per_day}
+
+
+@dataclass
+class Entry:
+    """A candidate (or the champion) with its scores, and what the run decided about it."""
+
+    kind: str
+    version: str
+    scores: Scores
+    parity_ok: bool = True
+    champion: bool = False
+    gate_failures: list[str] = field(default_factory=list)
+    verdict: str = ""
+    why: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "version": self.version, "champion": self.champion, "scores": self.scores.to_dict(),
+                "eligible": not self.gate_failures, "gate_failures": self.gate_failures, "verdict": self.verdict, "why": self.why}
+
+
+def score(
+    health: np.ndarray,
+    actual_health: np.ndarray,
+    times: pd.DatetimeIndex,
+    frame_health: np.ndarray,
+    origins: np.ndarray,
+    mask: np.ndarray,
+    quantiles: Sequence[float],
+    settings: Settings,
+    *,
+    held_back: bool = True,
+) -> Scores:
+    """Scores of health quantiles ``health`` [N, H, Q] against ``actual_health`` [N, H] on ``mask`` [N, G].
+
+    The warnings come from every origin's median path; ``times`` and ``frame_health`` are the whole
+    frame's minutes (the origins are row positions in it).
+    """
+    g = mask.shape[1]
+    mid = median_index(quantiles)
+    band, actual = health[:, :g], actual_health[:, :g]
+    rmse = metrics.rmse(band[:, :, mid], actual, mask)
+    coverage = metrics.coverage(band[:, :, 0], band[:, :, -1], actual, mask)
+    out = Scores(len(origins), g, rmse, coverage, held_back=held_back)
+    if len(origins) < 2:
+        return out
+    config = TtfConfig.from_settings(settings)
+    config = TtfConfig(**{**asdict(config), "horizon_minutes": health.shape[1]})
+    result = score_warnings("candidate", times, frame_health, [], origins, health[:, :, mid], config)
+    episodes = result.episodes["scheduled"]
+    return Scores(len(origins), g, rmse, coverage, episodes["scored"], episodes["warned"], result.false_alarms,
+                  result.healthy_hours, held_back)
+
+
+def gate_failures(entry: Entry, naive_rmse: float | None, settings: Settings, champion: Entry | None = None) -> list[str]:
+    """Why a candidate may not serve (empty: it passes every gate). See the module doc."""
+    s = entry.scores
+    out = []
+    if not entry.parity_ok:
+        out.append("its ONNX graph does not match its reference (parity)")
+    if not s.held_back:
+        out.append("no held-back windows yet (a short history): scored on the data it was fitted on")
+    if not math.isfinite(s.health_rmse):
+        out.append("no observed health minute to score it on")
+        return out
+    low, high = settings.gate_coverage
+    if not (math.isfinite(s.coverage) and low <= s.coverage <= high) and not _calibrated_as_well(s, champion, settings):
+        out.append(f"P10-P90 coverage {s.coverage:.1%} is outside {low:.0%}-{high:.0%}")
+    if entry.kind in LEARNED_KINDS and naive_rmse is not None and math.isfinite(naive_rmse) and naive_rmse > 0:
+        ratio = s.health_rmse / naive_rmse
+        if ratio > settings.gate_naive_ratio:
+            out.append(f"{s.horizon_minutes}-min health RMSE {s.health_rmse:.4f} is {ratio:.2f} x seasonal naive's "
+                       f"{naive_rmse:.4f} (at most {settings.gate_naive_ratio:.2f})")
+    return out
+
+
+def _calibrated_as_well(s: Scores, champion: Entry | None, settings: Settings) -> bool:
+    """A band outside the range passes when the champion's, on the same windows, is no closer to the middle of it:
+    a miscalibrated champion must not lock out a better model."""
+    if champion is None or not math.isfinite(champion.scores.coverage) or not math.isfinite(s.coverage):
+        return False
+    middle = sum(settings.gate_coverage) / 2
+    return abs(s.coverage - middle) <= abs(champion.scores.coverage - middle)
+
+
+def warnings_not_worse(a: Scores, b: Scores) -> bool:
+    """At least as many failure episodes warned ahead, and no more false alarms (the same windows)."""
+    return a.warned >= b.warned and a.false_alarms <= b.false_alarms
+
+
+def beats(a: Entry, b: Entry) -> bool:
+    """Lower RMSE and warnings no worse (module doc); a model with nothing scored beats nothing."""
+    sa, sb = a.scores, b.scores
+    if not math.isfinite(sa.health_rmse):
+        return False
+    if not math.isfinite(sb.health_rmse):
+        return True
+    return sa.health_rmse < sb.health_rmse - RMSE_MARGIN and warnings_not_worse(sa, sb)
+
+
+def _best(entries: Sequence[Entry]) -> Entry:
+    """The lowest RMSE; within float noise of it (or with nothing scored), the simplest kind."""
+    def kind_order(entry: Entry) -> int:
+        return PREFERENCE.index(entry.kind) if entry.kind in PREFERENCE else len(PREFERENCE)
+
+    finite = [e.scores.health_rmse for e in entries if math.isfinite(e.scores.health_rmse)]
+    if not finite:
+        return min(entries, key=kind_order)
+    lowest = min(finite)
+    return min((e for e in entries if e.scores.health_rmse <= lowest + RMSE_MARGIN), key=kind_order)
+
+
+@dataclass
+class Selection:
+    """The run's decision: the winner (None: the champion stays) and every entry with its verdict."""
+
+    winner: Entry | None
+    entries: list[Entry]
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"winner": self.winner.version if self.winner else None, "reason": self.reason,
+                "candidates": [e.to_dict() for e in self.entries]}
+
+
+def best_challenger(candidates: Sequence[Entry]) -> Entry | None:
+    """The eligible candidate no other eligible one beats, lowest RMSE first (None: none is eligible)."""
+    eligible = [c for c in candidates if not c.gate_failures]
+    unbeaten = [c for c in eligible if not any(beats(o, c) for o in eligible if o is not c)]
+    return _best(unbeaten) if unbeaten else None
+
+
+def choose(candidates: list[Entry], champion: Entry | None, settings: Settings, naive_rmse: float | None) -> Selection:
+    """Judge the run's candidates against each other and the champion (module doc); sets each entry's verdict."""
+    for entry in candidates:
+        entry.gate_failures = gate_failures(entry, naive_rmse, settings, champion if champion is not entry else None)
+    best = best_challenger(candidates)
+    entries = ([champion] if champion is not None and champion not in candidates else []) + candidates
+    if best is None:
+        if champion is None:
+            usable = [c for c in candidates if c.parity_ok]
+            if not usable:
+                return _verdicts(Selection(None, entries, "no candidate could be exported faithfully: nothing to serve"))
+            best = _best(usable)
+            reason = (f"{best.kind} promoted so that the service has a model: the registry was empty and no candidate "
+                      f"passed every gate ({'; '.join(best.gate_failures)})")
+            return _verdicts(Selection(best, entries, reason))
+        return _verdicts(Selection(None, entries, f"no candidate passed every gate; the champion {champion.version} stays"))
+    if champion is None:
+        return _verdicts(Selection(best, entries, f"{best.kind} is the best of this run and the registry was empty"))
+    if champion.version == best.version:
+        return _verdicts(Selection(None, entries, f"the champion ({champion.kind}) is this run's best; it stays"))
+    if beats(best, champion):
+        return _verdicts(Selection(best, entries, f"{best.kind} beats the champion {champion.kind} {champion.version}: "
+                                                  f"{_compare(best.scores, champion.scores)}"))
+    return _verdicts(Selection(None, entries, f"the best challenger, {best.kind}, does not beat the champion {champion.kind} "
+                                              f"{champion.version}: {_compare(best.scores, champion.scores)}"))
+
+
+def _compare(a: Scores, b: Scores) -> str:
+    return (f"{a.horizon_minutes}-min health RMSE {a.health_rmse:.4f} vs {b.health_rmse:.4f}, episodes warned "
+            f"{a.warned} vs {b.warned}, false alarms {a.false_alarms} vs {b.false_alarms}")
+
+
+def _verdicts(selection: Selection) -> Selection:
+    """Each entry's verdict (won, lost, kept, ...) and a sentence saying why."""
+    winner = selection.winner
+    for entry in selection.entries:
+        if winner is not None and entry is winner:
+            entry.verdict, entry.why = "promoted", selection.reason
+        elif entry.champion:
+            entry.verdict = "replaced" if winner is not None else "kept"
+            entry.why = selection.reason
+        elif entry.gate_failures:
+            entry.verdict, entry.why = "refused", "; ".join(entry.gate_failures)
+        else:
+            better = [o for o in selection.entries if o is not entry and beats(o, entry)]
+            entry.verdict = "lost"
+            entry.why = (f"beaten by {better[0].kind} ({_compare(better[0].scores, entry.scores)})" if better
+                         else f"{selection.reason}")
+    return selection
+
+
+__all__ = ["Scores", "Entry", "Selection", "score", "gate_failures", "beats", "warnings_not_worse", "best_challenger", "choose"]
