@@ -19,7 +19,7 @@ UTC = dt.timezone.utc
 def register(sub: argparse._SubParsersAction) -> None:
     from evaluation.forecasters import METHOD_NAMES
 
-    p = sub.add_parser("backtest", help="rolling-origin backtest of the LSTM against baselines (markdown, JSON, PNG)")
+    p = sub.add_parser("backtest", help="rolling-origin backtest of the registry's models against baselines (markdown, JSON, PNG)")
     p.add_argument("--start", help="first minute (ISO 8601 with a zone; default: the oldest sample, or --days before --end)")
     p.add_argument("--end", help="end (ISO 8601 with a zone; default: the newest sample)")
     p.add_argument("--days", type=float, help="length of the range ending at --end")
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--origins", type=int, default=40, help="rolling origins (default 40)")
     p.add_argument("--horizons", default="15,60,180", help="horizons in minutes for the tables (default 15,60,180)")
     p.add_argument("--methods", default=",".join(METHOD_NAMES), help=f"comma-separated (default: {','.join(METHOD_NAMES)})")
-    p.add_argument("--model", help="registry version for the LSTM (default: current)")
+    p.add_argument("--model", help="a registry version: its training run's models are backtested (default: the current one's)")
     p.add_argument("--season-minutes", type=int, help="season for seasonal naive / SARIMAX / MASE (default: 60 on minute data, 1440 otherwise)")
     p.add_argument("--no-ttf", action="store_true", help="skip time-to-failure scoring")
     p.add_argument("--out", default="bench/results/backtest", help="folder for backtest.json and the PNGs (default bench/results/backtest)")
@@ -98,7 +98,7 @@ def run_backtest(args: argparse.Namespace, settings: Settings) -> int:
         if not args.no_ttf and "health" in s.channels and s.incidents:
             warmup = backtest.default_warmup(s, methods)
             results = [ttf.score_method(m, s, ttf.TtfConfig.from_settings(settings), start_row=warmup)
-                       for m in methods if hasattr(m, "forecast_batch") and m.name in ("lstm", "seasonal_naive")]
+                       for m in ttf.scored_methods(methods)]
             if results:
                 sys.stdout.write("### time to failure\n\n" + report.ttf_table(results) + "\n")
                 entry["ttf"] = [r.to_dict() for r in results]

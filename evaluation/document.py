@@ -81,7 +81,8 @@ def _heldout(config, payload: dict[str, Any], held: BacktestResult, img: dict[st
         "## Held-out simulated weeks",
         f"- **Data:** {summary['series']}: {summary['start'][:16]} to {summary['end'][:16]} UTC, simulated in memory "
         f"with seed {payload['heldout']['seed']}, which no training run uses. {len(held.series.incidents)} ground-truth incidents.\n"
-        f"- **Model:** LSTM `{model.get('version')}`, {_model_provenance(model)}.\n"
+        f"- **Models:** every kind of one training run ({_model_provenance(model)}); the run promoted "
+        f"{label(model.get('served_column') or '')} `{model.get('version')}`, the model the API serves, which the bars judge.\n"
         f"- **Origins:** {summary['origins']} rolling origins, evenly spaced from {summary['first_origin'][:16]} to "
         f"{summary['last_origin'][:16]} UTC (the first day is history only); horizon up to {summary['horizon_steps']} min. "
         "Every method forecasts from the same origins and is scored on the same minutes.\n"
@@ -102,7 +103,7 @@ def _heldout(config, payload: dict[str, Any], held: BacktestResult, img: dict[st
 
 def _time_to_failure(ttf_results: Sequence[TtfResult], img: dict[str, str]) -> str:
     if not ttf_results:
-        return "## Time to failure\n\nNo LSTM in the registry: time-to-failure scoring was skipped."
+        return "## Time to failure\n\nNo model in the registry: time-to-failure scoring was skipped."
     cfg = ttf_results[0].config
     out = [
         "## Time to failure",
@@ -115,11 +116,11 @@ def _time_to_failure(ttf_results: Sequence[TtfResult], img: dict[str, str]) -> s
     ]
     if "warnings" in img:
         out.append(f"![warnings before an incident]({img['warnings']})")
-    lstm = next((r for r in ttf_results if r.method == "lstm"), ttf_results[0])
+    served = ttf_results[0]  # the served model's (pipeline.run_heldout puts it first)
     rows = ([i.type, i.start[:16], (i.failure_time or "")[:16], i.kind, "yes" if i.predictable else "no", fmt(i.lead_minutes, 0),
              " / ".join(_timing(i.crossing_error.get(str(k))) for k in cfg.lead_points) if i.crossing_error else ""]
-            for i in lstm.incidents)
-    out += ["<details><summary>Every incident (LSTM)</summary>",
+            for i in served.incidents)
+    out += [f"<details><summary>Every incident ({label(served.method)}, the served model)</summary>",
             report.table(["type", "start (UTC)", "failure (UTC)", "kind", "predictable", "lead (min)",
                           "onset timing error (min) 60 / 30 / 10 min before"], rows),
             "</details>"]
@@ -212,7 +213,7 @@ sum |error| / sum scale. **Coverage**: share of observations inside the P10-P90 
 | seasonal naive | the same minute one season ago (`forecasting.baselines`, as the training gates use) | as persistence |
 | SARIMAX | the original's SARIMAX(1,0,1)(0,1,0,60) of per-minute health, statsmodels, refit at every origin on the last 3 h (exact likelihood). On NAB, (1,0,1)(0,1,0,288) on the last 3 days, fitted on the seasonally differenced series (the exact state space with a 288-step season costs minutes per fit) and integrated back with its exact variance | Gaussian 80% interval |
 | AutoETS (MSTL) | statsforecast: MSTL removes the season, AutoETS (`ZZN`) forecasts the rest. statsforecast's ETS refuses seasons longer than 24 steps (it silently fits a non-seasonal model that trends off on the hourly cycle), hence MSTL. Fitted on the last day (minute frames) or 3 days (NAB) | 80% interval |
-| LSTM | the registry's model through onnxruntime (`forecasting.forecaster`), exactly as the API runs it | the model's P10/P90 |
+| LSTM, damped ETS (model), seasonal naive (model) | the registry's models of every kind of one training run, through onnxruntime (`forecasting.forecaster`), exactly as the API runs them (the baselines of `forecasting/linear.py`: bands from residual quantiles of their training block) | the model's P10/P90 |
 
 SARIMAX's cost is bounded by its fit window (3 hours; 3 days on NAB) and by the number of origins
 (`scripts/evaluate.py --origins` on the held-out weeks, `--nab-origins` per NAB series); the fits run in
@@ -270,11 +271,11 @@ def _not_met(bars: list[dict], ttf_results: Sequence[TtfResult] = (), ablation: 
     text.append("Missed in this run: " + "; ".join(f"{b['bar']} ({fmt(b['value'], 3)}, target {b['target']})" for b in missed) + ".\n")
     names = " ".join(b["bar"] for b in missed)
     if "false alarm" in names:
-        lstm = next((r for r in ttf_results if r.method == "lstm"), None)
+        lstm = ttf_results[0] if ttf_results else None
         text.append(_false_alarm_note(lstm))
         text.append(_hold_trade_off(ablation))
         if lstm is not None and lstm.false_alarm_details:
-            text.append("The LSTM's false alarms in this run:\n\n" + "".join(
+            text.append(f"The served model's ({label(lstm.method)}) false alarms in this run:\n\n" + "".join(
                 f"- {d['start'][:16]} UTC: {d['minutes']} min of warnings, forecast crossing in "
                 f"{d['forecast_crossing_minutes']:.0f} min, health {fmt(d['health_before'], 2)} before; "
                 f"the next failure came {d['next_failure_minutes']} min later\n"
@@ -285,7 +286,7 @@ def _not_met(bars: list[dict], ttf_results: Sequence[TtfResult] = (), ablation: 
         text.append(ACCURACY_NOTE)
     if "incidents warned" in names:
         text.append(INCIDENT_NOTE)
-        lstm = next((r for r in ttf_results if r.method == "lstm"), None)
+        lstm = ttf_results[0] if ttf_results else None
         if lstm is not None:
             missed = [i for i in lstm.incidents if i.kind == "new failure" and not i.warned]
             sudden = [i for i in missed if not i.predictable]

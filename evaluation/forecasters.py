@@ -11,7 +11,7 @@ The backtest hands each method only that history, so no method can peek past the
 | ``seasonal_naive`` | same step one season ago | all | empirical, as above |
 | ``sarimax`` | SARIMAX(1,0,1)(0,1,0,season), statsmodels, refit per origin on the last 3 h (minute data) or 3 seasons | health on minute frames (the original's), the stream on a single series | Gaussian 80% interval |
 | ``autoets`` | statsforecast: MSTL on the season, AutoETS on the rest (statsforecast's ETS allows seasons of at most 24 steps) | all | 80% interval |
-| ``lstm`` | the registry's model, run by onnxruntime | the six targets, minute frames only | the model's quantiles |
+| ``lstm``, ``ets_model``, ``seasonal_naive_model`` | the registry's models of each kind from one training run (the LSTM, the damped-trend ETS and seasonal naive baselines of forecasting/linear.py), run by onnxruntime exactly as the API runs them | the six targets, minute frames only | the model's quantiles |
 """
 
 from __future__ import annotations
@@ -261,12 +261,15 @@ class AutoEtsMethod:
         return out
 
 
-# --- the LSTM, through onnxruntime ---------------------------------------------------------
+# --- registry models, through onnxruntime -------------------------------------------------
+
+#: The backtest column of each registry kind (the baselines' ids differ from the reference methods above).
+KIND_COLUMNS = {"lstm": "lstm", "ets": "ets_model", "seasonal_naive": "seasonal_naive_model"}
 
 
 @dataclass
-class LstmMethod:
-    """A registry model run by :class:`forecasting.forecaster.OnnxForecaster` (no torch)."""
+class RegistryMethod:
+    """A registry model of any kind, run by :class:`forecasting.forecaster.OnnxForecaster` (no torch)."""
 
     models_dir: Path
     version: str
@@ -324,7 +327,7 @@ class LstmMethod:
             raise ValueError(f"batched forecasts go up to the model's horizon ({runner.horizon_minutes} min)")
         L = runner.input_minutes
         if origins.min() < L:
-            raise ValueError(f"the LSTM needs {L} minutes of input before each origin")
+            raise ValueError(f"{self.name} needs {L} minutes of input before each origin")
         features = feature_matrix(frame, runner.scaling)
         out = np.full((len(origins), horizon, len(series.channels), len(QUANTILES)), np.nan)
         offsets = np.arange(-L, 0)
@@ -338,22 +341,30 @@ class LstmMethod:
         return out
 
 
-def lstm_from_registry(settings: Settings, version: str | None = None) -> LstmMethod | None:
-    """The current (or the named) registry model, or None when the registry has none."""
+def registry_methods(settings: Settings, version: str | None = None) -> list[RegistryMethod]:
+    """Every kind of the training run behind ``version`` (default: the current model) still in the registry,
+    one column per kind; just that version for a card from before runs were recorded."""
     from forecasting import registry
 
     version = version or registry.current_version(settings.models_dir)
     if version is None:
-        return None
-    return LstmMethod(settings.models_dir, version, settings)
+        return []
+    card = registry.read_card(settings.models_dir, version)
+    members = [(c["kind"], c["version"]) for c in (card.selection or {}).get("candidates", [])
+               if not c.get("champion") or c["version"] == version]
+    present = {c.version for c in registry.list_versions(settings.models_dir)}
+    members = [(k, v) for k, v in members if v in present] or [(card.kind, version)]
+    return [RegistryMethod(settings.models_dir, v, settings, name=KIND_COLUMNS.get(k, k)) for k, v in members]
 
 
-METHOD_NAMES = ("persistence", "seasonal_naive", "sarimax", "autoets", "lstm")
+METHOD_NAMES = ("persistence", "seasonal_naive", "sarimax", "autoets", *KIND_COLUMNS.values())
 
 
 def build_methods(names: tuple[str, ...], settings: Settings, model_version: str | None = None) -> list[Method]:
-    """The named methods; ``lstm`` is skipped (with a warning) when the registry has no model."""
+    """The named methods; the registry's kinds come from the run behind ``model_version`` (default: the current model),
+    and are left out (with a warning) when the registry has none of them."""
     methods: list[Method] = []
+    from_registry = {m.name: m for m in registry_methods(settings, model_version)} if set(names) & set(KIND_COLUMNS.values()) else {}
     for name in names:
         if name in ("persistence", "seasonal_naive"):
             methods.append(NaiveMethod(name))
@@ -361,16 +372,15 @@ def build_methods(names: tuple[str, ...], settings: Settings, model_version: str
             methods.append(SarimaxMethod())
         elif name == "autoets":
             methods.append(AutoEtsMethod())
-        elif name == "lstm":
-            lstm = lstm_from_registry(settings, model_version)
-            if lstm is None:
-                log.warning("no model in %s: the LSTM is left out (run `pycemaker train --once`)", settings.models_dir)
+        elif name in KIND_COLUMNS.values():
+            if name in from_registry:
+                methods.append(from_registry[name])
             else:
-                methods.append(lstm)
+                log.warning("no %s model in %s: left out (run `pycemaker train --once`)", name, settings.models_dir)
         else:
             raise ValueError(f"unknown method {name!r}; known: {', '.join(METHOD_NAMES)}")
     return methods
 
 
-__all__ = ["QUANTILES", "Method", "NaiveMethod", "SarimaxMethod", "AutoEtsMethod", "LstmMethod",
-           "lstm_from_registry", "build_methods", "METHOD_NAMES"]
+__all__ = ["QUANTILES", "Method", "NaiveMethod", "SarimaxMethod", "AutoEtsMethod", "RegistryMethod", "KIND_COLUMNS",
+           "registry_methods", "build_methods", "METHOD_NAMES"]

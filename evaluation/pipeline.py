@@ -84,7 +84,7 @@ def ensure_model(settings: Settings, config: EvaluationConfig) -> tuple[str | No
     if config.heldout_seed == settings.simulator_seed:
         raise ValueError("the held-out seed must differ from the training seed (simulator_seed)")
     info = train_model(settings, config)
-    return newest_version(settings.models_dir, prefer_current=not config.retrain), info
+    return newest_version(settings.models_dir), info
 
 
 def newest_version(models_dir: Path, prefer_current: bool = True) -> str | None:
@@ -118,7 +118,7 @@ def train_model(settings: Settings, config: EvaluationConfig) -> dict[str, Any]:
             log.info("training: %s", " ".join(cmd[1:]))
             proc = subprocess.run(cmd, cwd=REPO, env=env)
             if proc.returncode == 4:
-                log.warning("the gates rejected the new model; it is evaluated all the same (its card says why)")
+                log.warning("the run promoted nothing (the current model stayed); the current model is evaluated")
             elif proc.returncode != 0:
                 raise RuntimeError(f"`pycemaker train --once` exited with {proc.returncode}")
         finally:
@@ -144,7 +144,16 @@ def heldout_series(settings: Settings, config: EvaluationConfig) -> series_mod.E
     )
 
 
+def served_column(settings: Settings, version: str | None) -> str | None:
+    """The backtest column of the model that serves (the registry's current one, or ``version``)."""
+    if version is None:
+        return None
+    return forecasters.KIND_COLUMNS.get(registry.read_card(settings.models_dir, version).kind)
+
+
 def run_heldout(settings: Settings, config: EvaluationConfig, version: str | None) -> tuple[backtest.BacktestResult, list[ttf.TtfResult]]:
+    """Every method on the held-out weeks; time to failure for every registry kind and the reference seasonal naive
+    (the served kind first)."""
     held = heldout_series(settings, config)
     methods = forecasters.build_methods(config.methods, settings, version)
     result = backtest.run_backtest(held, methods, origins=config.origins, horizon_minutes=max(config.horizons),
@@ -152,10 +161,10 @@ def run_heldout(settings: Settings, config: EvaluationConfig, version: str | Non
     ttf_results = []
     warmup = backtest.default_warmup(held, methods)
     ttf_config = config.ttf or ttf.TtfConfig.from_settings(settings)
-    for m in methods:
-        if hasattr(m, "forecast_batch") and m.name in ("lstm", "seasonal_naive"):
-            ttf_results.append(ttf.score_method(m, held, ttf_config, start_row=warmup))
-    ttf_results.sort(key=lambda r: r.method != "lstm")
+    for m in ttf.scored_methods(methods):
+        ttf_results.append(ttf.score_method(m, held, ttf_config, start_row=warmup))
+    served = served_column(settings, version)
+    ttf_results.sort(key=lambda r: (r.method != served, r.method == "seasonal_naive"))
     return result, ttf_results
 
 
@@ -166,7 +175,7 @@ def run_ablation(held: backtest.BacktestResult, ttf_results: Sequence[ttf.TtfRes
     The same origins as the main backtest (60-min health RMSE and P10-P90 coverage, the two LSTM
     variants scored on the same minutes) and the same scoring minutes for time to failure.
     """
-    lstm = forecasters.lstm_from_registry(settings, version)
+    lstm = next((m for m in forecasters.registry_methods(settings, version) if m.name == "lstm"), None)
     main_ttf = next((r for r in ttf_results if r.method == "lstm"), None)
     if lstm is None or main_ttf is None or not lstm.card.calibration:
         return []
@@ -206,7 +215,7 @@ def run_nab(settings: Settings, config: EvaluationConfig, version: str | None) -
     from telemetry.embedded import open_server
     from telemetry.importer import import_csv
 
-    methods = [m for m in config.methods if m != "lstm"]
+    methods = [m for m in config.methods if m not in forecasters.KIND_COLUMNS.values()]
     out = []
     with tempfile.TemporaryDirectory(prefix="pycemaker-eval-nab-") as tmp:
         server = open_server(Path(tmp) / "db", port=0)
@@ -232,8 +241,8 @@ def run_nab(settings: Settings, config: EvaluationConfig, version: str | None) -
 
 
 def quality_bars(held: backtest.BacktestResult, ttf_results: Sequence[ttf.TtfResult],
-                 nab: Sequence[tuple[str, backtest.BacktestResult]]) -> list[dict[str, Any]]:
-    """Each bar of the issue, measured: what, the figure, the target, met or not."""
+                 nab: Sequence[tuple[str, backtest.BacktestResult]], served: str = "lstm") -> list[dict[str, Any]]:
+    """Each bar, measured on the served model (column ``served``): what, the figure, the target, met or not."""
     rows = held.metric_rows((60,))
     bars = []
 
@@ -243,29 +252,30 @@ def quality_bars(held: backtest.BacktestResult, ttf_results: Sequence[ttf.TtfRes
                 return r[key]
         return float("nan")
 
-    lstm, sarimax, naive = pick("lstm", "rmse"), pick("sarimax", "rmse"), pick("seasonal_naive", "rmse")
-    ratio_s = lstm / sarimax if np.isfinite(sarimax) and sarimax else float("nan")
-    ratio_n = lstm / naive if np.isfinite(naive) and naive else float("nan")
-    cov = pick("lstm", "coverage")
+    name = report.label(served)
+    model, sarimax, naive = pick(served, "rmse"), pick("sarimax", "rmse"), pick("seasonal_naive", "rmse")
+    ratio_s = model / sarimax if np.isfinite(sarimax) and sarimax else float("nan")
+    ratio_n = model / naive if np.isfinite(naive) and naive else float("nan")
+    cov = pick(served, "coverage")
     bars.append({"bar": "held-out 60-min health RMSE <= 0.7 x SARIMAX", "value": ratio_s, "target": "<= 0.70",
-                 "met": bool(ratio_s <= 0.7), "detail": f"LSTM {lstm:.4f}, SARIMAX {sarimax:.4f}"})
+                 "met": bool(ratio_s <= 0.7), "detail": f"{name} {model:.4f}, SARIMAX {sarimax:.4f}"})
     bars.append({"bar": "held-out 60-min health RMSE <= 0.8 x seasonal naive", "value": ratio_n, "target": "<= 0.80",
-                 "met": bool(ratio_n <= 0.8), "detail": f"LSTM {lstm:.4f}, seasonal naive {naive:.4f}"})
+                 "met": bool(ratio_n <= 0.8), "detail": f"{name} {model:.4f}, seasonal naive {naive:.4f}"})
     bars.append({"bar": "held-out P10-P90 health coverage within 70-90% (60 min)", "value": cov, "target": "0.70-0.90",
-                 "met": bool(0.7 <= cov <= 0.9), "detail": f"LSTM {cov:.1%}"})
-    lstm_ttf = next((r for r in ttf_results if r.method == "lstm"), None)
-    if lstm_ttf is not None:
-        s = lstm_ttf.incident_summary()
+                 "met": bool(0.7 <= cov <= 0.9), "detail": f"{name} {cov:.1%}"})
+    served_ttf = next((r for r in ttf_results if r.method == served), None)
+    if served_ttf is not None:
+        s = served_ttf.incident_summary()
         bars.append({"bar": ">= 90% of incidents warned >= 10 min ahead (incidents that start a new failure)",
                      "value": s["warned_share_new_failure"], "target": ">= 0.90",
                      "met": bool(s["warned_share_new_failure"] >= 0.9),
                      "detail": f"{s['new_failure']} such incidents; predictable ones: {report.fmt(s['warned_share_predictable'], percent=True)} "
                                f"of {s['predictable_new_failure']}; all with a failure: {report.fmt(s['warned_share_all_with_failure'], percent=True)}"})
-        bars.append({"bar": "<= 1 false alarm per 24 healthy hours", "value": lstm_ttf.false_alarms_per_day, "target": "<= 1",
-                     "met": bool(lstm_ttf.false_alarms_per_day <= 1),
-                     "detail": f"{lstm_ttf.false_alarms} false alarm(s) in {lstm_ttf.healthy_hours:.0f} healthy hours "
-                               f"({lstm_ttf.false_alarm_minutes} warned minute(s) in all); apart: {lstm_ttf.tail_alarms} failure tails, "
-                               f"{lstm_ttf.unverifiable_alarms} unverifiable"})
+        bars.append({"bar": "<= 1 false alarm per 24 healthy hours", "value": served_ttf.false_alarms_per_day, "target": "<= 1",
+                     "met": bool(served_ttf.false_alarms_per_day <= 1),
+                     "detail": f"{served_ttf.false_alarms} false alarm(s) in {served_ttf.healthy_hours:.0f} healthy hours "
+                               f"({served_ttf.false_alarm_minutes} warned minute(s) in all); apart: {served_ttf.tail_alarms} failure tails, "
+                               f"{served_ttf.unverifiable_alarms} unverifiable"})
     for name, res in nab:
         r60 = res.metric_rows((60,))
         channel = res.series.channels[0]
@@ -285,7 +295,8 @@ def run(settings: Settings, config: EvaluationConfig) -> dict[str, Any]:
     began = time.perf_counter()
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    version, model_info = ensure_model(settings, config) if "lstm" in config.methods else (None, {})
+    wants_registry = bool(set(config.methods) & set(forecasters.KIND_COLUMNS.values()))
+    version, model_info = ensure_model(settings, config) if wants_registry else (None, {})
     timings["model"] = time.perf_counter() - t
     t = time.perf_counter()
     held, ttf_results = run_heldout(settings, config, version)
@@ -296,11 +307,13 @@ def run(settings: Settings, config: EvaluationConfig) -> dict[str, Any]:
     t = time.perf_counter()
     nab = run_nab(settings, config, version)
     timings["nab"] = time.perf_counter() - t
-    bars = quality_bars(held, ttf_results, nab)
+    served = served_column(settings, version) or "lstm"
+    bars = quality_bars(held, ttf_results, nab, served)
     card = registry.read_card(settings.models_dir, version) if version else None
     payload = {
         "generated_at": dt.datetime.now(UTC).isoformat(timespec="seconds"),
-        "model": {"version": version, **model_info, "status": card.status if card else None,
+        "model": {"version": version, **model_info, "kind": card.kind if card else None, "served_column": served,
+                  "selection": card.selection if card else None, "status": card.status if card else None,
                   "reason": card.reason if card else None,
                   "card_metrics": card.metrics if card else None, "card_training": card.training if card else None,
                   "data_range": card.data_range if card else None},

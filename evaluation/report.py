@@ -20,8 +20,11 @@ LABELS = {
     "autoets": "AutoETS (MSTL)",
     "lstm": "LSTM (ONNX)",
     "lstm_uncalibrated": "LSTM, uncalibrated",
+    "ets_model": "damped ETS (model)",
+    "seasonal_naive_model": "seasonal naive (model)",
 }
-COLOURS = {"persistence": "#999999", "seasonal_naive": "#1f77b4", "sarimax": "#ff7f0e", "autoets": "#2ca02c", "lstm": "#d62728"}
+COLOURS = {"persistence": "#999999", "seasonal_naive": "#1f77b4", "sarimax": "#ff7f0e", "autoets": "#2ca02c", "lstm": "#d62728",
+           "ets_model": "#9467bd", "seasonal_naive_model": "#17becf"}
 
 
 def label(method: str) -> str:

@@ -9,6 +9,11 @@ from evaluation.series import EvalSeries
 from forecasting.warnings import IncidentScore, TtfConfig, TtfResult, score
 
 
+def scored_methods(methods) -> list:
+    """The methods time to failure is scored for: every registry model, and seasonal naive as the reference."""
+    return [m for m in methods if hasattr(m, "runner") or m.name == "seasonal_naive"]
+
+
 def health_median_paths(method, series: EvalSeries, origins: np.ndarray, horizon: int, chunk: int = 1000) -> np.ndarray:
     """``[N, horizon]`` P50 health forecasts from a method with ``forecast_batch``, in chunks (memory)."""
     h = series.channels.index("health")
@@ -30,4 +35,4 @@ def score_method(method, series: EvalSeries, config: TtfConfig = TtfConfig(), st
     return score(method.name, series.frame.index, series.frame["health"].to_numpy(), series.incidents, origins, paths, config)
 
 
-__all__ = ["TtfConfig", "TtfResult", "IncidentScore", "score", "score_method", "health_median_paths"]
+__all__ = ["TtfConfig", "TtfResult", "IncidentScore", "score", "score_method", "scored_methods", "health_median_paths"]
