@@ -1,11 +1,12 @@
-# The two commands a new user runs: `make demo` and `make test`. Both set up .venv first.
+# The two commands a new user runs: `make demo` and `make test`. Both set up .venv first; `make test` also installs
+# the server and browser its tests drive where the machine allows it (system-deps).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 REQS   := requirements-telemetry.txt requirements-serve.txt requirements-train.txt requirements-dev.txt
 
-.PHONY: install demo test e2e stack bench soak audit evaluate openapi images deploy-check clean
+.PHONY: install system-deps demo test e2e stack bench soak audit evaluate openapi images deploy-check clean
 
 install: $(STAMP)
 
@@ -16,16 +17,25 @@ $(STAMP): $(REQS) pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
+## system-deps: Debian's prometheus (with promtool) and chromium, which the Prometheus and browser tests drive:
+## installs the missing ones with apt-get as root or through sudo without a password, or fails saying how to.
+## `make test`, `make e2e` and `make deploy-check` take this step where they can (SYSTEM_DEPS_FLAGS=--if-possible):
+## where they cannot, the tests that need what is missing skip, and the run names them in one line before they start.
+system-deps:
+	@scripts/system-deps.sh $(SYSTEM_DEPS_FLAGS)
+
+test e2e deploy-check: SYSTEM_DEPS_FLAGS ?= --if-possible
+
 ## demo: the whole product on the embedded database with simulated data.
 demo: $(STAMP)
 	$(VENV)/bin/pycemaker demo
 
 ## test: the whole test suite against a real embedded MongoDB-compatible server.
-test: $(STAMP)
+test: system-deps $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## e2e: the end-to-end test with a real Prometheus (Debian's prometheus package).
-e2e: $(STAMP)
+e2e: system-deps $(STAMP)
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 ## stack: the whole stack in Docker (not run in CI).
@@ -55,7 +65,7 @@ images:
 	docker build -f Dockerfile.train -t pycemaker-train .
 
 ## deploy-check: hadolint, promtool check/test of the alert rules, dashboard and image checks.
-deploy-check: $(STAMP)
+deploy-check: system-deps $(STAMP)
 	$(PY) -m pytest tests/deploy $(PYTEST_ARGS)
 
 ## openapi: rewrite docs/openapi.json from the code (a test fails when it is stale).

@@ -25,8 +25,42 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Optional dependencies and tools, probed once (tests skip cleanly where one is missing).
 HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+# The server and browser some tests drive (Debian's prometheus package and chromium). `make test` installs them
+# where the machine allows it (scripts/system-deps.sh); elsewhere their tests skip, naming the command that would.
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PROMETHEUS = shutil.which("prometheus")
+PROMTOOL = shutil.which("promtool")
+INSTALL_HINT = "sudo make system-deps"
+
+
+def _needs(tool: str, path: str | None) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(path is None, reason=f"{tool} is not installed; install it with `{INSTALL_HINT}`")
+
+
+needs_prometheus = _needs("prometheus", PROMETHEUS)
+needs_promtool = _needs("promtool", PROMTOOL)
+needs_chromium = _needs("chromium", CHROMIUM)
+_TOOL_MARKS = {"prometheus": needs_prometheus, "promtool": needs_promtool, "chromium": needs_chromium}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """One line before the tests start: the tests that will skip for a missing server or browser, and the fix."""
+    missing = {mark.kwargs["reason"]: tool for tool, mark in _TOOL_MARKS.items() if mark.args[0]}
+    needed: set[str] = set()
+    files: set[str] = set()
+    count = 0
+    for item in session.items:
+        tools = {missing[m.kwargs["reason"]] for m in item.iter_markers("skipif") if m.kwargs.get("reason") in missing}
+        if tools:
+            needed |= tools
+            files.add(item.nodeid.split("::")[0])
+            count += 1
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if count and reporter is not None:
+        names = ", ".join(tool for tool in _TOOL_MARKS if tool in needed)
+        reporter.write_line(f"{names} not installed: {count} tests will be skipped ({', '.join(sorted(files))}); "
+                            f"install with `{INSTALL_HINT}`", yellow=True)
 
 
 @pytest.fixture(scope="session")

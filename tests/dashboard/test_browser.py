@@ -15,14 +15,14 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.conftest import CHROMIUM, REPO
+from tests.conftest import CHROMIUM, REPO, needs_chromium
 from tests.serving.conftest import Clock, at
 from tests.serving.helpers import serving
 from tests.serving.onnx_models import trend_model
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)"),
+    needs_chromium,
 ]
 UTC = dt.timezone.utc
 REFRESH_MS = 5000  # dashboard.js refreshes every 5 s

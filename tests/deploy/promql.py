@@ -4,11 +4,10 @@ names the API exports on /metrics (from serving/metrics.py itself, never a copie
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-PROMTOOL = shutil.which("promtool")
+from tests.conftest import PROMTOOL
 
 #: Series Prometheus itself makes (scrape health), which rules may use beside the API's own.
 PROMETHEUS_SERIES = {"up"}

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from tests.conftest import REPO
-from tests.deploy.promql import PROMTOOL, exported_metric_names, grafana_to_promql, metric_names, promtool, rules_file
+from tests.conftest import REPO, needs_promtool
+from tests.deploy.promql import exported_metric_names, grafana_to_promql, metric_names, promtool, rules_file
 
 yaml = pytest.importorskip("yaml")
 
@@ -85,7 +85,7 @@ def test_every_metric_shown_is_filtered_by_the_job_and_replica_variables(dashboa
             assert 'job=~"$job"' in t["expr"] and 'instance=~"$instance"' in t["expr"], (panel["title"], t["expr"])
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian's prometheus package, installed by .ci/run) is absent")
+@needs_promtool
 def test_every_query_parses(dashboard, tmp_path):
     expressions = {f"dashboard_query_{i}": grafana_to_promql(expr) for i, expr in enumerate(queries(dashboard).values())}
     path = rules_file(expressions, tmp_path / "dashboard_rules.yml")

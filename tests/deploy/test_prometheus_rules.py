@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import REPO
-from tests.deploy.promql import PROMETHEUS_SERIES, PROMTOOL, exported_metric_names, metric_names, promtool
+from tests.conftest import REPO, needs_promtool
+from tests.deploy.promql import PROMETHEUS_SERIES, exported_metric_names, metric_names, promtool
 
 yaml = pytest.importorskip("yaml")
 
 DEPLOY = REPO / "deploy" / "prometheus"
 ALERTS = DEPLOY / "alerts.yml"
 ALERT_TESTS = REPO / "tests" / "deploy" / "alerts_test.yml"
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian's prometheus package, installed by .ci/run) is absent")
 
 
 def alert_rules() -> list[dict]:

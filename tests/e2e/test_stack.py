@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import shutil
 import subprocess
 import sys
 import urllib.request
@@ -24,16 +23,10 @@ from telemetry import store
 from telemetry.catalogue import CRITICITY_LABELS, STREAMS
 from telemetry.health import minute_health
 from telemetry.settings import Settings
-from tests.conftest import PROMETHEUS, REPO
+from tests.conftest import PROMETHEUS, PROMTOOL, REPO, needs_prometheus, needs_promtool
 from tests.e2e.stack import Service, free_port, http_ok, start, wait_until
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        PROMETHEUS is None,
-        reason="needs the `prometheus` binary (Debian package `prometheus`; .ci/run installs it)",
-    ),
-]
+pytestmark = [pytest.mark.e2e, needs_prometheus]
 
 UTC = dt.timezone.utc
 LOAD_SECONDS = 24
@@ -237,12 +230,10 @@ def test_collector_stores_the_four_streams_from_a_real_prometheus(
     assert (health.loc[known.index, "coverage"] > 0).all()
 
 
+@needs_promtool
 def test_the_compose_scrape_config_is_valid() -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool (shipped with Debian's prometheus package) is absent")
     result = subprocess.run(
-        [promtool, "check", "config", str(REPO / "deploy" / "prometheus" / "prometheus.yml")],
+        [PROMTOOL, "check", "config", str(REPO / "deploy" / "prometheus" / "prometheus.yml")],
         capture_output=True,
         text=True,
         timeout=60,

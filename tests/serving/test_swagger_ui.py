@@ -6,14 +6,14 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.conftest import CHROMIUM
+from tests.conftest import CHROMIUM, needs_chromium
 from tests.serving.conftest import Clock, at
 from tests.serving.helpers import serving
 from tests.serving.onnx_models import persistence_model
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)"),
+    needs_chromium,
 ]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
