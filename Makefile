@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 REQS   := requirements-telemetry.txt requirements-serve.txt requirements-train.txt requirements-dev.txt
 
-.PHONY: install system-deps demo test e2e stack bench soak audit evaluate openapi images deploy-check clean
+.PHONY: install system-deps demo test e2e stack bench soak audit evaluate openapi screenshot images deploy-check clean
 
 install: $(STAMP)
 
@@ -67,6 +67,10 @@ images:
 ## deploy-check: hadolint, promtool check/test of the alert rules, dashboard and image checks.
 deploy-check: system-deps $(STAMP)
 	$(PY) -m pytest tests/deploy $(PYTEST_ARGS)
+
+## screenshot: docs/img/dashboard.png (the README's image) from `make demo`'s first trained model (~5 min).
+screenshot: $(STAMP) system-deps
+	$(PY) scripts/screenshot.py
 
 ## openapi: rewrite docs/openapi.json from the code (a test fails when it is stale).
 openapi: $(STAMP)

@@ -199,7 +199,7 @@ DEFINITIONS = """
 NAB: three days), by a step coprime with the season so that they visit every phase of the load cycle. At each origin every method is handed only the rows before it (`frame.iloc[:origin]`),
 so none can peek past it (`tests/evaluation/test_backtest.py` checks this).
 
-**Metrics** (`evaluation/metrics.py`), at horizon *h*: pooled over lead times 1..*h* of every origin, on the
+**Metrics** (`forecasting/metrics.py`), at horizon *h*: pooled over lead times 1..*h* of every origin, on the
 points where the observation is known and every method that forecasts the channel has a forecast.
 MAE and RMSE of the P50. **MASE**: the absolute error divided by the mean absolute seasonal difference
 (lag = one season: 60 min on minute frames, one day on NAB) of each origin's history, pooled as
@@ -219,7 +219,7 @@ SARIMAX's cost is bounded by its fit window (3 hours; 3 days on NAB) and by the 
 (`scripts/evaluate.py --origins` on the held-out weeks, `--nab-origins` per NAB series); the fits run in
 worker processes with BLAS on one thread each (the time per method is in the cost line above).
 
-**Time to failure** (`evaluation/ttf.py`):
+**Time to failure** (`forecasting/warnings.py`, the rule the training run and the alert use):
 
 - *failing minute*: observed health <= the failure threshold (0.3); a minute without data inside an
   incident's failure (a JVM crash and restart) is failing too.

@@ -17,7 +17,6 @@ from forecasting import calibration, registry
 from forecasting.contract import BOUNDS, HEALTH, INPUT, OUTPUT, TARGETS, median_index
 from forecasting.windows import Scaling, feature_matrix, lookback_minutes, window_at
 from telemetry.catalogue import STREAM_COLUMNS, flag_inputs, flag_of
-from telemetry.health import MAX_FLAG_SUM
 from telemetry.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,9 +83,21 @@ class OnnxForecaster:
         return self.card.horizon_minutes
 
     @property
+    def step_minutes(self) -> int:
+        return self.card.step_minutes
+
+    @property
+    def input_steps(self) -> int:
+        return self.card.input_steps
+
+    @property
+    def horizon_steps(self) -> int:
+        return self.card.horizon_steps
+
+    @property
     def lookback_minutes(self) -> int:
         """Minutes of history before an origin that one forecast reads (:func:`forecasting.windows.lookback_minutes`)."""
-        return lookback_minutes(self.input_minutes)
+        return lookback_minutes(self.input_minutes, self.step_minutes)
 
     def predict_scaled(self, windows: np.ndarray) -> np.ndarray:
         """[B, L, F] -> [B, H, T, Q] scaled, straight from the network."""
@@ -108,39 +119,40 @@ class OnnxForecaster:
         window holds only the ``input_minutes`` before its origin. Every origin needs that many rows before it.
         """
         origins = np.asarray(origins, dtype=int)
-        L = self.input_minutes
+        L = self.input_steps
         if len(origins) and origins.min() < L:
-            raise ValueError(f"model {self.version} needs {L} minutes of input before each origin")
+            raise ValueError(f"model {self.version} needs {L} steps of input before each origin")
         features = feature_matrix(frame, self.scaling)
         offsets = np.arange(-L, 0)
         chunks = [self.to_original(self.predict_scaled(features[origins[i : i + batch_size, None] + offsets[None, :]]))
                   for i in range(0, len(origins), batch_size)]
-        shape = (0, self.horizon_minutes, len(self.card.targets), len(self.quantiles))
+        shape = (0, self.horizon_steps, len(self.card.targets), len(self.quantiles))
         return np.concatenate(chunks) if chunks else np.empty(shape)
 
-    def forecast(self, frame: pd.DataFrame, origin: pd.Timestamp, horizon_minutes: int | None = None) -> Forecast:
-        """Forecast from the ``input_minutes`` of ``frame`` before ``origin``.
+    def forecast(self, frame: pd.DataFrame, origin: pd.Timestamp, steps: int | None = None) -> Forecast:
+        """Forecast ``steps`` frame steps (default: the model's horizon) from the input window of ``frame`` before ``origin``.
 
         Beyond the model's own horizon, the forecast is rolled forward: the median path is
         appended as if observed and the model is run again from the end of what it has. Bands
         of rolled steps are conditional on that median path, so they are narrower than the truth.
         """
-        horizon = horizon_minutes or self.horizon_minutes
-        origin = pd.Timestamp(origin).floor("1min")
+        horizon = steps or self.horizon_steps
+        step = pd.Timedelta(minutes=self.step_minutes)
+        origin = pd.Timestamp(origin).floor(f"{self.step_minutes}min")
         history = frame.copy()
         chunks: list[np.ndarray] = []
         step_origin = origin
         produced = 0
         while produced < horizon:
-            x = window_at(history, step_origin, self.scaling, self.input_minutes)
+            x = window_at(history, step_origin, self.scaling, self.input_steps, self.step_minutes)
             chunk = self.to_original(self.predict_scaled(x))[0]
             chunks.append(chunk)
             produced += len(chunk)
             if produced < horizon:
-                history = _append_median(history, chunk, step_origin, self.quantiles)
-                step_origin += pd.Timedelta(minutes=len(chunk))
+                history = _append_median(history, chunk, step_origin, self.quantiles, self.step_minutes)
+                step_origin += len(chunk) * step
         values = np.concatenate(chunks)[:horizon]
-        times = pd.date_range(origin, periods=horizon, freq="1min")
+        times = pd.date_range(origin, periods=horizon, freq=f"{self.step_minutes}min")
         return Forecast(origin, times, self.quantiles, values, self.version)
 
 
@@ -167,9 +179,11 @@ def to_original(
     return values
 
 
-def _append_median(history: pd.DataFrame, chunk: np.ndarray, origin: pd.Timestamp, quantiles: tuple[float, ...]) -> pd.DataFrame:
+def _append_median(
+    history: pd.DataFrame, chunk: np.ndarray, origin: pd.Timestamp, quantiles: tuple[float, ...], step_minutes: int
+) -> pd.DataFrame:
     mid = median_index(quantiles)
-    times = pd.date_range(origin, periods=len(chunk), freq="1min")
+    times = pd.date_range(origin, periods=len(chunk), freq=f"{step_minutes}min")
     future = pd.DataFrame(chunk[:, :, mid], index=times, columns=list(TARGETS))
     kept = history[history.index < origin]
     return pd.concat([kept, future.reindex(columns=history.columns)])
@@ -183,8 +197,8 @@ def derive_health(values: np.ndarray, settings: Settings) -> np.ndarray:
     """
     cuts = settings.cuts()
     columns = {name: values[:, :, TARGETS.index(name), :] for name in STREAM_COLUMNS}
-    flags = sum(flag_of(value, cuts[name]) for name, value in flag_inputs(columns).items())
-    return (1.0 - flags / MAX_FLAG_SUM)[..., ::-1]
+    flags = sum(flag_of(value, cuts[name]) for name, value in flag_inputs(columns, settings.stream_set).items())
+    return (1.0 - flags / settings.max_flag_sum)[..., ::-1]
 
 
 def load_current(settings: Settings) -> OnnxForecaster | None:

@@ -48,6 +48,7 @@ class ModelCard:
 
     version: str
     created_at: str  # ISO-8601 UTC
+    #: The input window L and horizon H in minutes; every row of its frames is ``step_minutes`` long.
     input_minutes: int
     horizon_minutes: int
     quantiles: list[float]
@@ -57,6 +58,12 @@ class ModelCard:
     #: What the model is: "lstm" (training/network.py), or a baseline of :mod:`forecasting.linear`
     #: ("seasonal_naive", "ets"). Every kind honours the same ONNX contract. Cards before kinds existed are LSTMs.
     kind: str = "lstm"
+    #: Minutes per frame step the model reads and forecasts (1: per-minute frames; 5 for 5-minute data), and
+    #: the as-of tolerance its frames were scored with (telemetry.frames.Cadence): serving frames data alike.
+    step_minutes: int = 1
+    tolerance_s: float = 15.0
+    #: The streams it was trained on (the service's configured streams; cards from before: all four).
+    streams: list[str] = field(default_factory=lambda: ["cpu", "memory", "requests", "response_time"])
     #: "direct": the network's health output is served; "derived": health is scored from forecast streams.
     health_source: str = "direct"
     data_range: dict[str, str] = field(default_factory=dict)
@@ -85,6 +92,14 @@ class ModelCard:
     @property
     def created(self) -> dt.datetime:
         return dt.datetime.fromisoformat(self.created_at)
+
+    @property
+    def input_steps(self) -> int:
+        return self.input_minutes // self.step_minutes
+
+    @property
+    def horizon_steps(self) -> int:
+        return self.horizon_minutes // self.step_minutes
 
 
 def json_safe(value: Any) -> Any:

@@ -72,13 +72,24 @@ class TtfConfig:
     min_lead_minutes: int = 10
     #: Warnings that begin this soon after a failure ends are that failure's tail, not false alarms.
     settle_minutes: int = 5
-
+    #: Minutes per row of the series scored. The other durations above count rows (a minute each by default);
+    #: :meth:`in_steps` turns a per-minute configuration into one for coarser rows.
+    step_minutes: int = 1
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "TtfConfig":
+    def from_settings(cls, settings: Settings, step_minutes: int = 1) -> "TtfConfig":
         """The product's warning rule: threshold, lookahead and hold from settings (one configuration)."""
         return cls(threshold=settings.failure_threshold, lookahead_minutes=settings.warning_minutes,
-                   hold_minutes=settings.warning_hold_minutes)
+                   hold_minutes=settings.warning_hold_minutes).in_steps(step_minutes)
+
+    def in_steps(self, step_minutes: int) -> "TtfConfig":
+        """The same rule on rows of ``step_minutes``: every duration in whole rows (at least one), the hold in forecasts."""
+        if step_minutes == self.step_minutes:
+            return self
+        rows = lambda minutes: max(1, -(-minutes // step_minutes))  # noqa: E731  (ceiling)
+        return TtfConfig(self.threshold, rows(self.lookahead_minutes), self.hold_minutes, rows(self.horizon_minutes),
+                         rows(self.merge_gap_minutes), tuple(rows(k) for k in self.lead_points), rows(self.min_lead_minutes),
+                         rows(self.settle_minutes), step_minutes)
 
 
 def _minute(t: Any) -> pd.Timestamp:
@@ -321,7 +332,7 @@ def _lead_time(s: _Scoring, onset: int) -> float | None:
         if i and s.origins[i] - s.origins[i - 1] > s.stride:
             break
         i -= 1
-    return float(onset - first) if first is not None else 0.0
+    return float(onset - first) * s.config.step_minutes if first is not None else 0.0
 
 
 def _crossing_errors(s: _Scoring, onset: int) -> dict[str, float | None]:
@@ -360,7 +371,7 @@ def _episodes_by_class(s: _Scoring, failure_rows) -> dict[str, dict[str, Any]]:
 def _incident_score(s: _Scoring, inc: dict, failure_row: int | None) -> IncidentScore:
     start = pd.Timestamp(inc["start"])
     failure = inc.get("failure_time")
-    predictable = failure is not None and (pd.Timestamp(failure) - start) >= pd.Timedelta(minutes=s.config.min_lead_minutes)
+    predictable = failure is not None and (pd.Timestamp(failure) - start) >= pd.Timedelta(minutes=s.config.min_lead_minutes * s.config.step_minutes)
     item = IncidentScore(
         type=inc["type"], start=start.isoformat(), failure_time=pd.Timestamp(failure).isoformat() if failure is not None else None,
         kind="no failure", predictable=bool(predictable),
@@ -375,7 +386,7 @@ def _incident_score(s: _Scoring, inc: dict, failure_row: int | None) -> Incident
     item.kind = "new failure" if failure_row - onset <= s.config.merge_gap_minutes else "during a failure"
     item.onset = s.times[onset].isoformat()
     item.lead_minutes = _lead_time(s, onset)
-    item.warned = item.lead_minutes is not None and item.lead_minutes >= s.config.min_lead_minutes
+    item.warned = item.lead_minutes is not None and item.lead_minutes >= s.config.min_lead_minutes * s.config.step_minutes
     item.crossing_error = _crossing_errors(s, onset)
     return item
 
@@ -458,12 +469,12 @@ def _healthy_hours(s: _Scoring, incidents: Sequence[dict]) -> float:
         healthy[a:b] = False
     span = np.zeros(len(s.times), dtype=bool)
     span[s.first_scored : s.last_scored + 1] = True
-    return float((healthy & span).sum() / 60.0)
+    return float((healthy & span).sum() * s.config.step_minutes / 60.0)
 
 
 def _episode_stats(rows: list[tuple[int, float | None, dict]], config: TtfConfig) -> dict[str, Any]:
     leads = [lead for _, lead, _ in rows if lead is not None]
-    warned = sum(lead >= config.min_lead_minutes for lead in leads)
+    warned = sum(lead >= config.min_lead_minutes * config.step_minutes for lead in leads)
     out: dict[str, Any] = {
         "episodes": len(rows),
         #: Episodes whose lead time could be scored, and those warned at least ``min_lead_minutes`` ahead.

@@ -8,7 +8,8 @@ Channels, in order (:data:`forecasting.contract.FEATURES`):
 - one mask per target: 1 where the minute was observed, 0 where it was missing;
 - ``minute_sin, minute_cos``: minute of the hour (the load repeats hourly).
 
-Missing minutes: a gap of up to ``MAX_FILL_MINUTES`` is forward-filled (a scrape hiccup);
+Rows are frame steps: a minute, or the series' own step for coarse data (``step_minutes``); the
+window functions count rows. Missing rows: a gap of up to ``MAX_FILL_MINUTES`` rows is forward-filled (a scrape hiccup);
 a longer gap is set to the channel's training mean (0 after scaling) and its mask is 0, so
 the network is told, never silently fed zeros. Targets are never filled: a missing
 minute in the horizon is masked out of the loss and of every metric.
@@ -149,18 +150,20 @@ def split_origins(
     return Split(*parts)
 
 
-def lookback_minutes(input_minutes: int) -> int:
+def lookback_minutes(input_minutes: int, step_minutes: int = 1) -> int:
     """Minutes of history an input window of ``input_minutes`` reads: the window and the forward fill's lead-in."""
-    return input_minutes + MAX_FILL_MINUTES
+    return input_minutes + MAX_FILL_MINUTES * step_minutes
 
 
-def window_at(frame: pd.DataFrame, origin: pd.Timestamp, scaling: Scaling, input_minutes: int) -> np.ndarray:
-    """The single input window [1, L, F] whose input is the L minutes before ``origin``.
+def window_at(frame: pd.DataFrame, origin: pd.Timestamp, scaling: Scaling, input_steps: int, step_minutes: int = 1) -> np.ndarray:
+    """The single input window [1, L, F] whose input is the L steps before ``origin``.
 
-    ``frame`` must hold those minutes (missing ones as NaN rows); extra rows are ignored.
+    ``frame`` must hold those steps (missing ones as NaN rows); extra rows are ignored.
     """
-    minutes = pd.date_range(origin - pd.Timedelta(minutes=input_minutes), periods=input_minutes, freq="1min")
-    # MAX_FILL_MINUTES of lead-in lets a gap at the window's start be forward-filled as in training.
-    lead = pd.date_range(minutes[0] - pd.Timedelta(minutes=MAX_FILL_MINUTES), periods=MAX_FILL_MINUTES, freq="1min")
-    part = frame.reindex(lead.append(minutes))
+    freq = f"{step_minutes}min"
+    step = pd.Timedelta(minutes=step_minutes)
+    steps = pd.date_range(origin - input_steps * step, periods=input_steps, freq=freq)
+    # MAX_FILL_MINUTES rows of lead-in let a gap at the window's start be forward-filled as in training.
+    lead = pd.date_range(steps[0] - MAX_FILL_MINUTES * step, periods=MAX_FILL_MINUTES, freq=freq)
+    part = frame.reindex(lead.append(steps))
     return feature_matrix(part, scaling)[MAX_FILL_MINUTES:][None, :, :]

@@ -28,6 +28,7 @@ from serving.schemas import ErrorSchema
 from serving.runtime import Runtime, utc_now
 from serving.status_service import StatusService
 from telemetry import store
+from telemetry.frames import Cadence, cadence_for, service_cadence
 from telemetry.settings import Settings, get_settings
 from forecasting.windows import lookback_minutes
 
@@ -87,8 +88,15 @@ def create_app(
 
     clock = clock or utc_now
     db = db if db is not None else store.connect(settings, autostart=False, check=False)
-    models = ModelWatcher(settings, on_swap=lambda state: metrics.MODEL_SWAPS.inc())
-    cache = MinuteCache(db, settings, recent_minutes=180, overlap_minutes=2)
+    cache = MinuteCache(db, settings, recent_minutes=180, overlap_minutes=2, cadence=cadence_for(None, settings))
+
+    def on_swap(state: ModelState) -> None:
+        metrics.MODEL_SWAPS.inc()
+        if state.forecaster is not None:  # frames of the cadence the model was made for
+            card = state.forecaster.card
+            cache.set_cadence(Cadence(card.step_minutes, card.tolerance_s))
+
+    models = ModelWatcher(settings, on_swap=on_swap, step_minutes=settings.frame_minutes or None)
     cache.ensure_recent(lookback_minutes(settings.input_minutes))
 
     def on_update(snap) -> None:
@@ -97,6 +105,8 @@ def create_app(
 
     status = StatusService(settings, cache, models, clock, ttl_s=status_ttl_s, on_update=on_update)
     models.poll()  # the first model is loaded before the first request
+    if models.forecaster is None and not isinstance(db, _NoDatabase):
+        cache.set_cadence(_detected_cadence(db, settings))
     rt = Runtime(settings, db, cache, models, status, clock, background)
     app.extensions["pycemaker"] = rt
     app.extensions["pycemaker.api"] = api
@@ -160,6 +170,15 @@ def openapi_document(settings: Settings | None = None) -> dict:
     app = create_app(settings, background=False, db=_NoDatabase())
     with app.app_context():
         return app.extensions["pycemaker.api"].spec.to_dict()
+
+
+def _detected_cadence(db: Database, settings: Settings) -> Cadence:
+    """The cadence of the service's data, while no model says it (the settings' when the database cannot tell yet)."""
+    try:
+        return service_cadence(db, settings)
+    except store.DatabaseUnavailable as exc:
+        log.warning("cadence not detected (%s): the settings' until a model is loaded", exc)
+        return cadence_for(None, settings)
 
 
 class _NoDatabase:

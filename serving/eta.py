@@ -4,8 +4,8 @@
 - The expected crossing is the first forecast minute whose P50 health fails; the range comes
   from the band paths: the P10 path (pessimistic) crosses first, the P90 path (optimistic)
   last or not at all within the horizon. Quantiles never cross, so earliest <= expected <= latest.
-- A stream's contribution at a minute is its flag (0-3) over 12: the share of health it takes
-  away (health = 1 - sum(flags) / 12). The driver is the stream whose contribution rises most
+- A stream's contribution at a minute is its flag (0-3) over the largest flag sum (12 with four
+  streams): the share of health it takes away (health = 1 - sum(flags) / that sum). The driver is the stream whose contribution rises most
   from now to the crossing (ties: the larger contribution).
 """
 
@@ -20,7 +20,6 @@ import pandas as pd
 
 from forecasting.forecaster import Forecast
 from telemetry.catalogue import FLAG_NAMES, STREAM_COLUMNS, flag_inputs, flag_of
-from telemetry.health import MAX_FLAG_SUM
 from telemetry.settings import Settings
 
 #: The bands every response carries, whatever quantiles the model was trained on.
@@ -64,7 +63,8 @@ def forecast_flags(forecast: Forecast, index: int, settings: Settings) -> dict[s
     """Each health input's flag at one forecast minute, scored from the P50 stream forecasts."""
     cuts = settings.cuts()
     p50 = {name: float(bands(forecast, name)[index, 1]) for name in STREAM_COLUMNS}
-    return {name: float(flag_of(value, cuts[name])) for name, value in flag_inputs(p50).items()}
+    found = {name: float(flag_of(value, cuts[name])) for name, value in flag_inputs(p50, settings.stream_set).items()}
+    return {name: found.get(name) for name in FLAG_NAMES}
 
 
 def observed_flags(row: Mapping[str, float]) -> dict[str, float | None]:
@@ -87,13 +87,16 @@ class Driver:
     change: float | None
 
 
-def drivers(before: Mapping[str, float | None], at: Mapping[str, float | None]) -> tuple[str | None, list[Driver]]:
-    """Per-stream contributions at a minute and their change since ``before``; the driving stream first."""
+def drivers(
+    before: Mapping[str, float | None], at: Mapping[str, float | None], max_flag_sum: int
+) -> tuple[str | None, list[Driver]]:
+    """Per-input contributions at a minute (flag / ``max_flag_sum``, the health it takes away) and their change
+    since ``before``; the driving input first. Inputs the service does not have have no contribution."""
     rows = []
     for name in FLAG_NAMES:
         flag_at, flag_before = at.get(name), before.get(name)
-        contribution = None if flag_at is None else flag_at / MAX_FLAG_SUM
-        change = None if flag_at is None or flag_before is None else (flag_at - flag_before) / MAX_FLAG_SUM
+        contribution = None if flag_at is None else flag_at / max_flag_sum
+        change = None if flag_at is None or flag_before is None else (flag_at - flag_before) / max_flag_sum
         rows.append(Driver(name, flag_before, flag_at, contribution, change))
     rows.sort(key=lambda r: (r.change or 0.0, r.contribution or 0.0), reverse=True)
     top = rows[0]

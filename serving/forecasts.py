@@ -18,9 +18,8 @@ import pandas as pd
 
 from forecasting.forecaster import Forecast
 from serving.runtime import Runtime
-from telemetry.health import floor_minute
+from telemetry.health import floor_step
 
-MINUTE = pd.Timedelta(minutes=1)
 
 
 class NoModel(Exception):
@@ -49,16 +48,16 @@ class IntervalForecast:
     #: The first minute asked for (the origin, or a later ``start``) and the end (exclusive).
     first: pd.Timestamp
     stop: pd.Timestamp
-    #: Minutes forecast from the origin, and the model's own horizon.
+    #: Minutes forecast from the origin (whole frame steps), and the model's own horizon.
     total_minutes: int
     model_horizon_minutes: int
     #: Share of the input window's minutes with an observed health.
     input_coverage: float
 
 
-def minute_ceil(t: dt.datetime) -> dt.datetime:
-    floor = floor_minute(t)
-    return floor if floor == t else floor + dt.timedelta(minutes=1)
+def step_ceil(t: dt.datetime, step_minutes: int = 1) -> dt.datetime:
+    floor = floor_step(t, step_minutes)
+    return floor if floor == t else floor + dt.timedelta(minutes=step_minutes)
 
 
 def forecast_interval(
@@ -69,16 +68,18 @@ def forecast_interval(
     forecaster = rt.models.forecaster
     if forecaster is None:
         raise NoModel(rt.models.state.problem or "")
-    current = pd.Timestamp(floor_minute(now))
-    first = pd.Timestamp(floor_minute(start)) if start else current
+    minutes = forecaster.step_minutes
+    step = pd.Timedelta(minutes=minutes)
+    current = pd.Timestamp(floor_step(now, minutes))
+    first = pd.Timestamp(floor_step(start, minutes)) if start else current
     origin = min(first, current)  # a future start is forecast from now
     if end is None:
         end = (first + pd.Timedelta(minutes=horizon or forecaster.horizon_minutes)).to_pydatetime()
-    stop = pd.Timestamp(minute_ceil(end))
+    stop = pd.Timestamp(step_ceil(end, minutes))
     if stop <= first:
         raise BadInterval("end", f"must be after start ({first.isoformat()})")
-    total = int((stop - origin) / MINUTE)
-    if total > int(rt.settings.max_horizon_hours * 60):
+    total = int((stop - origin) / step)
+    if total * minutes > int(rt.settings.max_horizon_hours * 60):
         raise BadInterval("horizon" if horizon else "end", f"at most {rt.settings.max_horizon_hours:g} hours ahead of the "
                           f"origin {origin.isoformat()} (max_horizon_hours)")
 
@@ -89,15 +90,15 @@ def forecast_interval(
             result, frame = rt.status.forecast_from_current(snap, total), snap.frame
     if frame is None:
         frame = rt.cache.frame((origin - pd.Timedelta(minutes=forecaster.lookback_minutes)).to_pydatetime(), origin.to_pydatetime(), now)
-    window = frame[(frame.index >= origin - pd.Timedelta(minutes=forecaster.input_minutes)) & (frame.index < origin)]
-    coverage = float(window["health"].notna().sum()) / forecaster.input_minutes
+    window = frame[(frame.index >= origin - forecaster.input_steps * step) & (frame.index < origin)]
+    coverage = float(window["health"].notna().sum()) / forecaster.input_steps
     if coverage == 0:
         if origin == current:
             raise NoInput("no observed data in the model's input window: nothing to forecast from yet", True)
         raise NoInput(f"no observed data in the {forecaster.input_minutes} minutes before {origin.isoformat()}", False)
     if result is None:
         result = forecaster.forecast(frame, origin, total)
-    return IntervalForecast(result, first, stop, total, forecaster.horizon_minutes, coverage)
+    return IntervalForecast(result, first, stop, total * minutes, forecaster.horizon_minutes, coverage)
 
 
-__all__ = ["IntervalForecast", "NoModel", "BadInterval", "NoInput", "forecast_interval", "minute_ceil"]
+__all__ = ["IntervalForecast", "NoModel", "BadInterval", "NoInput", "forecast_interval", "step_ceil"]

@@ -25,13 +25,12 @@ import pandas as pd
 from pymongo.database import Database
 
 from telemetry import store
-from telemetry.catalogue import FLAG_NAMES, STREAM_COLUMNS, STREAMS
-from telemetry.frames import load_minute_frame
-from telemetry.health import floor_minute
+from telemetry.catalogue import FLAG_NAMES, STREAM_COLUMNS
+from telemetry.frames import Cadence, load_minute_frame
+from telemetry.health import floor_step
 from telemetry.settings import Settings
 
 UTC = dt.timezone.utc
-MINUTE = pd.Timedelta(minutes=1)
 HOUR = pd.Timedelta(hours=1)
 #: Minutes the recent frame keeps beyond a model's lookback (the minute under way, the status's look back).
 RECENT_MARGIN_MINUTES = 10
@@ -50,9 +49,12 @@ class MinuteCache:
         full_reload_s: float = 600.0,
         chunk_ttl_s: float = 900.0,
         max_chunks: int = 24 * 8,
+        cadence: Cadence | None = None,
     ):
         self.db = db
         self.settings = settings
+        #: How samples become frames (telemetry.frames.Cadence): the step and the as-of tolerance.
+        self.cadence = cadence or Cadence(1, settings.alignment_tolerance_s)
         self.recent_minutes = recent_minutes
         self.overlap = pd.Timedelta(minutes=overlap_minutes)
         self.full_reload_s = full_reload_s
@@ -67,6 +69,19 @@ class MinuteCache:
         self._latest: dict[str, dt.datetime | None] = {}
         self._searched_until: dict[str, dt.datetime] = {}
 
+    @property
+    def step_minutes(self) -> int:
+        return self.cadence.step_minutes
+
+    def set_cadence(self, cadence: Cadence) -> None:
+        """Frame the data another way (a model made for another cadence was swapped in): forget every frame."""
+        if cadence == self.cadence:
+            return
+        with self._refresh_lock, self._lock:
+            self.cadence = cadence
+            self._recent, self._recent_until = None, None
+            self._chunks.clear()
+
     # --- the recent span ------------------------------------------------------
     def ensure_recent(self, lookback_minutes: int) -> None:
         """Keep at least the ``lookback_minutes`` a model's input window reads (and a margin) in the recent frame."""
@@ -77,7 +92,7 @@ class MinuteCache:
 
         Samples after ``now`` are ignored, so a frame never depends on when it was read.
         """
-        start = pd.Timestamp(floor_minute(now)) - pd.Timedelta(minutes=self.recent_minutes - 1)
+        start = pd.Timestamp(floor_step(now, self.step_minutes)) - pd.Timedelta(minutes=self.recent_minutes - self.step_minutes)
         with self._refresh_lock:
             recent, until = self._recent, self._recent_until
             full = (
@@ -88,11 +103,11 @@ class MinuteCache:
                 or time.monotonic() - self._recent_full_at > self.full_reload_s
             )
             if full:
-                frame = load_minute_frame(self.db, start.to_pydatetime(), now, self.settings)
+                frame = load_minute_frame(self.db, start.to_pydatetime(), now, self.settings, self.cadence)
                 self._recent_full_at = time.monotonic()
             else:
-                tail_start = max(start, recent.index[-1] - self.overlap)
-                tail = load_minute_frame(self.db, tail_start.to_pydatetime(), now, self.settings)
+                tail_start = max(start, (recent.index[-1] - self.overlap).floor(f"{self.step_minutes}min"))
+                tail = load_minute_frame(self.db, tail_start.to_pydatetime(), now, self.settings, self.cadence)
                 kept = recent[(recent.index >= start) & (recent.index < tail_start)]
                 frame = pd.concat([kept, tail]) if len(kept) else tail
             self._recent, self._recent_until = frame, now
@@ -107,21 +122,22 @@ class MinuteCache:
 
     # --- any interval ----------------------------------------------------------
     def frame(self, start: dt.datetime, end: dt.datetime, now: dt.datetime, max_age_s: float = 5.0) -> pd.DataFrame:
-        """Minute frame for the minutes ``floor(start) <= m < end``; minutes after ``now`` are unknown (NaN).
+        """Frame of the steps ``floor(start) <= m < end``; steps after ``now`` are unknown (NaN).
 
         The recent part comes from the recent frame (re-read first if it is older than
-        ``max_age_s``); older minutes from hour chunks.
+        ``max_age_s``); older steps from hour chunks.
         """
-        minutes = pd.date_range(floor_minute(start), pd.Timestamp(end) - pd.Timedelta(microseconds=1), freq="1min", name="time")
+        minutes = pd.date_range(floor_step(start, self.step_minutes), pd.Timestamp(end) - pd.Timedelta(microseconds=1),
+                                freq=f"{self.step_minutes}min", name="time")
         if not len(minutes):
             return self._empty(minutes)
         recent, until = self._recent, self._recent_until
         if recent is None or until is None or until > now or (now - until).total_seconds() > max_age_s:
             recent = self.refresh(now)
-        recent_start = recent.index[0] if len(recent) else pd.Timestamp(floor_minute(now))
+        recent_start = recent.index[0] if len(recent) else pd.Timestamp(floor_step(now, self.step_minutes))
         parts = []
         if minutes[0] < recent_start:
-            parts.append(self._history(minutes[0], min(minutes[-1] + MINUTE, recent_start), now))
+            parts.append(self._history(minutes[0], min(minutes[-1] + pd.Timedelta(minutes=self.step_minutes), recent_start), now))
         if minutes[-1] >= recent_start:
             parts.append(recent[(recent.index >= minutes[0]) & (recent.index <= minutes[-1])])
         frame = pd.concat([p for p in parts if len(p)]) if any(len(p) for p in parts) else self._empty(minutes)
@@ -150,7 +166,7 @@ class MinuteCache:
         missing = [h for h in hours if h not in found]
         for run in _runs(missing):
             run_end = min(run[-1] + HOUR, pd.Timestamp(now))
-            frame = load_minute_frame(self.db, run[0].to_pydatetime(), run_end.to_pydatetime(), self.settings)
+            frame = load_minute_frame(self.db, run[0].to_pydatetime(), run_end.to_pydatetime(), self.settings, self.cadence)
             for hour in run:
                 chunk = frame[(frame.index >= hour) & (frame.index < hour + HOUR)]
                 found[hour] = chunk
@@ -175,7 +191,7 @@ class MinuteCache:
         last one seen, a short index range; the first search per stream looks back from ``now``.
         """
         out: dict[str, dt.datetime | None] = {}
-        for stream in STREAMS:
+        for stream in self.settings.stream_set:
             name = stream.collection
             known = self._latest.get(name)
             searched = self._searched_until.get(name)

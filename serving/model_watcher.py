@@ -44,15 +44,22 @@ class ModelState:
         return self.forecaster.version if self.forecaster else None
 
 
-def load_forecaster(models_dir: Path, version: str, settings: Settings) -> OnnxForecaster:
-    """Load a version and prove it honours the contract with one inference on a blank window."""
+def load_forecaster(models_dir: Path, version: str, settings: Settings, step_minutes: int | None = None) -> OnnxForecaster:
+    """Load a version and prove it honours the contract with one inference on a blank window.
+
+    ``step_minutes``: the frame step this worker must serve (setting ``frame_minutes``); a model made
+    for another step is refused.
+    """
     forecaster = OnnxForecaster(models_dir, version, settings)
     card = forecaster.card
     if tuple(card.features) != FEATURES or tuple(card.targets) != TARGETS:
         raise registry.RegistryError(f"model {version} was built for other channels ({card.features} -> {card.targets})")
-    blank = np.zeros((1, forecaster.input_minutes, len(FEATURES)), np.float32)
+    if step_minutes is not None and card.step_minutes != step_minutes:
+        raise registry.RegistryError(f"model {version} forecasts {card.step_minutes}-minute steps; this service's frames "
+                                     f"are {step_minutes}-minute (frame_minutes)")
+    blank = np.zeros((1, forecaster.input_steps, len(FEATURES)), np.float32)
     out = forecaster.predict_scaled(blank)
-    expected = (1, forecaster.horizon_minutes, len(TARGETS), len(forecaster.quantiles))
+    expected = (1, forecaster.horizon_steps, len(TARGETS), len(forecaster.quantiles))
     if out.shape != expected:
         raise registry.RegistryError(f"model {version} outputs {out.shape}, its card promises {expected}")
     if not np.isfinite(out).all():
@@ -73,8 +80,10 @@ def _signature(models_dir: Path, version: str) -> tuple:
 
 
 class ModelWatcher:
-    def __init__(self, settings: Settings, on_swap: Callable[[ModelState], None] | None = None):
+    def __init__(self, settings: Settings, on_swap: Callable[[ModelState], None] | None = None, step_minutes: int | None = None):
         self.settings = settings
+        #: The frame step this worker serves (None: any model's).
+        self.step_minutes = step_minutes
         self.models_dir = settings.models_dir
         self.on_swap = on_swap
         self._state = ModelState()
@@ -117,7 +126,7 @@ class ModelWatcher:
         if self._failed == (wanted, signature):
             return False  # already tried these very files
         try:
-            forecaster = load_forecaster(self.models_dir, wanted, self.settings)
+            forecaster = load_forecaster(self.models_dir, wanted, self.settings, self.step_minutes)
         except Exception as exc:  # a corrupt model must never take a worker down
             self._failed = (wanted, signature)
             if wanted == state.version:

@@ -287,6 +287,16 @@ class ModelStateSchema(Schema):
     quality = fields.Nested(QualitySchema, allow_none=True, metadata=_doc("How it scored in its training run (null: not recorded)."))
 
 
+class HealthRuleSchema(Schema):
+    streams = fields.List(fields.String(), metadata=_doc(
+        "The service's streams (setting `streams`): health is scored from these, and only these.", ["cpu", "memory", "requests", "response_time"]))
+    formula = fields.String(metadata=_doc(
+        "Health = 1 - sum of their flags / (3 x their number): with all four the original's / 12; with fewer, one stream at "
+        "flag 3 takes away more health, so a value means something else (docs/health.md).",
+        "1 - (cpu + memory + request_rate + response_time flags) / 12"))
+    step_minutes = fields.Integer(metadata=_doc("Minutes per frame step (1; or the data's own step, e.g. 5, for coarse data).", 1))
+
+
 class StatusSchema(Schema):
     state = fields.String(
         validate=validate.OneOf(STATES),
@@ -325,6 +335,7 @@ class StatusSchema(Schema):
     drivers = fields.List(fields.Nested(DriverSchema), metadata=_doc("Every health input, the driver first."))
     data = fields.Nested(DataFreshnessSchema)
     model = fields.Nested(ModelStateSchema)
+    health = fields.Nested(HealthRuleSchema, metadata=_doc("How health is scored for this service."))
 
 
 STATUS_EXAMPLE = {
@@ -354,6 +365,8 @@ STATUS_EXAMPLE = {
     "model": {"version": "20260301T090000Z-lstm-1a2b3c", "wanted": "20260301T090000Z-lstm-1a2b3c", "problem": None, "kind": "lstm",
               "trained_on": {"start": "2026-02-22T09:00:00+00:00", "end": "2026-03-01T09:00:00+00:00", "minutes": 10080},
               "quality": {"horizon_minutes": 60, "health_rmse": 0.041, "coverage": 0.79, "held_back": True}},
+    "health": {"streams": ["cpu", "memory", "requests", "response_time"],
+               "formula": "1 - (cpu + memory + request_rate + response_time flags) / 12", "step_minutes": 1},
 }
 
 

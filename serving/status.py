@@ -18,8 +18,8 @@ import pandas as pd
 from forecasting.forecaster import Forecast
 from serving import eta
 from serving.model_watcher import ModelState
-from telemetry.catalogue import FLAG_NAMES
-from telemetry.health import floor_minute, staleness
+from telemetry.catalogue import FLAG_NAMES, STREAMS_BY_COLLECTION
+from telemetry.health import floor_step, health_rule, staleness
 from telemetry.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,15 @@ def model_info(model: ModelState) -> ModelInfo:
 
 
 @dataclass(frozen=True)
+class HealthRule:
+    """Which streams health is scored from, and the formula: its meaning changes with their number."""
+
+    streams: list[str]
+    formula: str
+    step_minutes: int
+
+
+@dataclass(frozen=True)
 class Status:
     """What ``GET /api/v1/status`` returns (field by field: :class:`serving.schemas.StatusSchema`)."""
 
@@ -131,6 +140,7 @@ class Status:
     current: CurrentHealth
     data: DataFreshness
     model: ModelInfo
+    health: HealthRule
     predicted_current: PredictedCurrent | None = None
     time_to_failure: TimeToFailure | None = None
     horizon: Horizon | None = None
@@ -156,15 +166,16 @@ def compute_status(
     model: ModelState,
     now: dt.datetime,
     settings: Settings,
+    step_minutes: int = 1,
 ) -> tuple[Status, Forecast | None]:
     """The status and the forecast behind it.
 
-    ``frame``: the recent minute frame (telemetry.frames) up to ``now``; ``latest``: newest
-    sample per stream at or before ``now``.
+    ``frame``: the recent frame (telemetry.frames, steps of ``step_minutes``) up to ``now``; ``latest``:
+    newest sample of each configured stream at or before ``now``.
     """
     threshold = settings.failure_threshold
     now_ts = pd.Timestamp(now)
-    fresh = staleness(latest, now, settings)
+    fresh = staleness(latest, now, settings, step_minutes)
     known_times = [t for t in latest.values() if t is not None]
     status = Status(
         state=UNKNOWN,
@@ -172,13 +183,18 @@ def compute_status(
         detail="",
         as_of=now,
         threshold=threshold,
-        current=CurrentHealth(minute=floor_minute(now)),
+        current=CurrentHealth(minute=floor_step(now, step_minutes)),
         data=DataFreshness(max(known_times) if known_times else None, fresh.stale, fresh.since, list(fresh.streams)),
         model=model_info(model),
+        health=HealthRule([s.name for s in settings.stream_set], health_rule(settings), step_minutes),
     )
 
     if not known_times:
-        return _unknown(status, "no_data", "no samples in the database yet"), None
+        return _unknown(status, "no_data", f"no samples in the database yet (streams: {', '.join(settings.streams)})"), None
+    if fresh.never:
+        names = ", ".join(STREAMS_BY_COLLECTION[c].name for c in fresh.never)
+        return _unknown(status, "no_data", f"no_data: {names}: configured (streams) but no sample has arrived; "
+                                           "health needs every configured stream"), None
     if fresh.stale:
         since = f" since {fresh.since.isoformat()}" if fresh.since else ""
         return _unknown(status, "stale_data", f"stale data: {', '.join(fresh.streams)} silent{since}; current health is unknown"), None
@@ -198,7 +214,7 @@ def compute_status(
     forecast = None
     if forecaster is not None:
         try:
-            forecast = forecaster.forecast(frame, minute, forecaster.horizon_minutes)
+            forecast = forecaster.forecast(frame, minute)
         except Exception as exc:  # a model that fails at run time must not take the status down
             log.exception("forecast failed with model %s", forecaster.version)
             status = replace(status, model=replace(status.model, problem=f"forecast failed: {exc}"))
@@ -210,7 +226,7 @@ def compute_status(
             status = replace(
                 status,
                 predicted_current=PredictedCurrent(minute.to_pydatetime(), p10, p50, p90),
-                horizon=Horizon(len(forecast.times), (forecast.times[-1] + pd.Timedelta(minutes=1)).to_pydatetime()),
+                horizon=Horizon(forecaster.horizon_minutes, (forecast.times[-1] + pd.Timedelta(minutes=forecaster.step_minutes)).to_pydatetime()),
             )
 
     if health <= threshold:
@@ -242,7 +258,7 @@ def compute_status(
                          detail=f"health is expected to cross {threshold} at {expected.at.isoformat()} (in {_in(expected.seconds)})")
     else:
         index = int(np.argmin(health_bands[1:, 1])) + 1 if len(times) > 1 else 0
-        detail = f"no failure expected within the {len(times)}-minute horizon (to {status.horizon.end.isoformat()})"
+        detail = f"no failure expected within the {status.horizon.minutes}-minute horizon (to {status.horizon.end.isoformat()})"
         if earliest is not None:
             detail += f"; the pessimistic band crosses at {earliest.at.isoformat()}"
         status = replace(status, state=NO_FAILURE, detail=detail)
@@ -254,7 +270,7 @@ def _unknown(status: Status, reason: str, detail: str) -> Status:
 
 
 def _with_drivers(status: Status, before: Flags, at: Flags, minute: pd.Timestamp) -> Status:
-    driver, rows = eta.drivers(before, at)
+    driver, rows = eta.drivers(before, at, 3 * len(status.health.streams))
     rows = [replace(row, contribution=_r(row.contribution), change=_r(row.change)) for row in rows]
     return replace(status, driver=driver, drivers=rows, driver_minute=minute.to_pydatetime())
 
@@ -270,6 +286,6 @@ def _failing_streak(frame: pd.DataFrame, minute: pd.Timestamp, threshold: float)
     return after.index[0], eta.observed_flags(healthy.iloc[-1])
 
 
-__all__ = ["Status", "CurrentHealth", "PredictedCurrent", "TimeToFailure", "Horizon", "DataFreshness", "ModelInfo",
+__all__ = ["Status", "HealthRule", "CurrentHealth", "PredictedCurrent", "TimeToFailure", "Horizon", "DataFreshness", "ModelInfo",
            "TrainedOn", "Quality", "model_info",
            "STATES", "UNKNOWN_REASONS", "compute_status"]

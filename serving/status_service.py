@@ -106,7 +106,7 @@ class StatusService:
                     if model.forecaster is not None:  # the recent frame must hold the model's input window
                         self.cache.ensure_recent(model.forecaster.lookback_minutes)
                     frame = self.cache.refresh(now)
-                    status, forecast = compute_status(frame, latest, model, now, self.settings)
+                    status, forecast = compute_status(frame, latest, model, now, self.settings, self.cache.step_minutes)
                     body = json.dumps(_SCHEMA.dump(status), separators=(",", ":")).encode()
                     snap = Snapshot(key, time.monotonic(), body, status, forecast, frame, model, now)
             except DatabaseUnavailable as exc:
@@ -118,21 +118,21 @@ class StatusService:
             self.on_update(snap)
         return snap
 
-    def forecast_from_current(self, snap: Snapshot, horizon_minutes: int) -> Forecast | None:
-        """The snapshot's forecast, extended (rolled forward) to ``horizon_minutes`` if it is shorter."""
+    def forecast_from_current(self, snap: Snapshot, steps: int) -> Forecast | None:
+        """The snapshot's forecast, extended (rolled forward) to ``steps`` frame steps if it is shorter."""
         base = snap.forecast
         if base is None:
             return None
-        if horizon_minutes <= len(base.times):
-            return head(base, horizon_minutes)
+        if steps <= len(base.times):
+            return head(base, steps)
         forecaster = snap.model.forecaster if snap.model else None
         if forecaster is None or forecaster.version != base.model_version:
             return head(base, len(base.times))
-        key = (base.origin, base.model_version, snap.key, horizon_minutes)
+        key = (base.origin, base.model_version, snap.key, steps)
         with self._extended_lock:
             cached = self._extended.get(key)
         if cached is None:
-            cached = forecaster.forecast(snap.frame, base.origin, horizon_minutes)
+            cached = forecaster.forecast(snap.frame, base.origin, steps)
             with self._extended_lock:
                 self._extended[key] = cached
                 while len(self._extended) > EXTENDED_KEPT:

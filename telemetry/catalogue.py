@@ -23,6 +23,8 @@ CRITICITY_LABELS = ("low", "medium", "high", "critical")
 class Stream:
     """One metric stream: a MongoDB collection and the columns it yields."""
 
+    #: What people and settings call it (``PYCEMAKER_STREAMS=cpu,requests``).
+    name: str
     #: Collection name (the original's).
     collection: str
     #: Document fields holding values -> the frame column each becomes.
@@ -55,14 +57,15 @@ class Stream:
 
 
 CPU = Stream(
-    "cpu_usage", {"value": "cpu"}, flag="cpu", unit="ratio", flag_title="CPU",
+    "cpu", "cpu_usage", {"value": "cpu"}, flag="cpu", unit="ratio", flag_title="CPU",
     descriptions={"cpu": "CPU usage ratio 0-1."}, has_percent=True,
 )
 MEMORY = Stream(
-    "jvm_memory_usage", {"value": "memory"}, flag="memory", unit="ratio", flag_title="JVM memory",
+    "memory", "jvm_memory_usage", {"value": "memory"}, flag="memory", unit="ratio", flag_title="JVM memory",
     descriptions={"memory": "JVM memory usage ratio 0-1."}, has_percent=True,
 )
 REQUESTS = Stream(
+    "requests",
     "request_count",
     {"value_success": "req_success", "value_fail": "req_fail"},
     flag="request_rate",
@@ -71,12 +74,14 @@ REQUESTS = Stream(
     descriptions={"req_success": "Successful requests per second.", "req_fail": "Failed (5xx) requests per second."},
 )
 RESPONSE_TIME = Stream(
-    "response_time", {"value": "response_time"}, flag="response_time", unit="s", flag_title="Response time",
+    "response_time", "response_time", {"value": "response_time"}, flag="response_time", unit="s", flag_title="Response time",
     descriptions={"response_time": "Mean response time, seconds."},
 )
 
 STREAMS: tuple[Stream, ...] = (CPU, MEMORY, REQUESTS, RESPONSE_TIME)
 STREAMS_BY_COLLECTION = {s.collection: s for s in STREAMS}
+STREAMS_BY_NAME = {s.name: s for s in STREAMS}
+STREAM_NAMES: tuple[str, ...] = tuple(s.name for s in STREAMS)
 #: Every per-minute value column, in a fixed order (the model's stream channels).
 STREAM_COLUMNS: tuple[str, ...] = tuple(c for s in STREAMS for c in s.columns)
 #: The health inputs, in a fixed order.
@@ -84,9 +89,17 @@ FLAG_NAMES: tuple[str, ...] = tuple(s.flag for s in STREAMS)
 INCIDENTS_COLLECTION = "incidents"
 
 
-def flag_inputs(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Every health input (keyed by flag name) from stream columns: :meth:`Stream.flag_input` of each stream."""
-    return {s.flag: s.flag_input(values) for s in STREAMS}
+def streams_named(names: Sequence[str]) -> tuple[Stream, ...]:
+    """The streams called ``names`` (a service's configured subset), in the catalogue's order."""
+    unknown = [n for n in names if n not in STREAMS_BY_NAME]
+    if unknown or not names:
+        raise ValueError(f"unknown stream(s) {', '.join(unknown) or '(none given)'}: use some of {', '.join(STREAM_NAMES)}")
+    return tuple(s for s in STREAMS if s.name in names)
+
+
+def flag_inputs(values: Mapping[str, Any], streams: Sequence[Stream] = STREAMS) -> dict[str, Any]:
+    """The health inputs (keyed by flag name) of ``streams`` from stream columns (:meth:`Stream.flag_input`)."""
+    return {s.flag: s.flag_input(values) for s in streams}
 
 
 def flag_of(values: np.ndarray | float, cuts: Sequence[float]) -> np.ndarray:

@@ -1,35 +1,44 @@
-"""Health scoring, the original definition (see docs/health.md).
+"""Health scoring, the original definition, from the streams a service has (see docs/health.md).
 
-1. The four streams are sampled independently (every ~5-6 s, not in lockstep), so they
-   are first aligned on a common grid (``grid_seconds``): at each grid point a stream's
-   value is its latest sample at or before that point, if no older than
-   ``alignment_tolerance_s`` (an as-of join). Otherwise the stream is missing there.
-2. At each grid point where all four streams are present, each health input gets a
-   flag 0-3 (:func:`telemetry.catalogue.flag_of`) and health = 1 - sum(flags) / 12.
-3. Per-minute health is the mean over the minute's scored grid points. A minute with
-   none is unknown (NaN, reported as null), never healthy; ``coverage`` is the share
-   of the minute's grid points that were scored.
-4. A failure is a minute with health <= ``failure_threshold``.
+1. The streams are sampled independently (every ~5-6 s on the seed's app, not in lockstep), so
+   they are first aligned on a common grid (``grid_seconds``): at each grid point a stream's
+   value is its latest sample at or before that point, if no older than the alignment tolerance
+   (``alignment_tolerance_s``; for a service scraped less often, 1.5 scrape intervals:
+   :class:`telemetry.frames.Cadence`). Otherwise the stream is missing there.
+2. At each grid point where every configured stream (``settings.streams``) is present, each of
+   their health inputs gets a flag 0-3 (:func:`telemetry.catalogue.flag_of`) and
+   health = 1 - sum(flags) / (3 x the number of configured streams): with all four, the
+   original's 1 - sum / 12. With fewer, the same health value means something else (one stream
+   at flag 3 costs a quarter of the health with four streams, all of it with one): the status
+   states the rule in use (``health.streams``).
+3. Health per frame step (a minute, or the series' own step for coarser data: ``step_minutes``)
+   is the mean over the step's scored grid points. A step with none is unknown (NaN, reported as
+   null), never healthy; ``coverage`` is the share of the step's grid points that were scored.
+4. A failure is a step with health <= ``failure_threshold``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from telemetry.catalogue import FLAG_NAMES, STREAMS, flag_inputs, flag_of
+from telemetry.catalogue import FLAG_NAMES, Stream, flag_inputs, flag_of
 from telemetry.settings import Settings
 
 UTC = dt.timezone.utc
-MAX_FLAG_SUM = 3 * len(FLAG_NAMES)
 
 
 def floor_minute(t: dt.datetime) -> dt.datetime:
     return t.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def floor_step(t: dt.datetime, step_minutes: int = 1) -> dt.datetime:
+    """The start of the ``step_minutes`` bin holding ``t`` (bins aligned on the epoch, so on the hour for divisors of 60)."""
+    return pd.Timestamp(t).tz_convert(UTC).floor(f"{step_minutes}min").to_pydatetime()
 
 
 def grid(start: dt.datetime, end: dt.datetime, seconds: float) -> pd.DatetimeIndex:
@@ -40,12 +49,14 @@ def grid(start: dt.datetime, end: dt.datetime, seconds: float) -> pd.DatetimeInd
     return pd.date_range(first, pd.Timestamp(end) - pd.Timedelta(microseconds=1), freq=step, name="time")
 
 
-def align(samples: Mapping[str, pd.DataFrame], points: pd.DatetimeIndex, tolerance_s: float) -> pd.DataFrame:
-    """As-of join of every stream onto ``points``: one column per stream value, NaN where missing."""
+def align(
+    samples: Mapping[str, pd.DataFrame], points: pd.DatetimeIndex, tolerance_s: float, streams: Sequence[Stream]
+) -> pd.DataFrame:
+    """As-of join of ``streams`` onto ``points``: one column per stream value, NaN where missing."""
     left = pd.DataFrame({"time": points})
     tolerance = pd.Timedelta(seconds=tolerance_s)
     out = pd.DataFrame(index=points)
-    for stream in STREAMS:
+    for stream in streams:
         frame = samples.get(stream.collection)
         if frame is None or frame.empty:
             for column in stream.columns:
@@ -60,45 +71,53 @@ def align(samples: Mapping[str, pd.DataFrame], points: pd.DatetimeIndex, toleran
 
 
 def flags(aligned: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-    """Flag 0-3 per health input and grid point (NaN where that input is missing)."""
+    """Flag 0-3 per configured health input and grid point (NaN where that input is missing)."""
     cuts = settings.cuts()
     out = pd.DataFrame(index=aligned.index)
-    for name, value in flag_inputs(aligned).items():
+    for name, value in flag_inputs(aligned, settings.stream_set).items():
         out[name] = flag_of(np.asarray(value, dtype=float), cuts[name])
     return out
 
 
 def health_from_flags(flag_frame: pd.DataFrame) -> pd.Series:
-    """1 - sum(flags)/12 where every input is present, else NaN."""
-    total = flag_frame[list(FLAG_NAMES)].sum(axis=1, min_count=len(FLAG_NAMES))
-    return 1.0 - total / MAX_FLAG_SUM
+    """1 - sum(flags) / (3 x inputs) where every input of the frame is present, else NaN."""
+    total = flag_frame.sum(axis=1, min_count=flag_frame.shape[1])
+    return 1.0 - total / (3 * flag_frame.shape[1])
 
 
 def minute_health(
-    samples: Mapping[str, pd.DataFrame], start: dt.datetime, end: dt.datetime, settings: Settings
+    samples: Mapping[str, pd.DataFrame],
+    start: dt.datetime,
+    end: dt.datetime,
+    settings: Settings,
+    step_minutes: int = 1,
+    tolerance_s: float | None = None,
 ) -> pd.DataFrame:
-    """Per-minute health over ``[floor(start), end)``.
+    """Health per step over ``[floor(start), end)`` (per minute by default).
 
-    Columns: ``health`` (NaN when unknown), ``coverage`` (0..1), and the mean flag of
-    each health input (``flag_cpu``, ``flag_memory``, ``flag_request_rate``, ``flag_response_time``).
-    Index: every minute of the interval, tz-aware UTC, missing minutes included.
+    Columns: ``health`` (NaN when unknown), ``coverage`` (0..1), and the mean flag of each health
+    input (``flag_cpu``, ``flag_memory``, ``flag_request_rate``, ``flag_response_time``; NaN for an
+    input the service does not have). Index: every step of the interval, tz-aware UTC, missing ones
+    included. ``tolerance_s``: the as-of tolerance (default ``alignment_tolerance_s``).
     """
-    minutes = pd.date_range(
-        floor_minute(start), pd.Timestamp(end) - pd.Timedelta(microseconds=1), freq="1min", name="time"
+    freq = f"{step_minutes}min"
+    steps = pd.date_range(
+        floor_step(start, step_minutes), pd.Timestamp(end) - pd.Timedelta(microseconds=1), freq=freq, name="time"
     )
-    points = grid(minutes[0], end, settings.grid_seconds) if len(minutes) else pd.DatetimeIndex([], tz=UTC)
-    aligned = align(samples, points, settings.alignment_tolerance_s)
+    tolerance = settings.alignment_tolerance_s if tolerance_s is None else tolerance_s
+    points = grid(steps[0], end, settings.grid_seconds) if len(steps) else pd.DatetimeIndex([], tz=UTC)
+    aligned = align(samples, points, tolerance, settings.stream_set)
     flag_frame = flags(aligned, settings)
     scored = flag_frame.assign(health=health_from_flags(flag_frame))
-    bins = scored.index.floor("1min")
-    per_minute = scored.groupby(bins).mean()
+    bins = scored.index.floor(freq)
+    per_step = scored.groupby(bins).mean()
     counts = scored["health"].notna().groupby(bins).sum()
     expected = scored["health"].groupby(bins).size()
-    result = pd.DataFrame(index=minutes)
-    result["health"] = per_minute["health"].reindex(minutes)
-    result["coverage"] = (counts / expected).reindex(minutes).fillna(0.0)
+    result = pd.DataFrame(index=steps)
+    result["health"] = per_step["health"].reindex(steps)
+    result["coverage"] = (counts / expected).reindex(steps).fillna(0.0)
     for name in FLAG_NAMES:
-        result[f"flag_{name}"] = per_minute[name].reindex(minutes)
+        result[f"flag_{name}"] = per_step[name].reindex(steps) if name in per_step else np.nan
     return result
 
 
@@ -108,20 +127,31 @@ def is_failure(health: pd.Series | np.ndarray | float, settings: Settings) -> np
     return np.where(np.isnan(arr), False, arr <= settings.failure_threshold)
 
 
+def health_rule(settings: Settings) -> str:
+    """The formula in use, for people: ``1 - (cpu + memory + request_rate + response_time flags) / 12``."""
+    names = " + ".join(s.flag for s in settings.stream_set)
+    return f"1 - ({names} flags) / {settings.max_flag_sum}"
+
+
 @dataclass(frozen=True)
 class Staleness:
-    """Whether current health can be trusted: every stream must have spoken recently."""
+    """Whether current health can be trusted: every configured stream must have spoken recently."""
 
     stale: bool
     #: The last sample of the longest-silent stream (None when fresh, or when it never spoke).
     since: dt.datetime | None
-    #: Streams that are silent beyond the limit (or empty).
+    #: Streams that are silent beyond the limit (or never spoke), by collection.
     streams: tuple[str, ...]
+    #: Of those, the streams that never spoke at all.
+    never: tuple[str, ...] = ()
 
 
-def staleness(latest: Mapping[str, dt.datetime | None], now: dt.datetime, settings: Settings) -> Staleness:
-    limit = dt.timedelta(seconds=settings.staleness_limit_s)
+def staleness(latest: Mapping[str, dt.datetime | None], now: dt.datetime, settings: Settings, step_minutes: int = 1) -> Staleness:
+    """Silent streams: no sample for ``staleness_limit_s`` (or two frame steps, for coarse data), or none ever."""
+    limit_s = settings.staleness_limit_s if step_minutes == 1 else max(settings.staleness_limit_s, 2 * 60 * step_minutes)
+    limit = dt.timedelta(seconds=limit_s)
     silent = tuple(sorted(name for name, t in latest.items() if t is None or now - t > limit))
+    never = tuple(name for name in silent if latest[name] is None)
     silent_times = [latest[name] for name in silent if latest[name] is not None]
     since = min(silent_times) if silent_times else None
-    return Staleness(stale=bool(silent), since=since, streams=silent)
+    return Staleness(stale=bool(silent), since=since, streams=silent, never=never)

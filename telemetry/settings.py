@@ -47,6 +47,17 @@ class Settings:
     #: Server selection / connect timeout: a database that is down fails fast.
     mongo_timeout_ms: int = 2000
 
+    # --- The service's streams ----------------------------------------------
+    #: Which of the catalogue's streams this service has (cpu, memory, requests, response_time): health is
+    #: scored from these (docs/health.md), and one that never arrives is reported by name.
+    streams: tuple[str, ...] = ("cpu", "memory", "requests", "response_time")
+    #: Minutes per frame step (0: follow the data: a minute for streams scraped at least once a minute, the
+    #: series' own spacing for coarser data, such as 5 for 5-minute CloudWatch exports).
+    frame_minutes: int = 0
+    #: Seconds between two scrapes of a stream (0: follow the data). Samples count at grid points up to
+    #: 1.5 scrape intervals later (``alignment_tolerance_s`` at the least); see telemetry/frames.py.
+    scrape_interval_s: float = 0.0
+
     # --- Health definition (the original's, thresholds in one place) -----
     #: Cut points, each compared with ``<=``: flag 0 if v <= c0, 1 if <= c1, 2 if <= c2, else 3.
     cpu_cuts: tuple[float, float, float] = (0.25, 0.50, 0.75)
@@ -96,7 +107,7 @@ class Settings:
     # --- Warnings ------------------------------------------------------------
     #: A warning: the P50 health forecast crosses the failure threshold within ``warning_minutes``,
     #: in ``warning_hold_minutes`` consecutive minutes' forecasts (the PycemakerFailurePredictedSoon
-    #: alert, deploy/prometheus/alerts.yml; scored by evaluation/ttf.py).
+    #: alert, deploy/prometheus/alerts.yml; scored by forecasting/warnings.py).
     warning_minutes: int = 30
     warning_hold_minutes: int = 2
 
@@ -139,6 +150,18 @@ class Settings:
     simulator_seed: int = 42
 
     log_level: str = "INFO"
+
+    @property
+    def stream_set(self) -> tuple:
+        """The configured streams (:class:`telemetry.catalogue.Stream`), in the catalogue's order."""
+        from telemetry.catalogue import streams_named
+
+        return streams_named(self.streams)
+
+    @property
+    def max_flag_sum(self) -> int:
+        """The largest sum of flags of the configured streams (3 each): 12 with all four."""
+        return 3 * len(self.stream_set)
 
     def cuts(self) -> dict[str, tuple[float, ...]]:
         """Cut points per health input, keyed like :mod:`telemetry.catalogue`'s flag names."""
@@ -216,6 +239,10 @@ def _holds_secret(name: str, value: Any) -> bool:
 
 
 def _validate(s: Settings) -> None:
+    try:
+        s.stream_set
+    except ValueError as exc:
+        raise SettingsError(f"streams: {exc}") from None
     for name, cuts in s.cuts().items():
         if list(cuts) != sorted(cuts) or len(set(cuts)) != len(cuts):
             raise SettingsError(f"{name}_cuts must be strictly increasing, got {cuts}")
@@ -233,6 +260,8 @@ def _validate(s: Settings) -> None:
     unknown = sorted(set(s.candidate_kinds) - set(CANDIDATE_KINDS))
     if unknown or not s.candidate_kinds:
         raise SettingsError(f"candidate_kinds: {', '.join(unknown) or 'none given'}; known: {', '.join(CANDIDATE_KINDS)}")
+    if s.frame_minutes < 0 or s.scrape_interval_s < 0:
+        raise SettingsError("frame_minutes and scrape_interval_s must be 0 (follow the data) or positive")
     if s.min_history_minutes < 2:
         raise SettingsError("min_history_minutes must be at least 2")
     if s.warning_minutes <= 0 or s.warning_hold_minutes < 1:

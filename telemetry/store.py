@@ -169,9 +169,11 @@ def _number(value: Any) -> float:
         return np.nan
 
 
-def read_samples(db: Database, start: dt.datetime, end: dt.datetime) -> dict[str, pd.DataFrame]:
-    """Every stream's samples over ``[start, end)``, keyed by collection."""
-    return {s.collection: read_stream(db, s, start, end) for s in STREAMS}
+def read_samples(
+    db: Database, start: dt.datetime, end: dt.datetime, streams: Sequence[Stream] = STREAMS
+) -> dict[str, pd.DataFrame]:
+    """The samples of ``streams`` (default: every stream) over ``[start, end)``, keyed by collection."""
+    return {s.collection: read_stream(db, s, start, end) for s in streams}
 
 
 #: Spans a newest-sample search looks back over, widening, before it asks without a lower bound: a sorted
@@ -216,19 +218,49 @@ def _newest(db: Database, stream: Stream, after: dt.datetime | None, before: dt.
     return doc["time_series"].astimezone(UTC) if doc else None
 
 
-def newest_sample_times(db: Database, before: dt.datetime | None = None) -> dict[str, dt.datetime | None]:
-    """The newest sample at or before ``before`` (None: any) per stream, keyed by collection (None: empty)."""
-    return {s.collection: newest_sample_time(db, s, before) for s in STREAMS}
+def newest_sample_times(
+    db: Database, before: dt.datetime | None = None, streams: Sequence[Stream] = STREAMS
+) -> dict[str, dt.datetime | None]:
+    """The newest sample at or before ``before`` (None: any) of each of ``streams``, keyed by collection (None: empty)."""
+    return {s.collection: newest_sample_time(db, s, before) for s in streams}
 
 
-def data_range(db: Database) -> tuple[dt.datetime, dt.datetime] | None:
-    """The span covered by any stream: (oldest sample, newest sample), or None if empty."""
-    lasts = [t for t in newest_sample_times(db).values() if t is not None]
+def recent_spacing_s(
+    db: Database, streams: Sequence[Stream] = STREAMS, samples: int = 20,
+    newest_times: Mapping[str, dt.datetime | None] | None = None,
+) -> float | None:
+    """The slowest stream's median spacing between its newest samples (up to ``samples``), in seconds (None: too few).
+
+    Bounded reads: the last hour before the newest sample, widened to a day or a week only for sparse data.
+    ``newest_times``: each stream's newest sample by collection, when the caller knows them already.
+    """
+    spacings = []
+    try:
+        for stream in streams:
+            newest = newest_times[stream.collection] if newest_times is not None else newest_sample_time(db, stream)
+            if newest is None:
+                continue
+            for span in (dt.timedelta(hours=1), dt.timedelta(days=1), dt.timedelta(days=7)):
+                docs = db[stream.collection].find(
+                    {"time_series": {"$gte": newest - span, "$lte": newest}}, {"_id": 0, "time_series": 1}
+                ).sort("time_series", -1).limit(samples)
+                times = np.array([d["time_series"].timestamp() for d in docs])
+                if len(times) > 2:
+                    spacings.append(float(np.median(-np.diff(times))))
+                    break
+    except PyMongoError as exc:
+        raise unavailable(db, exc) from exc
+    return max(spacings) if spacings else None
+
+
+def data_range(db: Database, streams: Sequence[Stream] = STREAMS) -> tuple[dt.datetime, dt.datetime] | None:
+    """The span covered by any of ``streams``: (oldest sample, newest sample), or None if empty."""
+    lasts = [t for t in newest_sample_times(db, streams=streams).values() if t is not None]
     if not lasts:
         return None
     firsts = []
     try:
-        for s in STREAMS:
+        for s in streams:
             first = db[s.collection].find_one({}, {"time_series": 1}, sort=[("time_series", 1)])
             if first:
                 firsts.append(first["time_series"])

@@ -28,7 +28,7 @@ from forecasting.seasonality import Season, detect_season
 from forecasting.windows import Scaling, feature_matrix, target_values
 from telemetry.settings import Settings
 from training import scoring
-from training.data import RunPlan, plan_run
+from training.data import RunPlan, frame_step_minutes, plan_run, steps
 from training.export import ExportReport
 from training.provenance import git_commit, package_versions
 
@@ -47,6 +47,9 @@ class RunData:
 
     frame: pd.DataFrame
     plan: RunPlan
+    #: Minutes per row (a minute, or the data's own step for coarse data), and the as-of tolerance of its health.
+    step_minutes: int
+    tolerance_s: float
     #: [rows, T] targets in original units (NaN where missing), their scaling, scaled, and the model inputs [rows, F].
     values: np.ndarray
     scaling: Scaling
@@ -54,25 +57,33 @@ class RunData:
     features: np.ndarray
     season: Season
 
-    def data_range(self, input_minutes: int) -> dict[str, Any]:
+    def steps(self, minutes: int) -> int:
+        """Whole rows in ``minutes`` (at least one)."""
+        return steps(minutes, self.step_minutes)
+
+    def data_range(self, input_steps: int) -> dict[str, Any]:
         """The minutes the blocks cover (ISO-8601 UTC), for the card."""
-        index, plan = self.frame.index, self.plan
+        index, plan, step = self.frame.index, self.plan, pd.Timedelta(minutes=self.step_minutes)
         out: dict[str, Any] = {
-            "start": index[0].isoformat(), "end": (index[-1] + pd.Timedelta(minutes=1)).isoformat(),
-            "minutes": int(len(index)), "plan": plan.name,
-            "fit": {"start": index[0].isoformat(), "end": (index[plan.fit_end - 1] + pd.Timedelta(minutes=1)).isoformat()},
+            "start": index[0].isoformat(), "end": (index[-1] + step).isoformat(),
+            "minutes": int(len(index) * self.step_minutes), "plan": plan.name,
+            "fit": {"start": index[0].isoformat(), "end": (index[plan.fit_end - 1] + step).isoformat()},
         }
         if len(plan.test):
-            out["test"] = {"start": index[plan.test[0] - input_minutes].isoformat(), "windows": int(len(plan.test))}
+            out["test"] = {"start": index[plan.test[0] - input_steps].isoformat(), "windows": int(len(plan.test))}
         return out
 
 
 def run_data(frame: pd.DataFrame, settings: Settings) -> RunData:
-    plan = plan_run(len(frame), settings)
+    step = frame_step_minutes(frame)
+    plan = plan_run(len(frame), settings, step)
     values = target_values(frame)
     scaling = Scaling.fit(values[: plan.fit_end])
-    return RunData(frame, plan, values, scaling, scaling.transform(values), feature_matrix(frame, scaling),
-                   detect_season(values[: plan.fit_end]))
+    gate = min(steps(settings.gate_horizon_minutes, step), steps(settings.horizon_minutes, step))
+    season = detect_season(values[: plan.fit_end], cadence_minutes=step, horizon_steps=gate)
+    cadence = frame.attrs.get("cadence")
+    tolerance = cadence.tolerance_s if cadence is not None else settings.alignment_tolerance_s
+    return RunData(frame, plan, step, tolerance, values, scaling, scaling.transform(values), feature_matrix(frame, scaling), season)
 
 
 @dataclass
@@ -94,23 +105,24 @@ class Candidate:
     windows: Any = None
 
     @property
-    def input_minutes(self) -> int:
-        return self.card.input_minutes
+    def input_steps(self) -> int:
+        return self.card.input_steps
 
 
 #: The longest input window a baseline reads (its weights are [T, L, H] floats in the ONNX file).
 MAX_BASELINE_INPUT = 1440
 
 
-def baseline_input_minutes(kind: str, data: RunData, settings: Settings) -> int:
-    """A baseline's input window: the settings' L, or more when the season needs it, at most the history.
+def baseline_input_steps(kind: str, data: RunData, settings: Settings) -> int:
+    """A baseline's input window in rows: the settings' L, or more when the season needs it, at most the history.
 
     Seasonal naive needs one whole season; damped ETS estimates the seasonal profile from the window,
     so it reads up to four seasons (at most :data:`MAX_BASELINE_INPUT` minutes, and never less than one).
     """
-    season = data.season.steps() or 0
-    seasons = 1 if kind == linear.SEASONAL_NAIVE else max(1, min(4, MAX_BASELINE_INPUT // season)) if season else 1
-    return min(max(settings.input_minutes, season * seasons), data.plan.rows)
+    season = data.season.steps(data.step_minutes) or 0
+    longest = data.steps(MAX_BASELINE_INPUT)
+    seasons = 1 if kind == linear.SEASONAL_NAIVE else max(1, min(4, longest // season)) if season else 1
+    return min(max(data.steps(settings.input_minutes), season * seasons), data.plan.rows)
 
 
 def _windows(features: np.ndarray, origins: np.ndarray, input_minutes: int) -> np.ndarray:
@@ -129,8 +141,8 @@ def build_baseline(kind: str, data: RunData, settings: Settings, workdir: Path) 
     from training.linear_export import export_linear
 
     began = time.perf_counter()
-    L, H, quantiles = baseline_input_minutes(kind, data, settings), settings.horizon_minutes, tuple(settings.quantiles)
-    season = data.season.steps()
+    L, H, quantiles = baseline_input_steps(kind, data, settings), data.steps(settings.horizon_minutes), tuple(settings.quantiles)
+    season = data.season.steps(data.step_minutes)
     model = linear.fit_linear(kind, data.features, data.targets_scaled, data.plan.fit_end, L, H,
                               season if season and season <= L else None, quantiles)
 
@@ -151,7 +163,7 @@ def build_baseline(kind: str, data: RunData, settings: Settings, workdir: Path) 
     onnx_path = workdir / f"{kind}.onnx"
     report = export_linear(model, onnx_path, _windows(data.features, parity_origins, L), threads=settings.onnx_threads)
     card = _card(
-        kind, settings, data, L, source, {},
+        kind, settings, data, L, H, source, {},
         metrics={**(chooser.metrics if chooser is not None else {}), "test": test.metrics if test is not None else {},
                  "season": data.season.to_dict()},
         training={"seconds": round(time.perf_counter() - began, 2), "fit": model.params, "season_steps": model.season_steps},
@@ -190,7 +202,7 @@ def build_lstm(
 
     def validate(scaled, part, source=None, offsets=None) -> scoring.Validation:
         return scoring.validate(scaled, windows.values, part.origins, windows.scaling, tuple(settings.quantiles),
-                                settings.input_minutes, settings, health_source=source, health_offsets=offsets)
+                                windows.input_minutes, settings, health_source=source, health_offsets=offsets)
 
     # Validation chooses the health source and calibrates the health quantiles on its residuals ...
     val_scaled, test_scaled = predict(windows.validation), predict(windows.test)
@@ -201,10 +213,10 @@ def build_lstm(
     test = validate(test_scaled, windows.test, raw.health_source, offsets)
     scored = time.perf_counter()
     onnx_path = workdir / "lstm.onnx"
-    report = export_and_verify(fitted.model, onnx_path, windows.test.inputs, settings.horizon_minutes, len(TARGETS),
+    report = export_and_verify(fitted.model, onnx_path, windows.test.inputs, windows.horizon_minutes, len(TARGETS),
                                len(settings.quantiles), threads=settings.onnx_threads)
     card = _card(
-        "lstm", settings, data, settings.input_minutes, validation.health_source,
+        "lstm", settings, data, windows.input_minutes, windows.horizon_minutes, validation.health_source,
         calibration.to_card(offsets, len(windows.validation)),
         metrics={
             **validation.metrics,
@@ -233,20 +245,23 @@ def build_lstm(
     return Candidate("lstm", onnx_path, card, report, test, validation=validation, fit=fitted, windows=windows)
 
 
-def _card(kind: str, settings: Settings, data: RunData, input_minutes: int, health_source: str,
+def _card(kind: str, settings: Settings, data: RunData, input_steps: int, horizon_steps: int, health_source: str,
           calibration_entry: dict, *, metrics: dict, training: dict, onnx: dict) -> registry.ModelCard:
     return registry.ModelCard(
         version=registry.new_version(suffix=f"{kind}-{secrets.token_hex(3)}"),
         created_at=dt.datetime.now(UTC).isoformat(timespec="seconds"),
         kind=kind,
-        input_minutes=input_minutes,
-        horizon_minutes=settings.horizon_minutes,
+        step_minutes=data.step_minutes,
+        tolerance_s=data.tolerance_s,
+        streams=list(settings.streams),
+        input_minutes=input_steps * data.step_minutes,
+        horizon_minutes=horizon_steps * data.step_minutes,
         quantiles=list(settings.quantiles),
         features=list(FEATURES),
         targets=list(TARGETS),
         scaling=data.scaling.to_dict(),
         health_source=health_source,
-        data_range=data.data_range(input_minutes),
+        data_range=data.data_range(input_steps),
         calibration=calibration_entry,
         metrics=metrics,
         training={**training, "git_commit": git_commit(), "packages": package_versions()},
@@ -254,5 +269,5 @@ def _card(kind: str, settings: Settings, data: RunData, input_minutes: int, heal
     )
 
 
-__all__ = ["RunData", "RunStopped", "Candidate", "run_data", "build_baseline", "build_lstm", "baseline_input_minutes",
+__all__ = ["RunData", "RunStopped", "Candidate", "run_data", "build_baseline", "build_lstm", "baseline_input_steps",
            "in_sample_origins"]

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from telemetry import frames, store
-from telemetry.health import floor_minute
+from telemetry.catalogue import STREAMS
+from telemetry.health import floor_step
 from telemetry.settings import Settings
 from forecasting.windows import split_origins
 from training.datamodule import FRACTIONS, NotEnoughData, WindowDataModule, minimum_minutes
@@ -19,9 +20,10 @@ from training.fit import FitConfig
 log = logging.getLogger(__name__)
 
 
-def newest_sample_time(db) -> dt.datetime | None:
-    """The newest sample of any stream (:func:`telemetry.store.newest_sample_times`: bounded queries)."""
-    known = [t for t in store.newest_sample_times(db).values() if t is not None]
+def newest_sample_time(db, settings: Settings | None = None) -> dt.datetime | None:
+    """The newest sample of any of the service's streams (:func:`telemetry.store.newest_sample_times`: bounded queries)."""
+    streams = settings.stream_set if settings is not None else STREAMS
+    known = [t for t in store.newest_sample_times(db, streams=streams).values() if t is not None]
     return max(known) if known else None
 
 
@@ -31,30 +33,49 @@ def connect_store(settings: Settings):
 
 
 def load_training_frame(db, settings: Settings, days: float, end: dt.datetime | None = None) -> pd.DataFrame:
-    """The last ``days`` of whole minutes in the store (up to ``end``, a whole minute, when given), as a
-    per-minute frame.
+    """The last ``days`` of whole steps in the store (up to ``end`` when given), as a frame of the service's streams.
 
-    The newest minute may still be filling, so it is left out; minutes before the first
-    scored one (the store holds less than ``days``) are trimmed.
+    The frame cadence follows the data (:func:`telemetry.frames.service_cadence`: a minute for streams
+    scraped at least once a minute, the series' own step for coarser data), and is kept in the frame's
+    ``attrs["cadence"]``. The newest step may still be filling, so it is left out; steps before the
+    first scored one are trimmed.
     """
+    newest = store.newest_sample_times(db, streams=settings.stream_set)  # once: past data makes this a scan
+    known_newest = [t for t in newest.values() if t is not None]
+    if not known_newest:
+        raise NotEnoughData(f"no samples of {', '.join(settings.streams)} in the database: run `pycemaker simulate`, "
+                            "`pycemaker collect` or `pycemaker import-csv` first")
+    cadence = frames.service_cadence(db, settings, newest)
+    step = cadence.step_minutes
     if end is None:
-        newest = newest_sample_time(db)
-        if newest is None:
-            raise NotEnoughData("no samples in the database: run `pycemaker simulate` or `pycemaker collect` first")
-        end = floor_minute(newest)
+        end = max(known_newest)
+    end = floor_step(end, step)
     start = end - dt.timedelta(days=days)
-    log.info("reading %s .. %s from the store", start.isoformat(), end.isoformat())
-    frame = frames.load_minute_frame(db, start, end, settings)
+    log.info("reading %s .. %s from the store (%d-minute steps)", start.isoformat(), end.isoformat(), step)
+    frame = frames.load_minute_frame(db, start, end, settings, cadence)
     known = frame.index[frame["health"].notna()]
     if len(known) == 0:
-        raise NotEnoughData(f"no scorable minute between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M}")
-    # The first scored minute may have begun mid-minute: start at the next one.
-    return frame.loc[known[0] + pd.Timedelta(minutes=1) :]
+        raise NotEnoughData(f"no scorable step between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M}")
+    # The first scored step may have begun mid-step: start at the next one.
+    frame = frame.loc[known[0] + pd.Timedelta(minutes=step) :].copy()
+    frame.attrs["cadence"] = cadence
+    return frame
+
+
+def frame_step_minutes(frame: pd.DataFrame) -> int:
+    """The step of a regular frame, in minutes (a minute for a frame too short to tell)."""
+    return int((frame.index[1] - frame.index[0]) / pd.Timedelta(minutes=1)) if len(frame) > 1 else 1
+
+
+def steps(minutes: int, step_minutes: int) -> int:
+    """Whole steps in ``minutes`` (at least one)."""
+    return max(1, minutes // step_minutes)
 
 
 def window_data(frame: pd.DataFrame, settings: Settings, config: FitConfig) -> WindowDataModule:
+    step = frame_step_minutes(frame)
     return WindowDataModule(
-        frame, settings.input_minutes, settings.horizon_minutes,
+        frame, steps(settings.input_minutes, step), steps(settings.horizon_minutes, step),
         batch_size=config.batch_size, train_stride=config.train_stride, seed=config.seed,
     )
 
@@ -83,19 +104,19 @@ class RunPlan:
         return "full" if self.lstm else "short" if len(self.test) else "fit only"
 
 
-def plan_run(rows: int, settings: Settings) -> RunPlan:
-    """The plan for a frame of ``rows`` minutes (see :class:`RunPlan`); NotEnoughData below ``min_history_minutes``."""
-    L, H = settings.input_minutes, settings.horizon_minutes
-    if rows < settings.min_history_minutes:
+def plan_run(rows: int, settings: Settings, step_minutes: int = 1) -> RunPlan:
+    """The plan for a frame of ``rows`` steps (see :class:`RunPlan`); NotEnoughData below ``min_history_minutes``."""
+    L, H = steps(settings.input_minutes, step_minutes), steps(settings.horizon_minutes, step_minutes)
+    if rows * step_minutes < settings.min_history_minutes:
         raise NotEnoughData(
-            f"{rows} minutes of history; a first model needs at least {settings.min_history_minutes} "
-            f"(min_history_minutes), and the LSTM {minimum_minutes(L, H)}"
+            f"{rows * step_minutes} minutes of history; a first model needs at least {settings.min_history_minutes} "
+            f"(min_history_minutes), and the LSTM {minimum_minutes(L, H) * step_minutes}"
         )
     if rows >= minimum_minutes(L, H):
         split = split_origins(rows, L, H, FRACTIONS)
         fit_end = int(round(FRACTIONS[0] * rows))
         return RunPlan(rows, fit_end, split.validation, split.test, lstm=True)
-    gate = min(settings.gate_horizon_minutes, H)
+    gate = min(steps(settings.gate_horizon_minutes, step_minutes), H)
     test_start = max(int(0.7 * rows), L)
     if rows - gate >= test_start:
         return RunPlan(rows, test_start, np.empty(0, int), np.arange(test_start, rows - gate + 1), lstm=False)

@@ -230,7 +230,7 @@ class _Run:
     def _lstm_minimum(self) -> int:
         from training.datamodule import minimum_minutes
 
-        return minimum_minutes(self.settings.input_minutes, self.settings.horizon_minutes)
+        return minimum_minutes(self.data.steps(self.settings.input_minutes), self.data.steps(self.settings.horizon_minutes)) * self.data.step_minutes
 
     def _build(self, kind: str, build) -> None:
         try:
@@ -249,7 +249,8 @@ class _Run:
         by_version = {c.card.version: c for c in self.candidates}
         outside = champion if champion and champion not in by_version else None
         champion_card = registry.read_card(settings.models_dir, outside) if outside else None
-        longest = max([c.input_minutes for c in self.candidates] + ([champion_card.input_minutes] if champion_card else []))
+        longest = max([c.input_steps for c in self.candidates] + ([champion_card.input_steps] if champion_card else []))
+        gate = data.steps(settings.gate_horizon_minutes)
         origins = data.plan.test[data.plan.test >= longest]
         entries: list[selection.Entry] = []
         if len(origins):
@@ -261,7 +262,7 @@ class _Run:
                     champion_entry_values = (values[:, :, HEALTH, :], tuple(card.quantiles))
                 except scoring.NotComparable as exc:
                     log.warning("the champion %s cannot be scored on this run's windows: %s", outside, exc)
-            leads = min([settings.gate_horizon_minutes] + [f.shape[1] for f in forecasts.values()]
+            leads = min([gate] + [f.shape[1] for f in forecasts.values()]
                         + ([champion_entry_values[0].shape[1]] if champion_entry_values else []))
             actual = scoring.horizon_actuals(data.values, origins, leads)[:, :, HEALTH]
             medians = [f[:, :leads, median_index(quantiles)] for f in forecasts.values()]
@@ -271,7 +272,8 @@ class _Run:
 
             def scored(health, levels) -> selection.Scores:
                 return selection.score(health, scoring.horizon_actuals(data.values, origins, health.shape[1])[:, :, HEALTH],
-                                       data.frame.index, data.frame["health"].to_numpy(), origins, mask, levels, settings)
+                                       data.frame.index, data.frame["health"].to_numpy(), origins, mask, levels, settings,
+                                       step_minutes=data.step_minutes)
 
             for c in self.candidates:
                 entries.append(selection.Entry(c.kind, c.card.version, scored(forecasts[c.card.version], quantiles),
@@ -288,12 +290,12 @@ class _Run:
                 if v is None:
                     s = selection.Scores(0, 0, float("nan"), float("nan"), held_back=False)
                 else:
-                    leads = min(settings.gate_horizon_minutes, v.actual.shape[1])
+                    leads = min(gate, v.actual.shape[1])
                     health = v.health()
                     actual = v.actual[:, :, HEALTH]
                     mask = metrics.common_mask(actual[:, :leads], health[:, :leads, median_index(quantiles)])
                     s = selection.score(health, actual, data.frame.index, data.frame["health"].to_numpy(), v.origins, mask,
-                                        quantiles, settings, held_back=False)
+                                        quantiles, settings, held_back=False, step_minutes=data.step_minutes)
                 entries.append(selection.Entry(c.kind, c.card.version, s, c.export.parity_ok, champion=c.card.version == champion))
             if champion_card is not None:
                 entries.insert(0, selection.Entry(champion_card.kind, outside, selection.Scores(0, 0, float("nan"), float("nan"),

@@ -82,7 +82,7 @@ def validate(
     origins: np.ndarray,
     scaling: Scaling,
     quantiles: tuple[float, ...],
-    input_minutes: int,
+    input_steps: int,
     settings: Settings,
     health_source: str | None = None,
     health_offsets: np.ndarray | None = None,
@@ -98,8 +98,8 @@ def validate(
     forecast = to_original(scaled, scaling, "direct", settings, health_offsets)
     derived = calibration.apply(derive_health(forecast, settings), health_offsets)
     actual = horizon_actuals(values, origins, horizon)
-    naive = baselines.seasonal_naive(values, origins, input_minutes, horizon, season=min(baselines.SEASON_MINUTES, input_minutes))
-    persist = baselines.persistence(values, origins, input_minutes, horizon)
+    naive = baselines.seasonal_naive(values, origins, input_steps, horizon, season=min(baselines.SEASON_MINUTES, input_steps))
+    persist = baselines.persistence(values, origins, input_steps, horizon)
     v = Validation(origins, forecast, actual, naive, persist, tuple(quantiles), derived)
     mid = median_index(v.quantiles)
 
@@ -181,6 +181,9 @@ def registry_model_values(
     card = forecaster.card
     if list(card.features) != list(FEATURES) or list(card.targets) != list(TARGETS):
         raise NotComparable("its card lists other input features or targets than this trainer builds")
-    if len(origins) and (origins < card.input_minutes).any():
+    steps = (frame.index[1] - frame.index[0]) / pd.Timedelta(minutes=1) if len(frame) > 1 else card.step_minutes
+    if card.step_minutes != steps:
+        raise NotComparable(f"it forecasts {card.step_minutes}-minute steps, this data has {steps:g}-minute steps")
+    if len(origins) and (origins < card.input_steps).any():
         raise NotComparable(f"its input ({card.input_minutes} min) reaches before the data")
     return forecaster.forecast_batch(frame, origins), card

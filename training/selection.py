@@ -103,6 +103,7 @@ def score(
     settings: Settings,
     *,
     held_back: bool = True,
+    step_minutes: int = 1,
 ) -> Scores:
     """Scores of health quantiles ``health`` [N, H, Q] against ``actual_health`` [N, H] on ``mask`` [N, G].
 
@@ -114,14 +115,13 @@ def score(
     band, actual = health[:, :g], actual_health[:, :g]
     rmse = metrics.rmse(band[:, :, mid], actual, mask)
     coverage = metrics.coverage(band[:, :, 0], band[:, :, -1], actual, mask)
-    out = Scores(len(origins), g, rmse, coverage, held_back=held_back)
+    out = Scores(len(origins), g * step_minutes, rmse, coverage, held_back=held_back)
     if len(origins) < 2:
         return out
-    config = TtfConfig.from_settings(settings)
-    config = TtfConfig(**{**asdict(config), "horizon_minutes": health.shape[1]})
+    config = TtfConfig(**{**asdict(TtfConfig.from_settings(settings, step_minutes)), "horizon_minutes": health.shape[1]})
     result = score_warnings("candidate", times, frame_health, [], origins, health[:, :, mid], config)
     episodes = result.episodes["scheduled"]
-    return Scores(len(origins), g, rmse, coverage, episodes["scored"], episodes["warned"], result.false_alarms,
+    return Scores(len(origins), g * step_minutes, rmse, coverage, episodes["scored"], episodes["warned"], result.false_alarms,
                   result.healthy_hours, held_back)
 
 

@@ -78,7 +78,7 @@ def predicted_data(hours: str):
     rt = runtime()
     span = parse_hours(hours, rt.settings.max_horizon_hours, "max_horizon_hours")
     snap = _snapshot()
-    forecast = rt.status.forecast_from_current(snap, max(1, int(round(span * 60))))
+    forecast = rt.status.forecast_from_current(snap, max(1, int(round(span * 60 / rt.cache.step_minutes))))
     if forecast is None:
         if rt.models.forecaster is None:
             no_model(rt.models.state.problem)
@@ -105,7 +105,7 @@ def current_health(hours: str):
     rt = runtime()
     span = parse_hours(hours, rt.settings.max_horizon_hours, "max_horizon_hours")
     snap = _snapshot()
-    forecast = rt.status.forecast_from_current(snap, max(1, int(round(span * 60))))
+    forecast = rt.status.forecast_from_current(snap, max(1, int(round(span * 60 / rt.cache.step_minutes))))
     status = snap.status
     return {
         "current_health": status.current.health,

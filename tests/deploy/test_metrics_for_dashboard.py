@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from serving import metrics
 from serving.eta import Crossing
-from serving.status import CurrentHealth, DataFreshness, ModelInfo, PredictedCurrent, Status, TimeToFailure
+from serving.status import CurrentHealth, HealthRule, DataFreshness, ModelInfo, PredictedCurrent, Status, TimeToFailure
 from telemetry.catalogue import FLAG_NAMES
 
 UTC = dt.timezone.utc
@@ -32,6 +32,7 @@ def status(**changes) -> Status:
         time_to_failure=TimeToFailure(Crossing(minute, 600.0), Crossing(minute, 300.0), None),
         data=DataFreshness(NOW - dt.timedelta(seconds=4), False, None, []),
         model=ModelInfo("20260301T090000Z-abc123", "20260301T090000Z-abc123", None),
+        health=HealthRule(["cpu", "memory", "requests", "response_time"], "1 - (...) / 12", 1),
     )
     return replace(out, **changes)
 

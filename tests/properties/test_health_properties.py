@@ -23,7 +23,7 @@ POINTS = grid(T0, END, S.grid_seconds)
 
 def point_health(samples) -> pd.Series:
     """Health at every 5-second grid point (NaN where some input is missing)."""
-    return health_from_flags(flags(align(samples, POINTS, S.alignment_tolerance_s), S))
+    return health_from_flags(flags(align(samples, POINTS, S.alignment_tolerance_s, S.stream_set), S))
 
 
 @PROPERTY
@@ -48,7 +48,7 @@ def test_health_is_within_0_and_1_or_unknown_and_unknown_means_no_coverage(sampl
 @given(samples=stream_samples())
 def test_alignment_takes_the_latest_sample_at_or_before_each_point_within_the_tolerance(samples):
     """Against a brute-force as-of join: never a sample from the future, never one older than the tolerance."""
-    aligned = align(samples, POINTS, S.alignment_tolerance_s)
+    aligned = align(samples, POINTS, S.alignment_tolerance_s, S.stream_set)
     tolerance = pd.Timedelta(seconds=S.alignment_tolerance_s)
     for collection, frame in samples.items():
         for column in STREAMS_BY_COLLECTION[collection].columns:

@@ -177,7 +177,8 @@ def test_a_stream_missing_entirely_makes_the_status_unknown_and_names_it(setting
     _write(db, docs)
     result = _read_all(settings, make_app)
     status = result["/api/v1/status"][1]
-    assert (status["state"], status["reason"]) == ("unknown", "stale_data")
+    # A configured stream that never arrived is named: no data, not stale data (it never spoke).
+    assert (status["state"], status["reason"]) == ("unknown", "no_data") and status["detail"].startswith("no_data: response_time")
     assert status["data"]["stale_streams"] == ["response_time"] and status["data"]["stale_since"] is None
     assert all(h is None for h in _health(result))
     flags = [p["flags"] for p in result["/api/v1/health"][1]["points"] if p["flags"]["cpu"] is not None]

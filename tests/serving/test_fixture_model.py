@@ -23,7 +23,10 @@ def test_the_format_1_fixture_serves_status_and_forecasts(scenario_settings, mak
     client = make_app(settings, Clock(at("21:02:20"))).test_client()
 
     status = client.get("/api/v1/status").get_json()
-    assert status["model"] == {"version": version, "wanted": version, "problem": None}
+    assert {k: status["model"][k] for k in ("version", "wanted", "problem")} == {"version": version, "wanted": version, "problem": None}
+    # A format-1 card has no kind: it is an LSTM; its history is its data range; it has no run scores.
+    assert status["model"]["kind"] == "lstm" and status["model"]["trained_on"]["minutes"] == 2880
+    assert status["model"]["quality"] is None
     assert status["state"] in ("failure_predicted", "no_failure_within_horizon")
     assert status["horizon"]["minutes"] == 180
     assert 0.0 <= status["predicted_current"]["p10"] <= status["predicted_current"]["p50"] <= status["predicted_current"]["p90"] <= 1.0

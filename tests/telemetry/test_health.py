@@ -79,7 +79,7 @@ def test_alignment_of_unsynchronised_streams_uses_the_latest_sample_within_toler
     samples = steady(1)
     samples[CPU.collection] = stream(0, 20, 4, cpu=[0.1, 0.9, 0.1, 0.9])  # a sample every 20 s
     points = grid(T0, T0 + dt.timedelta(minutes=1), 5)
-    aligned = align(samples, points, tolerance_s=12)
+    aligned = align(samples, points, 12, S.stream_set)
     # At 25 s the latest CPU sample is from 20 s (0.9); at 35 s it is 15 s old: beyond tolerance.
     assert aligned.loc[pd.Timestamp(T0) + pd.Timedelta(seconds=25), "cpu"] == 0.9
     assert np.isnan(aligned.loc[pd.Timestamp(T0) + pd.Timedelta(seconds=35), "cpu"])
