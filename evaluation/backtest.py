@@ -147,9 +147,9 @@ def default_warmup(series: EvalSeries, methods: Sequence[Method]) -> int:
     """Rows of history every method needs before the first origin."""
     need = [2 * series.season_steps, series.steps(24 * 60)]  # baselines' bands: a day of history
     for m in methods:
-        card = getattr(m, "card", None) if hasattr(m, "runner") and series.multivariate else None
+        card = getattr(m, "card", None) if hasattr(m, "runner") and series.frames else None
         if card is not None:
-            need.append(card.input_minutes + 5)
+            need.append(card.input_steps + 5)
         if m.name == "sarimax" and not series.multivariate:
             need.append(3 * series.season_steps)
     return max(need)

@@ -17,10 +17,11 @@ UTC = dt.timezone.utc
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from evaluation.forecasters import METHOD_NAMES
+    from evaluation.forecasters import BACKTEST_METHODS as METHOD_NAMES
 
     p = sub.add_parser("backtest", help="rolling-origin backtest of the registry's models against baselines (markdown, JSON, PNG)")
-    p.add_argument("--start", help="first minute (ISO 8601 with a zone; default: the oldest sample, or --days before --end)")
+    p.add_argument("--start", help="first forecast origin (ISO 8601 with a zone; default: after the warm-up, or --days "
+                                   "before --end); what is stored before it is history the methods may read")
     p.add_argument("--end", help="end (ISO 8601 with a zone; default: the newest sample)")
     p.add_argument("--days", type=float, help="length of the range ending at --end")
     p.add_argument("--simulate-seed", type=int, help="backtest a range simulated in memory with this seed instead of the database")
@@ -48,6 +49,8 @@ def _time(text: str | None, name: str) -> dt.datetime | None:
 
 
 def run_backtest(args: argparse.Namespace, settings: Settings) -> int:
+    import pandas as pd
+
     from evaluation import backtest, forecasters, report, series as series_mod, ttf
 
     horizons = tuple(int(h) for h in args.horizons.split(",") if h.strip())
@@ -69,7 +72,8 @@ def run_backtest(args: argparse.Namespace, settings: Settings) -> int:
         end = end or span[1] + dt.timedelta(minutes=1)
         if start is None and args.days:
             start = end - dt.timedelta(days=args.days)
-        found = series_mod.from_store(db, settings, start, end, season_minutes=args.season_minutes)
+        # Everything stored before the first origin is history the methods may read (their warm-up).
+        found = series_mod.from_store(db, settings, None, end, season_minutes=args.season_minutes)
     if not found:
         log.error("nothing to backtest in that range")
         return 1
@@ -81,9 +85,12 @@ def run_backtest(args: argparse.Namespace, settings: Settings) -> int:
     out = Path(args.out)
     payload: dict = {"series": []}
     for s in found:
+        warmup = backtest.default_warmup(s, methods)
+        if start is not None and args.simulate_seed is None:
+            warmup = max(warmup, int(s.frame.index.searchsorted(pd.Timestamp(start))))
         try:
             result = backtest.run_backtest(s, methods, origins=args.origins, horizon_minutes=max(horizons),
-                                           progress=not args.no_progress)
+                                           warmup=warmup, progress=not args.no_progress)
         except ValueError as exc:
             log.error("%s", exc)
             return 1

@@ -11,6 +11,8 @@ The backtest hands each method only that history, so no method can peek past the
 | ``seasonal_naive`` | same step one season ago | all | empirical, as above |
 | ``sarimax`` | SARIMAX(1,0,1)(0,1,0,season), statsmodels, refit per origin on the last 3 h (minute data) or 3 seasons | health on minute frames (the original's), the stream on a single series | Gaussian 80% interval |
 | ``autoets`` | statsforecast: MSTL on the season, AutoETS on the rest (statsforecast's ETS allows seasons of at most 24 steps) | all | 80% interval |
+| ``served`` | the registry's current model, whatever its kind (what the API serves) | as its kind | the model's quantiles |
+| ``fracast`` | Fracast-0 (PyPI ``fracast``), a pretrained zero-shot forecaster, each channel on its own (evaluation only) | all | its P10 and P90 |
 | ``lstm``, ``ets_model``, ``seasonal_naive_model`` | the registry's models of each kind from one training run (the LSTM, the damped-trend ETS and seasonal naive baselines of forecasting/linear.py), run by onnxruntime exactly as the API runs them | the six targets, minute frames only | the model's quantiles |
 """
 
@@ -141,7 +143,7 @@ class SarimaxMethod:
     failures: int = 0
 
     def channels(self, series: EvalSeries) -> tuple[str, ...]:
-        return ("health",) if series.multivariate else series.channels
+        return ("health",) if series.multivariate else tuple(c for c in series.channels if c != "health")
 
     def forecast(self, history: pd.DataFrame, horizon: int, series: EvalSeries) -> np.ndarray:
         out = _empty(horizon, series)
@@ -301,7 +303,7 @@ class RegistryMethod:
         return [self.runner.quantiles.index(q) for q in QUANTILES]
 
     def channels(self, series: EvalSeries) -> tuple[str, ...]:
-        return tuple(c for c in series.channels if c in TARGETS) if series.multivariate else ()
+        return tuple(c for c in series.channels if c in TARGETS) if series.frames else ()
 
     def forecast(self, history: pd.DataFrame, horizon: int, series: EvalSeries) -> np.ndarray:
         out = _empty(horizon, series)
@@ -323,9 +325,9 @@ class RegistryMethod:
         window holds only the ``input_minutes`` before its origin.
         """
         runner = self.runner
-        if horizon > runner.horizon_minutes:
-            raise ValueError(f"batched forecasts go up to the model's horizon ({runner.horizon_minutes} min)")
-        L = runner.input_minutes
+        if horizon > runner.horizon_steps:
+            raise ValueError(f"batched forecasts go up to the model's horizon ({runner.horizon_steps} steps)")
+        L = runner.input_steps
         if origins.min() < L:
             raise ValueError(f"{self.name} needs {L} minutes of input before each origin")
         features = feature_matrix(frame, runner.scaling)
@@ -357,7 +359,62 @@ def registry_methods(settings: Settings, version: str | None = None) -> list[Reg
     return [RegistryMethod(settings.models_dir, v, settings, name=KIND_COLUMNS.get(k, k)) for k, v in members]
 
 
-METHOD_NAMES = ("persistence", "seasonal_naive", "sarimax", "autoets", *KIND_COLUMNS.values())
+# --- Fracast-0, a pretrained zero-shot forecaster (evaluation only) ---------------------------
+
+
+@dataclass
+class FracastMethod:
+    """Fracast-0 (PyPI ``fracast``, Apache-2.0): 85k parameters, weights inside the wheel, zero-shot.
+
+    Each channel on its own, from the last ``context`` steps of history (it reads up to 2 048); its
+    9 quantiles include the P10, P50 and P90. Evaluation only: it needs torch, serving never imports it.
+    """
+
+    name: str = "fracast"
+    context: int = 2048
+    _model: object = field(default=None, repr=False)
+
+    def channels(self, series: EvalSeries) -> tuple[str, ...]:
+        return series.channels
+
+    @property
+    def model(self):
+        if self._model is None:
+            import os
+
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the bundled weights; never a download
+            import torch
+            from fracast import FracastModel
+
+            torch.set_num_threads(1)
+            self._model = FracastModel.from_pretrained()
+        return self._model
+
+    def forecast(self, history: pd.DataFrame, horizon: int, series: EvalSeries) -> np.ndarray:
+        out = _empty(horizon, series)
+        context = history[list(series.channels)].to_numpy(dtype=float)[-self.context :].T  # [C, T]
+        usable = [c for c in range(len(series.channels)) if np.isfinite(context[c]).sum() >= 8]
+        if not usable:
+            return out
+        levels = list(self.model.quantiles)
+        picked = [levels.index(q) for q in QUANTILES]
+        forecast = self.model.forecast(context[usable].astype(np.float32), horizon=horizon)  # [C, H, 9]
+        for i, c in enumerate(usable):
+            out[:, c, :] = forecast[i][:, picked]
+        return out
+
+
+def served_method(settings: Settings, version: str | None = None) -> RegistryMethod | None:
+    """The registry's current model (or ``version``), whatever its kind, as the column ``served``."""
+    from forecasting import registry
+
+    version = version or registry.current_version(settings.models_dir)
+    return RegistryMethod(settings.models_dir, version, settings, name="served") if version else None
+
+
+METHOD_NAMES = ("persistence", "seasonal_naive", "sarimax", "autoets", *KIND_COLUMNS.values(), "served", "fracast")
+#: ``pycemaker backtest``'s default: every method but Fracast-0 (evaluation only, slower).
+BACKTEST_METHODS = tuple(m for m in METHOD_NAMES if m != "fracast")
 
 
 def build_methods(names: tuple[str, ...], settings: Settings, model_version: str | None = None) -> list[Method]:
@@ -372,6 +429,14 @@ def build_methods(names: tuple[str, ...], settings: Settings, model_version: str
             methods.append(SarimaxMethod())
         elif name == "autoets":
             methods.append(AutoEtsMethod())
+        elif name == "fracast":
+            methods.append(FracastMethod())
+        elif name == "served":
+            served = served_method(settings, model_version)
+            if served is None:
+                log.warning("no model in %s: the served column is left out (run `pycemaker train --once`)", settings.models_dir)
+            else:
+                methods.append(served)
         elif name in KIND_COLUMNS.values():
             if name in from_registry:
                 methods.append(from_registry[name])
@@ -382,5 +447,5 @@ def build_methods(names: tuple[str, ...], settings: Settings, model_version: str
     return methods
 
 
-__all__ = ["QUANTILES", "Method", "NaiveMethod", "SarimaxMethod", "AutoEtsMethod", "RegistryMethod", "KIND_COLUMNS",
-           "registry_methods", "build_methods", "METHOD_NAMES"]
+__all__ = ["QUANTILES", "Method", "NaiveMethod", "SarimaxMethod", "AutoEtsMethod", "RegistryMethod", "FracastMethod",
+           "KIND_COLUMNS", "registry_methods", "served_method", "build_methods", "METHOD_NAMES", "BACKTEST_METHODS"]

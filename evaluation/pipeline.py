@@ -34,6 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from evaluation import backtest, forecasters, report, series as series_mod, ttf
+from evaluation.bars import quality_bars
 from evaluation.document import render
 from evaluation.nab import NAB_DIR, NAB_FILES
 from forecasting import registry
@@ -112,15 +113,7 @@ def train_model(settings: Settings, config: EvaluationConfig) -> dict[str, Any]:
             log.info("simulating the training week (seed %d) into a temporary server", seed)
             simulator.write(db, simulator.simulate(start, TRAIN_END, seed, settings), settings)
             db.client.close()
-            cmd = [sys.executable, "-m", "pycemaker", "train", "--once"] + (["--quick"] if config.quick_train else [])
-            env = dict(os.environ, MONGO_URI=server.uri, PYCEMAKER_DATABASE="evaluation_train",
-                       PYCEMAKER_MODELS_DIR=str(Path(settings.models_dir).resolve()), PYTHONPATH=str(REPO))
-            log.info("training: %s", " ".join(cmd[1:]))
-            proc = subprocess.run(cmd, cwd=REPO, env=env)
-            if proc.returncode == 4:
-                log.warning("the run promoted nothing (the current model stayed); the current model is evaluated")
-            elif proc.returncode != 0:
-                raise RuntimeError(f"`pycemaker train --once` exited with {proc.returncode}")
+            _train_subprocess(db_settings, ["--quick"] if config.quick_train else [])
         finally:
             server.stop()
     return {
@@ -209,85 +202,64 @@ def run_ablation(held: backtest.BacktestResult, ttf_results: Sequence[ttf.TtfRes
 # --- 5. real data -----------------------------------------------------------------------------
 
 
-def run_nab(settings: Settings, config: EvaluationConfig, version: str | None) -> list[tuple[str, backtest.BacktestResult]]:
-    """Import each NAB file into its own database of a temporary server, then backtest what the store holds."""
+#: What the NAB backtests compare: the served model, the LSTM of the same run (trained from scratch on the
+#: series), the baselines, SARIMAX and Fracast-0.
+NAB_METHODS = ("served", "lstm", "ets_model", "seasonal_naive", "persistence", "autoets", "sarimax", "fracast")
+#: The share of each NAB series the champion run is trained on; the rest is backtested.
+NAB_TRAIN_SHARE = 0.7
+
+
+def run_nab(settings: Settings, config: EvaluationConfig) -> list[tuple[str, backtest.BacktestResult]]:
+    """Each NAB file imported into its own database (``pycemaker import-csv``'s code), a champion run trained on its
+    first 70% (``pycemaker train --once --end T``, the service configured with that one stream), then every
+    method backtested from T on: the ``served`` column is whatever the run promoted."""
     from telemetry import store
+    from telemetry.catalogue import STREAMS_BY_COLLECTION
     from telemetry.embedded import open_server
     from telemetry.importer import import_csv
 
-    methods = [m for m in config.methods if m not in forecasters.KIND_COLUMNS.values()]
+    methods = tuple(m for m in NAB_METHODS if m in config.methods or m in ("served", "lstm", "ets_model"))
     out = []
     with tempfile.TemporaryDirectory(prefix="pycemaker-eval-nab-") as tmp:
         server = open_server(Path(tmp) / "db", port=0)
         try:
             for name, spec in NAB_FILES.items():
-                db_settings = dataclasses.replace(settings, mongo_uri=server.uri, database="nab_" + name.split(".")[0][-6:])
+                short = name.removesuffix(".csv")
+                stream = STREAMS_BY_COLLECTION[spec.stream].name
+                db_settings = dataclasses.replace(settings, mongo_uri=server.uri, database="nab_" + short[-6:],
+                                                  models_dir=Path(tmp) / "models" / short, streams=(stream,))
                 db = store.connect(db_settings, autostart=False)
                 import_csv(db, config.nab_dir / name, spec.stream, db_settings, scale=spec.scale)
-                found = series_mod.from_store(db, db_settings)
+                (series,) = series_mod.from_store(db, db_settings)
                 db.client.close()
-                for s in found:
-                    s.name = name.removesuffix(".csv")
-                    built = forecasters.build_methods(tuple(methods), settings, version)
-                    out.append((s.name, backtest.run_backtest(s, built, origins=config.nab_origins,
-                                                              horizon_minutes=max(config.horizons), progress=config.progress,
-                                                              workers=config.workers)))
+                series.name = short
+                index = series.frame.index
+                split = int(NAB_TRAIN_SHARE * len(index))
+                train_end = index[split].to_pydatetime()
+                days = (train_end - index[0].to_pydatetime()).total_seconds() / 86400
+                _train_subprocess(db_settings, ["--end", train_end.isoformat(), "--days", f"{days:.4f}"])
+                built = forecasters.build_methods(methods, db_settings)
+                out.append((short, backtest.run_backtest(series, built, origins=config.nab_origins, warmup=split,
+                                                         horizon_minutes=max(config.horizons), progress=config.progress,
+                                                         workers=config.workers)))
         finally:
             server.stop()
     return out
 
 
+def _train_subprocess(settings: Settings, args: list[str]) -> None:
+    """``pycemaker train --once`` in its own process (this one never imports torch), on ``settings``' database and registry."""
+    cmd = [sys.executable, "-m", "pycemaker", "train", "--once", "--no-progress", *args]
+    env = dict(os.environ, MONGO_URI=settings.mongo_uri, PYCEMAKER_DATABASE=settings.database,
+               PYCEMAKER_MODELS_DIR=str(Path(settings.models_dir).resolve()), PYCEMAKER_STREAMS=",".join(settings.streams),
+               PYTHONPATH=str(REPO))
+    log.info("training %s: %s", settings.database, " ".join(cmd[3:]))
+    proc = subprocess.run(cmd, cwd=REPO, env=env)
+    if proc.returncode not in (0, 4):
+        raise RuntimeError(f"`pycemaker train --once` exited with {proc.returncode}")
+
+
 # --- 6. the quality bars and the report ----------------------------------------------------------
-
-
-def quality_bars(held: backtest.BacktestResult, ttf_results: Sequence[ttf.TtfResult],
-                 nab: Sequence[tuple[str, backtest.BacktestResult]], served: str = "lstm") -> list[dict[str, Any]]:
-    """Each bar, measured on the served model (column ``served``): what, the figure, the target, met or not."""
-    rows = held.metric_rows((60,))
-    bars = []
-
-    def pick(method: str, key: str) -> float:
-        for r in rows:
-            if r["method"] == method and r["channel"] == "health":
-                return r[key]
-        return float("nan")
-
-    name = report.label(served)
-    model, sarimax, naive = pick(served, "rmse"), pick("sarimax", "rmse"), pick("seasonal_naive", "rmse")
-    ratio_s = model / sarimax if np.isfinite(sarimax) and sarimax else float("nan")
-    ratio_n = model / naive if np.isfinite(naive) and naive else float("nan")
-    cov = pick(served, "coverage")
-    bars.append({"bar": "held-out 60-min health RMSE <= 0.7 x SARIMAX", "value": ratio_s, "target": "<= 0.70",
-                 "met": bool(ratio_s <= 0.7), "detail": f"{name} {model:.4f}, SARIMAX {sarimax:.4f}"})
-    bars.append({"bar": "held-out 60-min health RMSE <= 0.8 x seasonal naive", "value": ratio_n, "target": "<= 0.80",
-                 "met": bool(ratio_n <= 0.8), "detail": f"{name} {model:.4f}, seasonal naive {naive:.4f}"})
-    bars.append({"bar": "held-out P10-P90 health coverage within 70-90% (60 min)", "value": cov, "target": "0.70-0.90",
-                 "met": bool(0.7 <= cov <= 0.9), "detail": f"{name} {cov:.1%}"})
-    served_ttf = next((r for r in ttf_results if r.method == served), None)
-    if served_ttf is not None:
-        s = served_ttf.incident_summary()
-        bars.append({"bar": ">= 90% of incidents warned >= 10 min ahead (incidents that start a new failure)",
-                     "value": s["warned_share_new_failure"], "target": ">= 0.90",
-                     "met": bool(s["warned_share_new_failure"] >= 0.9),
-                     "detail": f"{s['new_failure']} such incidents; predictable ones: {report.fmt(s['warned_share_predictable'], percent=True)} "
-                               f"of {s['predictable_new_failure']}; all with a failure: {report.fmt(s['warned_share_all_with_failure'], percent=True)}"})
-        bars.append({"bar": "<= 1 false alarm per 24 healthy hours", "value": served_ttf.false_alarms_per_day, "target": "<= 1",
-                     "met": bool(served_ttf.false_alarms_per_day <= 1),
-                     "detail": f"{served_ttf.false_alarms} false alarm(s) in {served_ttf.healthy_hours:.0f} healthy hours "
-                               f"({served_ttf.false_alarm_minutes} warned minute(s) in all); apart: {served_ttf.tail_alarms} failure tails, "
-                               f"{served_ttf.unverifiable_alarms} unverifiable"})
-    for name, res in nab:
-        r60 = res.metric_rows((60,))
-        channel = res.series.channels[0]
-        mase = {r["method"]: r["mase"] for r in r60 if r["channel"] == channel}
-        candidates = {m: v for m, v in mase.items() if m not in ("seasonal_naive", "persistence") and np.isfinite(v)}
-        best = min(candidates, key=candidates.get) if candidates else None
-        value = candidates.get(best, float("nan")) if best else float("nan")
-        bars.append({"bar": f"NAB {name}: 60-min MASE below seasonal naive's", "value": value,
-                     "target": f"< {report.fmt(mase.get('seasonal_naive'))}",
-                     "met": bool(value < mase.get("seasonal_naive", float("nan"))),
-                     "detail": f"best model: {report.label(best) if best else 'none'}; the LSTM does not apply (see the rule)"})
-    return bars
 
 
 def run(settings: Settings, config: EvaluationConfig) -> dict[str, Any]:
@@ -305,7 +277,7 @@ def run(settings: Settings, config: EvaluationConfig) -> dict[str, Any]:
     ablation = run_ablation(held, ttf_results, settings, version)
     timings["ablation"] = time.perf_counter() - t
     t = time.perf_counter()
-    nab = run_nab(settings, config, version)
+    nab = run_nab(settings, config)
     timings["nab"] = time.perf_counter() - t
     served = served_column(settings, version) or "lstm"
     bars = quality_bars(held, ttf_results, nab, served)
@@ -368,4 +340,4 @@ def write_markdown(config, payload, held, ttf_results, nab, bars, images) -> Pat
 
 
 __all__ = ["EvaluationConfig", "HELDOUT_SEED", "ensure_model", "train_model", "heldout_series",
-           "run_heldout", "run_ablation", "run_nab", "quality_bars", "run"]
+           "run_heldout", "run_ablation", "run_nab", "run"]

@@ -22,9 +22,11 @@ LABELS = {
     "lstm_uncalibrated": "LSTM, uncalibrated",
     "ets_model": "damped ETS (model)",
     "seasonal_naive_model": "seasonal naive (model)",
+    "served": "served",
+    "fracast": "Fracast-0 (zero-shot)",
 }
 COLOURS = {"persistence": "#999999", "seasonal_naive": "#1f77b4", "sarimax": "#ff7f0e", "autoets": "#2ca02c", "lstm": "#d62728",
-           "ets_model": "#9467bd", "seasonal_naive_model": "#17becf"}
+           "ets_model": "#9467bd", "seasonal_naive_model": "#17becf", "served": "#000000", "fracast": "#bcbd22"}
 
 
 def label(method: str) -> str:
@@ -131,8 +133,6 @@ def nab_table(results: Sequence[tuple[str, BacktestResult]], horizon: int = 60) 
     methods: list[str] = []
     for _, res in results:
         methods += [m for m in res.methods if m not in methods]
-    if "lstm" not in methods:
-        methods.append("lstm")  # shown as n/a: trained on minute frames of all four streams
     out = []
     for name, res in results:
         rows = res.metric_rows([horizon])

@@ -1,20 +1,21 @@
 """What a backtest runs on: a regular time series of one or more channels, with its season.
 
-Two kinds, decided by what the store holds (:func:`from_samples`):
+One frame per service (telemetry.frames: the streams present, health from them, at their cadence), of
+two kinds, decided by what the store holds (:func:`from_samples`):
 
 - **minute frame** (``multivariate``): all four streams, sampled every few seconds as the
   collector and the simulator do. Per-minute frames (:mod:`telemetry.frames`) with the six
   targets of :data:`forecasting.windows.TARGETS` (health included). Season: 60 minutes (the
   test bed's load repeats hourly). Every method applies, the LSTM included.
-- **single stream** (``univariate``): a stream on its own, at its own cadence (an imported
-  CSV such as the NAB series, 5-minute samples). Resampled to that cadence (the median
-  spacing, in whole minutes), no health (it needs all four streams). Season: one day
-  (288 steps at 5 minutes) unless told otherwise; the LSTM does not apply (it was trained on
-  minute frames of all four streams).
+- **fewer streams, or coarser** (not ``multivariate``): the streams present (an imported CSV such
+  as the NAB series is one stream, 5-minute samples) framed at their cadence, with health scored
+  from them (docs/health.md). The reference season: one day for coarse data (288 steps at 5
+  minutes) unless told otherwise. The registry's models apply: they are trained on the same frames.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -24,7 +25,7 @@ import pandas as pd
 
 from telemetry import store
 from telemetry.catalogue import STREAMS
-from telemetry.frames import minute_frame
+from telemetry.frames import cadence_for, minute_frame
 from telemetry.settings import Settings
 from forecasting.contract import TARGETS
 
@@ -47,6 +48,9 @@ class EvalSeries:
     cadence_minutes: int
     season_steps: int
     multivariate: bool
+    #: A frame of a service's streams with health (telemetry.frames): the registry's models run on it. The
+    #: frame holds every target column (those of absent streams are NaN); ``channels`` are the ones observed.
+    frames: bool = True
     #: Ground-truth incidents overlapping the series (simulated data only).
     incidents: list[dict[str, Any]] = field(default_factory=list)
     #: Where the data came from, for the report.
@@ -103,41 +107,38 @@ def from_samples(
     season_minutes: int | None = None,
     source: str = "",
 ) -> list[EvalSeries]:
-    """The series a backtest runs on, given each stream's samples (see the module doc)."""
-    present = {s.collection: samples[s.collection] for s in STREAMS if s.collection in samples and len(samples[s.collection].dropna(how="all"))}
+    """The series a backtest runs on: the frame of the streams present, at their cadence (see the module doc)."""
+    present = tuple(s for s in STREAMS if s.collection in samples and len(samples[s.collection].dropna(how="all")))
     if not present:
         return []
-    spacing = {name: _median_spacing_s(frame) for name, frame in present.items()}
-    if len(present) == len(STREAMS) and max(spacing.values()) <= MINUTE_FRAME_MAX_SPACING_S:
-        frame = minute_frame(samples, start, end, settings)
+    service = dataclasses.replace(settings, streams=tuple(s.name for s in present))
+    cadence = cadence_for(sample_spacing_s(samples, present), service)
+    frame = minute_frame(samples, start, end, service, cadence)
+    if len(present) == len(STREAMS) and cadence.step_minutes == 1:
         series = from_minute_frame(frame, "all four streams, per minute", incidents, source)
         if season_minutes:
             series.season_steps = int(season_minutes)
         return [series]
-    out = []
-    for stream in STREAMS:
-        if stream.collection not in present:
-            continue
-        data = present[stream.collection]
-        cadence = max(1, int(round(spacing[stream.collection] / 60.0)))
-        regular = resample(data, start, end, cadence)
-        channels = tuple(c for c in stream.columns if regular[c].notna().any())
-        if not channels:
-            continue
-        season = season_minutes or default_season_minutes(cadence)
-        out.append(
-            EvalSeries(
-                name=stream.collection,
-                frame=regular[list(channels)],
-                channels=channels,
-                cadence_minutes=cadence,
-                season_steps=max(1, int(round(season / cadence))),
-                multivariate=False,
-                incidents=list(incidents or []),
-                source=source,
-            )
-        )
-    return out
+    columns = tuple(c for s in present for c in s.columns if frame[c].notna().any())
+    step = cadence.step_minutes
+    season = season_minutes or default_season_minutes(step)
+    return [EvalSeries(
+        name=", ".join(s.collection for s in present),
+        frame=frame,
+        channels=columns + ("health",),
+        cadence_minutes=step,
+        season_steps=max(1, int(round(season / step))),
+        multivariate=False,
+        incidents=list(incidents or []),
+        source=source,
+    )]
+
+
+def sample_spacing_s(samples: Mapping[str, pd.DataFrame], streams) -> float | None:
+    """The slowest stream's median spacing between samples, in seconds (None: too few samples)."""
+    spacings = [_median_spacing_s(samples[s.collection]) for s in streams]
+    finite = [s for s in spacings if np.isfinite(s)]
+    return max(finite) if finite else None
 
 
 def from_store(
@@ -149,7 +150,7 @@ def from_store(
         return []
     start = start or span[0]
     end = end or span[1] + dt.timedelta(minutes=1)
-    lead = dt.timedelta(seconds=settings.alignment_tolerance_s)
+    lead = dt.timedelta(minutes=10)  # enough for any scrape interval's as-of tolerance
     samples = store.read_samples(db, start - lead, end)
     incidents = store.read_incidents(db, start, end)
     source = f"database {db.name}, {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"

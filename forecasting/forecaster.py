@@ -6,6 +6,7 @@ the model card).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,8 @@ class OnnxForecaster:
 
         self.card = registry.read_card(models_dir, version)
         self.version = version
-        self.settings = settings
+        # Health derived from forecast streams is scored from the streams the model was trained on.
+        self.settings = dataclasses.replace(settings, streams=tuple(self.card.streams)) if tuple(self.card.streams) != settings.streams else settings
         self.scaling = Scaling.from_dict(self.card.scaling)
         self.quantiles = tuple(self.card.quantiles)
         self.health_offsets = calibration.from_card(self.card.calibration)

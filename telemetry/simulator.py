@@ -250,7 +250,7 @@ def write(
     """Write a simulation (idempotently); returns the number of new sample documents."""
     store.ensure_indexes(db)
     inserted = 0
-    for stream in STREAMS:
+    for stream in (s for s in STREAMS if s.collection in simulation.samples):  # a service may lack some streams
         docs = documents(stream, simulation.samples[stream.collection], settings)
         for i in range(0, len(docs), batch):
             chunk = docs[i : i + batch]

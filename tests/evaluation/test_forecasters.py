@@ -40,12 +40,16 @@ def test_statistical_methods_forecast_health_with_a_band(two_days, fixture_setti
     assert np.ptp(ets[:, h, MID]) > 0.3
 
 
-def test_the_lstm_needs_minute_frames(two_days, fixture_settings):
+def test_registry_models_need_a_service_frame(two_days, fixture_settings):
+    """A frame of a service's streams (any subset, with health) is what registry models read; a bare series is not."""
     lstm = forecasters.build_methods(("lstm",), fixture_settings)[0]
     assert lstm.channels(two_days) == two_days.channels
-    univariate = type(two_days)(name="x", frame=two_days.frame[["cpu"]], channels=("cpu",), cadence_minutes=5,
-                                season_steps=288, multivariate=False)
-    assert lstm.channels(univariate) == ()
+    one_stream = type(two_days)(name="x", frame=two_days.frame, channels=("cpu", "health"), cadence_minutes=1,
+                                season_steps=60, multivariate=False)
+    assert lstm.channels(one_stream) == ("cpu", "health")
+    bare = type(two_days)(name="x", frame=two_days.frame[["cpu"]], channels=("cpu",), cadence_minutes=5,
+                          season_steps=288, multivariate=False, frames=False)
+    assert lstm.channels(bare) == ()
 
 
 def test_unknown_method_is_a_clear_error(fixture_settings):

@@ -75,15 +75,16 @@ def test_cli_handler(db, settings, capsys):
 
 
 def test_the_backtest_runs_on_the_imported_stream(db, settings):
-    """One stream at 5-min cadence: a daily season, no health, no LSTM; the fitted model beats persistence."""
+    """One stream at 5-min cadence: a service frame of that stream (health from it alone), a daily reference season;
+    with no registry model the registry columns are left out; the fitted model beats persistence."""
     import_csv(db, EC2, "cpu_usage", settings, scale=0.01)
     found = series.from_store(db, settings)
     assert len(found) == 1
     s = found[0]
-    assert (s.channels, s.cadence_minutes, s.season_steps, s.multivariate) == (("cpu",), 5, 288, False)
+    assert (s.channels, s.cadence_minutes, s.season_steps, s.multivariate) == (("cpu", "health"), 5, 288, False)
     methods = forecasters.build_methods(("persistence", "seasonal_naive", "autoets", "lstm"), settings)
     result = backtest.run_backtest(s, methods, origins=20, horizon_minutes=180, progress=False)
-    assert result.methods == ["persistence", "seasonal_naive", "autoets"]  # the LSTM does not apply
+    assert result.methods == ["persistence", "seasonal_naive", "autoets"]  # no model in this test's registry
     assert len(result.origins) == 20 and result.origins[0] >= 2 * 288
     rows = result.metric_rows((60,))
     assert all(np.isfinite(r["mase"]) for r in rows)
