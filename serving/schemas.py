@@ -153,7 +153,7 @@ class HealthPointSchema(Schema):
         allow_none=True,
         metadata=_doc("Mean health over the bucket's scored minutes, 0-1; null when no minute of it could be scored (never 1.0).", 0.67),
     )
-    coverage = fields.Float(metadata=_doc("Share of the bucket's 5-second grid points where all four streams were present, 0-1.", 0.98))
+    coverage = fields.Float(metadata=_doc("Share of the bucket's 5-second grid points where every configured stream was present, 0-1.", 0.98))
     failing = fields.Boolean(allow_none=True, metadata=_doc("Health at or below the failure threshold (null when unknown).", False))
     flags = fields.Nested(FlagsSchema, metadata=_doc("Mean flag of each health input over the bucket."))
 

@@ -9,13 +9,14 @@ import pandas as pd
 from flask_smorest import Blueprint
 from marshmallow import RAISE
 
+from serving.errors import abort_field
 from serving.routes.common import nan_to_none, resolve_interval
 from serving.runtime import runtime
 from serving.schemas import ErrorSchema, HealthQuerySchema, HealthSeriesSchema
 from telemetry.catalogue import FLAG_NAMES
 from telemetry.health import floor_minute
 
-blp = Blueprint("health", __name__, url_prefix="/api/v1", description="Observed health, as scored from the four metric streams.")
+blp = Blueprint("health", __name__, url_prefix="/api/v1", description="Observed health, as scored from the service's metric streams.")
 
 
 @blp.route("/health")
@@ -26,17 +27,23 @@ blp = Blueprint("health", __name__, url_prefix="/api/v1", description="Observed 
 def health(start: dt.datetime | None = None, end: dt.datetime | None = None, step: int = 1):
     """Observed health over an interval
 
-    Health per bucket of `step` minutes (default 1) over `[start, end)` (default: the last hour),
+    Health per bucket of `step` minutes (default 1, or the frame step for data coarser than a minute, which
+    `step` must then be a multiple of) over `[start, end)` (default: the last hour),
     with the mean flag of each health input and the coverage (share of the bucket's 5-second
-    grid points where all four streams were present). A bucket with no scored minute has
-    `health: null`: unknown is never reported as healthy. Health is 1 - sum(flags) / 12
-    (docs/health.md); a bucket at or below `threshold` is `failing`.
+    grid points where every configured stream was present). A bucket with no scored minute has
+    `health: null`: unknown is never reported as healthy. Health is 1 - sum(flags) / 12 with the
+    four streams; a service with fewer scores from those it has (`health` in the status, docs/health.md);
+    a bucket at or below `threshold` is `failing`.
     """
     rt = runtime()
     now = rt.now()
     start, end = resolve_interval(start, end, now, dt.timedelta(hours=1), rt.settings.max_interval_hours)
+    frame_step = rt.cache.step_minutes  # data coarser than a minute is framed at its own step
+    step = frame_step if step == 1 else step  # the default bucket: one frame step
+    if step % frame_step:
+        abort_field("step", f"must be a multiple of this service's {frame_step}-minute frame step")
     frame = rt.cache.frame(start, end, now)
-    table = bucket(frame, step)
+    table = bucket(frame, step, frame_step)
     threshold = rt.settings.failure_threshold
     health_values = table["health"].to_numpy()
     known = health_values[np.isfinite(health_values)]
@@ -67,11 +74,11 @@ def health(start: dt.datetime | None = None, end: dt.datetime | None = None, ste
     }
 
 
-def bucket(frame: pd.DataFrame, step: int) -> pd.DataFrame:
-    """Per-minute rows -> buckets of ``step`` minutes from the first minute: mean of the known minutes;
-    coverage is the mean over every minute (an unknown minute covers nothing)."""
+def bucket(frame: pd.DataFrame, step: int, frame_step: int = 1) -> pd.DataFrame:
+    """Frame rows (``frame_step`` minutes each) -> buckets of ``step`` minutes from the first row: mean of the known
+    rows; coverage is the mean over every row (an unknown row covers nothing)."""
     columns = ["health", "coverage", *(f"flag_{n}" for n in FLAG_NAMES)]
-    if step == 1 or frame.empty:
+    if step == frame_step or frame.empty:
         return frame[columns]
     first = frame.index[0]
     keys = first + pd.to_timedelta(((frame.index - first) // pd.Timedelta(minutes=step)) * step, unit="min")
