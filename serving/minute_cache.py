@@ -22,9 +22,7 @@ from collections import OrderedDict
 
 import numpy as np
 import pandas as pd
-from pymongo import DESCENDING
 from pymongo.database import Database
-from pymongo.errors import PyMongoError
 
 from telemetry import store
 from telemetry.catalogue import FLAG_NAMES, STREAM_COLUMNS, STREAMS
@@ -66,6 +64,7 @@ class MinuteCache:
         self._chunks: OrderedDict[pd.Timestamp, tuple[float, pd.DataFrame]] = OrderedDict()
         self._latest: dict[str, dt.datetime | None] = {}
         self._searched_until: dict[str, dt.datetime] = {}
+        self._latest_full_at = -float("inf")
 
     # --- the recent span ------------------------------------------------------
     def refresh(self, now: dt.datetime) -> pd.DataFrame:
@@ -165,45 +164,36 @@ class MinuteCache:
 
     # --- what data there is -------------------------------------------------------
     def latest_sample_times(self, now: dt.datetime) -> dict[str, dt.datetime | None]:
-        """The newest sample at or before ``now`` per stream (None: none at all).
+        """The newest sample at or before ``now`` per stream, within ``max_interval_hours`` (None: none).
 
-        An unbounded "newest document" query scans a whole collection on the embedded server
-        (~0.1 s each), so this asks only for samples newer than the last one seen, which is a
-        short index range; the full search happens once per stream.
+        Each call asks only about the minutes since the last search (back to the newest sample
+        seen, or ``overlap`` before the last search for samples written late), which is one short
+        index range. Every ``full_reload_s`` the search starts over, so history rewritten or
+        replayed further back is seen, as the recent frame's full reload sees it. Every query is
+        bounded (:func:`telemetry.store.newest_sample_time`): an open-ended lower bound, such as a
+        newest sample from days before, made one query decode days of documents on the embedded server.
         """
+        full = (
+            time.monotonic() - self._latest_full_at > self.full_reload_s
+            or any(t is not None and t > now for t in (*self._latest.values(), *self._searched_until.values()))
+        )
+        if full:  # the first search, a periodic one, or the clock went back (tests)
+            self._latest.clear()
+            self._searched_until.clear()
         out: dict[str, dt.datetime | None] = {}
-        try:
-            for stream in STREAMS:
-                name = stream.collection
-                known = self._latest.get(name)
-                searched = self._searched_until.get(name)
-                if (known is not None and known > now) or (searched is not None and searched > now):
-                    known, searched = None, None  # the clock went back (tests)
-                lower = known or searched
-                if lower is not None:
-                    newest = self._newest(name, {"$gt": lower, "$lte": now})
-                    latest = newest or known
-                else:
-                    latest = self._search_back(name, now)
-                self._latest[name] = latest
-                self._searched_until[name] = now
-                out[name] = latest
-        except PyMongoError as exc:
-            raise store.unavailable(self.db, exc) from exc
+        look_back = now - dt.timedelta(hours=self.settings.max_interval_hours)
+        for stream in STREAMS:
+            name = stream.collection
+            known = self._latest.get(name)
+            searched = self._searched_until.get(name)
+            floor = look_back if searched is None else max(searched - self.overlap, known or look_back, look_back)
+            latest = store.newest_sample_time(self.db, name, before=now, after=floor) or known
+            self._latest[name] = latest
+            self._searched_until[name] = now
+            out[name] = latest
+        if full:
+            self._latest_full_at = time.monotonic()
         return out
-
-    def _newest(self, collection: str, bounds: dict) -> dt.datetime | None:
-        doc = self.db[collection].find_one({"time_series": bounds}, {"_id": 0, "time_series": 1}, sort=[("time_series", DESCENDING)])
-        return doc["time_series"].astimezone(UTC) if doc else None
-
-    def _search_back(self, collection: str, now: dt.datetime) -> dt.datetime | None:
-        upper = now
-        for span in (dt.timedelta(minutes=10), dt.timedelta(hours=3), dt.timedelta(days=2)):
-            found = self._newest(collection, {"$gt": now - span, "$lte": upper})
-            if found:
-                return found
-            upper = now - span
-        return self._newest(collection, {"$lte": upper})
 
 
 def _runs(hours: list[pd.Timestamp]) -> list[list[pd.Timestamp]]:

@@ -91,7 +91,8 @@ def compute_status(
     }
 
     if not known_times:
-        return _unknown(out, "no_data", "no samples in the database yet"), None
+        hours = f"{settings.max_interval_hours:g}"
+        return _unknown(out, "no_data", f"no samples in the database within the last {hours} h (max_interval_hours)"), None
     if fresh.stale:
         since = f" since {fresh.since.isoformat()}" if fresh.since else ""
         return _unknown(out, "stale_data", f"stale data: {', '.join(fresh.streams)} silent{since}; current health is unknown"), None

@@ -9,6 +9,7 @@ duplicate sample is skipped, so a retried batch never duplicates.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import socket
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from bson.codec_options import CodecOptions
-from pymongo import ASCENDING, MongoClient
+from pymongo import ASCENDING, DESCENDING, MongoClient
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, PyMongoError
 
@@ -196,7 +197,11 @@ def read_samples(db: Database, start: dt.datetime, end: dt.datetime) -> dict[str
 
 
 def latest_sample_times(db: Database) -> dict[str, dt.datetime | None]:
-    """The newest sample time per stream (None for an empty stream)."""
+    """The newest sample time per stream (None for an empty stream).
+
+    One sorted ``find_one`` over each whole collection: on the embedded server that reads every
+    document (seconds for days of samples). Tools and tests only; a loop uses :func:`newest_sample_time`.
+    """
     out: dict[str, dt.datetime | None] = {}
     try:
         for s in STREAMS:
@@ -205,6 +210,41 @@ def latest_sample_times(db: Database) -> dict[str, dt.datetime | None]:
     except PyMongoError as exc:
         raise unavailable(db, exc) from exc
     return out
+
+
+#: Widths of the successive windows :func:`newest_sample_time` searches back through (the last repeats).
+NEWEST_SEARCH_WINDOWS = (
+    dt.timedelta(minutes=10),
+    dt.timedelta(minutes=30),
+    dt.timedelta(hours=1),
+    dt.timedelta(hours=3),
+)
+
+
+def newest_sample_time(db: Database, collection: str, *, before: dt.datetime, after: dt.datetime) -> dt.datetime | None:
+    """The newest sample time with ``after < time_series <= before``, or None.
+
+    Bounded work on any store: the search steps back from ``before`` through windows of
+    :data:`NEWEST_SEARCH_WINDOWS` (10 min, 30 min, 1 h, then 3 h at a time) and stops at the
+    first window holding a sample. A sorted ``find_one`` over one wide range costs the embedded
+    server (SecantusDB) every document in the range, not one index step: it decodes and sorts
+    them all before the limit (~75 us a document, 3.5 s per stream over 3 days). Here no query
+    covers more than 3 h, and an empty window costs one index lookup.
+    """
+    upper, floor = _as_utc(before), _as_utc(after)
+    widths = itertools.chain(NEWEST_SEARCH_WINDOWS, itertools.repeat(NEWEST_SEARCH_WINDOWS[-1]))
+    try:
+        while upper > floor:
+            lower = max(floor, upper - next(widths))
+            doc = db[collection].find_one(
+                {"time_series": {"$gt": lower, "$lte": upper}}, {"_id": 0, "time_series": 1}, sort=[("time_series", DESCENDING)]
+            )
+            if doc:
+                return doc["time_series"].astimezone(UTC)
+            upper = lower
+    except PyMongoError as exc:
+        raise unavailable(db, exc) from exc
+    return None
 
 
 def data_range(db: Database) -> tuple[dt.datetime, dt.datetime] | None:
