@@ -6,7 +6,7 @@ the newest minutes ever change, so a worker keeps:
 - the *recent* frame (the last ``recent_minutes``, enough for the model's input window and
   the default health interval), brought up to date by re-reading only its last few minutes;
 - *hour chunks* of older minutes, read once per closed hour and kept (LRU, with a TTL so a
-  late replay of spilled samples is eventually seen).
+  late replay of samples that waited in the collector's file is eventually seen).
 
 Frames are :func:`telemetry.frames.minute_frame` frames: computing an hour on its own gives
 exactly the minutes of computing a day (each minute's grid points only look back
