@@ -6,6 +6,7 @@ from flask import Response, request
 from flask_smorest import Blueprint
 
 from serving.errors import abort_field, unavailable
+from serving.routes.models import MODEL_CARD, version_links
 from serving.runtime import runtime
 from serving.schemas import STATUS_EXAMPLE, ErrorSchema, StatusSchema
 
@@ -16,6 +17,7 @@ blp = Blueprint("status", __name__, url_prefix="/api/v1", description="Current h
 @blp.response(200, StatusSchema, example=STATUS_EXAMPLE)
 @blp.alt_response(422, schema=ErrorSchema, description="A query parameter was given (this route takes none).")
 @blp.alt_response(503, schema=ErrorSchema, description="The database is unreachable.")
+@blp.doc(**version_links(200, "$response.body#/model/version", servedModel=(MODEL_CARD, "The card of the model that computed this status.")))
 def status():
     """Current status and time to failure
 
