@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO))
 from bench.docblock import replace_block  # noqa: E402
 from bench.serve_bench import FIXTURE, free_port, stop_process  # noqa: E402
 from telemetry import simulator, store  # noqa: E402
+from telemetry.catalogue import CPU  # noqa: E402
 from telemetry.settings import Settings  # noqa: E402
 
 UTC = dt.timezone.utc
@@ -106,7 +107,7 @@ def run(days: float, cold_runs: int = 5, warm_s: float = 20.0) -> dict:
                       env, work / "live.log")
         # The live writer simulates a day before its first write: let it, so samples arrive during the runs.
         deadline = time.monotonic() + 90
-        while store.newest_sample_time(db, "cpu_usage", before=now + dt.timedelta(hours=1), after=now) is None:
+        while store.newest_sample_time(db, CPU, before=now + dt.timedelta(hours=1), after=now) is None:
             if time.monotonic() > deadline:
                 raise RuntimeError("the live writer wrote nothing in 90 s")
             time.sleep(0.5)

@@ -187,7 +187,7 @@ class MinuteCache:
             known = self._latest.get(name)
             searched = self._searched_until.get(name)
             floor = look_back if searched is None else max(searched - self.overlap, known or look_back, look_back)
-            latest = store.newest_sample_time(self.db, name, before=now, after=floor) or known
+            latest = store.newest_sample_time(self.db, stream, before=now, after=floor) or known
             self._latest[name] = latest
             self._searched_until[name] = now
             out[name] = latest

@@ -343,7 +343,7 @@ class Collector:
     def _newest_stored(self) -> dt.datetime | None:
         """The oldest of the streams' newest samples within ``MAX_CATCH_UP`` (None: none that recent)."""
         now = self.now()
-        latest = [store.newest_sample_time(self.db, q.stream.collection, before=now, after=now - MAX_CATCH_UP) for q in self.queries]
+        latest = [store.newest_sample_time(self.db, q.stream, before=now, after=now - MAX_CATCH_UP) for q in self.queries]
         known = [t for t in latest if t is not None]
         return min(known) if known else None
 

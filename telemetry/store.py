@@ -197,19 +197,8 @@ def read_samples(db: Database, start: dt.datetime, end: dt.datetime) -> dict[str
 
 
 def latest_sample_times(db: Database) -> dict[str, dt.datetime | None]:
-    """The newest sample time per stream (None for an empty stream).
-
-    One sorted ``find_one`` over each whole collection: on the embedded server that reads every
-    document (seconds for days of samples). Tools and tests only; a loop uses :func:`newest_sample_time`.
-    """
-    out: dict[str, dt.datetime | None] = {}
-    try:
-        for s in STREAMS:
-            doc = db[s.collection].find_one({}, {"time_series": 1}, sort=[("time_series", -1)])
-            out[s.collection] = doc["time_series"].astimezone(UTC) if doc else None
-    except PyMongoError as exc:
-        raise unavailable(db, exc) from exc
-    return out
+    """The newest sample time per stream (None for an empty stream); see :func:`newest_sample_time`."""
+    return {s.collection: newest_sample_time(db, s) for s in STREAMS}
 
 
 #: Widths of the successive windows :func:`newest_sample_time` searches back through (the last repeats).
@@ -219,32 +208,50 @@ NEWEST_SEARCH_WINDOWS = (
     dt.timedelta(hours=1),
     dt.timedelta(hours=3),
 )
+#: Without ``after``, how far back the windows go before one last query without a lower bound.
+NEWEST_SEARCH_LOOK_BACK = dt.timedelta(days=7)
 
 
-def newest_sample_time(db: Database, collection: str, *, before: dt.datetime, after: dt.datetime) -> dt.datetime | None:
-    """The newest sample time with ``after < time_series <= before``, or None.
+def newest_sample_time(
+    db: Database, stream: Stream, before: dt.datetime | None = None, after: dt.datetime | None = None
+) -> dt.datetime | None:
+    """The newest sample of ``stream`` with ``after < time <= before`` (None: there is none).
 
-    Bounded work on any store: the search steps back from ``before`` through windows of
-    :data:`NEWEST_SEARCH_WINDOWS` (10 min, 30 min, 1 h, then 3 h at a time) and stops at the
-    first window holding a sample. A sorted ``find_one`` over one wide range costs the embedded
-    server (SecantusDB) every document in the range, not one index step: it decodes and sorts
-    them all before the limit (~75 us a document, 3.5 s per stream over 3 days). Here no query
-    covers more than 3 h, and an empty window costs one index lookup.
+    ``before`` None: no upper bound (the windows count back from now). The search steps back
+    through windows of :data:`NEWEST_SEARCH_WINDOWS` (10 min, 30 min, 1 h, then 3 h at a time)
+    and stops at the first holding a sample, down to ``after``; without ``after``, down to
+    :data:`NEWEST_SEARCH_LOOK_BACK`, then once without a lower bound. A sorted ``find_one`` costs
+    the embedded server (SecantusDB) every document in its range, not one index step: it decodes
+    and sorts them all before the limit (~75 us a document, 3.5 s per stream over 3 days). So no
+    query here covers more than 3 h (but that last one), and an empty window costs one index lookup.
     """
-    upper, floor = _as_utc(before), _as_utc(after)
+    anchor = _as_utc(before) if before is not None else dt.datetime.now(UTC)
+    floor = _as_utc(after) if after is not None else anchor - NEWEST_SEARCH_LOOK_BACK
+    upper = _as_utc(before) if before is not None else None
     widths = itertools.chain(NEWEST_SEARCH_WINDOWS, itertools.repeat(NEWEST_SEARCH_WINDOWS[-1]))
+    edge = anchor
+    while edge > floor:
+        lower = max(floor, edge - next(widths))
+        found = _newest(db, stream, lower, upper)
+        if found is not None:
+            return found
+        edge = upper = lower
+    return None if after is not None else _newest(db, stream, None, upper)
+
+
+def _newest(db: Database, stream: Stream, after: dt.datetime | None, before: dt.datetime | None) -> dt.datetime | None:
+    bounds: dict[str, dt.datetime] = {}
+    if after is not None:
+        bounds["$gt"] = after
+    if before is not None:
+        bounds["$lte"] = before
     try:
-        while upper > floor:
-            lower = max(floor, upper - next(widths))
-            doc = db[collection].find_one(
-                {"time_series": {"$gt": lower, "$lte": upper}}, {"_id": 0, "time_series": 1}, sort=[("time_series", DESCENDING)]
-            )
-            if doc:
-                return doc["time_series"].astimezone(UTC)
-            upper = lower
+        doc = db[stream.collection].find_one(
+            {"time_series": bounds} if bounds else {}, {"_id": 0, "time_series": 1}, sort=[("time_series", DESCENDING)]
+        )
     except PyMongoError as exc:
         raise unavailable(db, exc) from exc
-    return None
+    return doc["time_series"].astimezone(UTC) if doc else None
 
 
 def data_range(db: Database) -> tuple[dt.datetime, dt.datetime] | None:

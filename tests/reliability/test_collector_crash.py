@@ -91,14 +91,14 @@ def test_a_collector_killed_mid_outage_loses_nothing_and_duplicates_nothing(tmp_
                     PYCEMAKER_COLLECTOR_METRICS_PORT=str(metrics_port))
     command = [sys.executable, "-m", "pycemaker", "collect", "--interval", "1", "--prometheus-url", prometheus_url]
 
-    def newest(collection: str) -> dt.datetime | None:
+    def newest(stream) -> dt.datetime | None:
         now = dt.datetime.now(UTC)
-        return store.newest_sample_time(db, collection, before=now, after=now - dt.timedelta(hours=1))
+        return store.newest_sample_time(db, stream, before=now, after=now - dt.timedelta(hours=1))
 
     try:
         first = start("collector-1", command, tmp_path, cwd=REPO, env=env)
         services.append(first)
-        wait_until(lambda: all(newest(s.collection) for s in STREAMS), 60, "all four streams stored", [*servers, first])
+        wait_until(lambda: all(newest(s) for s in STREAMS), 60, "all four streams stored", [*servers, first])
 
         db_server.stop()
         down_at = dt.datetime.now(UTC)
@@ -122,7 +122,7 @@ def test_a_collector_killed_mid_outage_loses_nothing_and_duplicates_nothing(tmp_
         up_at = dt.datetime.now(UTC)
         wait_until(lambda: metric(metrics_url, "pycemaker_collector_wal_full") == 0, 90, "the waiting samples stored", running)
         # A tick backfills before the next one runs: live ticks after the outage mean the backfill is done.
-        wait_until(lambda: all((t := newest(s.collection)) and t >= up_at + dt.timedelta(seconds=5) for s in STREAMS),
+        wait_until(lambda: all((t := newest(s)) and t >= up_at + dt.timedelta(seconds=5) for s in STREAMS),
                    30, "live ticks after the outage", running)
         assert second.stop() == 0, second.tail()
     finally:

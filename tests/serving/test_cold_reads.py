@@ -16,7 +16,7 @@ import pytest
 from pymongo import MongoClient, monitoring
 
 from telemetry import store
-from telemetry.catalogue import STREAMS
+from telemetry.catalogue import CPU, STREAMS
 from tests.serving.conftest import SCENARIO_START, Clock, at
 from tests.serving.onnx_models import persistence_model
 
@@ -96,13 +96,13 @@ def test_the_newest_sample_is_found_window_by_window(db, settings):
     now = dt.datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
     old = now - dt.timedelta(days=2, minutes=7)
     store.ensure_indexes(db)
-    db["cpu_usage"].insert_many([{"time_series": old - dt.timedelta(seconds=5 * k), "value": 0.5} for k in range(10_000)])
+    db[CPU.collection].insert_many([{"time_series": old - dt.timedelta(seconds=5 * k), "value": 0.5} for k in range(10_000)])
     try:
-        assert store.newest_sample_time(watched, "cpu_usage", before=now, after=now - dt.timedelta(days=7)) == old
+        assert store.newest_sample_time(watched, CPU, before=now, after=now - dt.timedelta(days=7)) == old
         widths = [q["time_series"]["$lte"] - q["time_series"]["$gt"] for _, q in listener.finds]
         assert max(widths) == dt.timedelta(hours=3) and len(widths) == 3 + 16  # 10 min, 30 min, 1 h, then 3 h steps
         assert documents_in_ranges(db, listener.finds) < 10_000 / 4  # the hit window's, not the collection's
-        assert store.newest_sample_time(watched, "cpu_usage", before=now, after=old) is None  # `after` is exclusive
-        assert store.newest_sample_time(watched, "cpu_usage", before=old, after=old - dt.timedelta(minutes=1)) == old
+        assert store.newest_sample_time(watched, CPU, before=now, after=old) is None  # `after` is exclusive
+        assert store.newest_sample_time(watched, CPU, before=old, after=old - dt.timedelta(minutes=1)) == old
     finally:
         client.close()
