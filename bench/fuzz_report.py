@@ -19,12 +19,12 @@ DOC = REPO / "docs" / "operations.md"
 
 
 def render(report: dict) -> str:
-    phases = ", ".join(f"{n:,} {phase}" for phase, n in report["by_phase"].items())
-    statuses = ", ".join(f"{status}: {n:,}" for status, n in report["by_status"].items())
+    phases = "; ".join(f"{phase}: {n:,}" for phase, n in report["by_phase"].items())
+    statuses = ", ".join(f"{n:,} x {status}" for status, n in report["by_status"].items())
     return (
         f"Last `make fuzz` ({report['when']}, schemathesis {report['schemathesis']}, "
         f"{report['examples_per_operation_and_mode']} examples per operation and mode): **{report['calls']:,} calls** "
-        f"over {report['operations']} operations and pages ({phases}); statuses {statuses}; "
+        f"over {report['operations']} operations and pages ({phases}); answers: {statuses}; "
         f"**{report['server_errors']} server errors** other than a documented 503.\n"
     )
 

@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.docblock import replace_block  # noqa: E402
-from bench.serve_bench import FIXTURE, combine, free_port, run_python_client, run_wrk, stop_process, wait_ready  # noqa: E402
+from bench.serve_bench import FIXTURE, KeepAlive, combine, free_port, run_python_client, run_wrk, stop_process, wait_ready  # noqa: E402
 from telemetry import simulator, store  # noqa: E402
 from telemetry.embedded import open_server  # noqa: E402
 from telemetry.settings import Settings  # noqa: E402
@@ -205,25 +205,17 @@ def cycle_routes(base: str, duration_s: float, every_s: float = CYCLE_EVERY_S) -
     host, port = base.split("//", 1)[1].split(":")
     latencies: dict[str, list[float]] = {path: [] for path in CYCLED_ROUTES}
     errors = dict.fromkeys(CYCLED_ROUTES, 0)
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn = KeepAlive(host, int(port), timeout=10)
     began = time.monotonic()
     next_at = began
     for path in itertools.cycle(CYCLED_ROUTES):
         if time.monotonic() - began >= duration_s:
             break
-        sent = time.perf_counter()
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            response.read()
-            if response.status != 200:
-                errors[path] += 1
-        except (OSError, http.client.HTTPException):
+        ms = conn.get(path)
+        if ms is None:
             errors[path] += 1
-            conn.close()
-            conn = http.client.HTTPConnection(host, int(port), timeout=10)
         else:
-            latencies[path].append((time.perf_counter() - sent) * 1e3)
+            latencies[path].append(ms)
         next_at += every_s
         time.sleep(max(0.0, next_at - time.monotonic()))
     conn.close()

@@ -96,6 +96,13 @@ class _Page:
         self.page.goto(url)
         self.page.wait_for_selector("body[data-loaded='true'] #health-chart canvas", timeout=30_000)
 
+    def open_paused(self, url: str) -> None:
+        """Open on playwright's fake clock, then pause it once the first refresh is done: timers run on demand."""
+        self.page.clock.install()
+        self.open(url)
+        self.page.clock.pause_at(self.page.evaluate("Date.now()") + 1000)
+        self.page.wait_for_load_state("networkidle")
+
     def text(self, selector: str) -> str:
         return self.page.locator(selector).inner_text().strip()
 
@@ -248,11 +255,8 @@ def test_it_refreshes_every_5_seconds_and_says_failing_now(scenario_settings, ma
         page = view.page
         statuses = _requests_to(page, "/api/v1/status")
         try:
-            page.clock.install()
-            view.open(base + "/")
+            view.open_paused(base + "/")
             assert "bad" in page.locator("#ttf-main").get_attribute("class").split()  # a countdown: failure predicted
-            page.clock.pause_at(page.evaluate("Date.now()") + 1000)
-            page.wait_for_load_state("networkidle")
             seen = len(statuses)
 
             clock.now = at("19:30:30")  # the leak fails for good from 19:16
@@ -289,9 +293,7 @@ def test_a_calm_hour_says_no_failure_expected(scenario_settings, make_app, brows
     with serving(app) as base:
         view = _Page(browser, base, viewport={"width": 1280, "height": 900})
         try:
-            view.page.clock.install()
-            view.open(base + "/")
-            view.page.clock.pause_at(view.page.evaluate("Date.now()") + 1000)
+            view.open_paused(base + "/")
             assert view.text("#ttf-main") == f"no failure expected in the next {status['horizon']['minutes'] // 60} h"
             assert {"good", "message"} <= set(view.page.locator("#ttf-main").get_attribute("class").split())
             if ttf["earliest"] is None:
@@ -319,10 +321,7 @@ def test_the_long_windows_show_their_buckets(scenario_settings, make_app, browse
         page = view.page
         healths = _requests_to(page, "/api/v1/health")
         try:
-            page.clock.install()
-            view.open(base + "/")
-            page.clock.pause_at(page.evaluate("Date.now()") + 1000)
-            page.wait_for_load_state("networkidle")
+            view.open_paused(base + "/")
             page.locator(f'.windows button[data-window="{window}"]').click()
             page.clock.run_for(100)  # a click during a refresh queues another at 0 ms: let the paused clock run it
             _wait_for(page, lambda: healths and f"step={step}" in healths[-1], f"the {window} health request")
