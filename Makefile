@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 REQS   := requirements-telemetry.txt requirements-serve.txt requirements-train.txt requirements-dev.txt
 
-.PHONY: install system-deps demo test e2e stack bench soak audit evaluate openapi screenshot images deploy-check clean
+.PHONY: install system-deps demo test e2e stack bench soak fuzz audit evaluate openapi screenshot images deploy-check clean
 
 install: $(STAMP)
 
@@ -46,9 +46,16 @@ stack:
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
-## soak: 60 s of sustained load on gunicorn (bench/results/soak.json): errors, workers, memory growth.
+## soak: 10 min of the serving benchmark's load on gunicorn (bench/results/soak.json, docs/operations.md):
+## errors, workers, memory slope per worker. Uses wrk when installed (apt-get install wrk).
 soak: $(STAMP)
-	$(PY) bench/soak_bench.py
+	$(PY) bench/soak_bench.py --duration 600
+
+## fuzz: schemathesis over every route, 30 examples per operation and mode (over 1,000 calls), stateful
+## runs along the OpenAPI links (bench/results/fuzz.json, docs/operations.md). CI runs a few hundred.
+fuzz: $(STAMP)
+	PYCEMAKER_FUZZ_EXAMPLES=30 PYCEMAKER_FUZZ_REPORT=bench/results/fuzz.json $(PY) -m pytest tests/security/test_openapi_fuzz.py $(PYTEST_ARGS)
+	$(PY) bench/fuzz_report.py
 
 ## audit: known vulnerabilities in the pinned requirements (needs PyPI).
 audit: $(STAMP)

@@ -1,4 +1,8 @@
-"""Run every benchmark in bench/ (each writes bench/results/<name>.json)."""
+"""Run every benchmark in bench/ (each writes bench/results/<name>.json): ``bench/run_all.py [NAME ...]``.
+
+Every ``*_bench.py`` is one (forecast, health, serve, simulate, soak, train), with its defaults:
+the soak alone takes 10 minutes (``make soak``); ``bench/run_all.py forecast serve`` runs two.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ def main(names: list[str]) -> int:
     failed = []
     for script in scripts:
         print(f"== {script.name}", flush=True)
+        sys.argv = [str(script)]  # each benchmark parses its own arguments: none here, its defaults
         try:
             runpy.run_path(str(script), run_name="__main__")
         except SystemExit as exc:  # a benchmark exits non-zero when it misses a target

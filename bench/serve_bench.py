@@ -91,6 +91,30 @@ def run_wrk(url: str, duration: float, connections: int, threads: int = 2) -> di
     }
 
 
+class KeepAlive:
+    """One keep-alive HTTP connection that reconnects after an error."""
+
+    def __init__(self, host: str, port: int, timeout: float = 5.0):
+        self.host, self.port, self.timeout = host, port, timeout
+        self.conn = http.client.HTTPConnection(host, port, timeout=timeout)
+
+    def get(self, path: str) -> float | None:
+        """GET ``path``: its latency in ms, or None if it failed (an error or not 200)."""
+        began = time.perf_counter()
+        try:
+            self.conn.request("GET", path)
+            response = self.conn.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            self.conn.close()
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            return None
+        return (time.perf_counter() - began) * 1e3 if response.status == 200 else None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def run_python_client(url: str, duration: float, connections: int) -> dict:
     """Keep-alive connections in threads (the fallback when wrk is not installed)."""
     host, port = url.split("//", 1)[1].split("/", 1)[0].split(":")
@@ -100,21 +124,13 @@ def run_python_client(url: str, duration: float, connections: int) -> dict:
     stop = time.monotonic() + duration
 
     def worker(i: int) -> None:
-        conn = http.client.HTTPConnection(host, int(port), timeout=5)
+        conn = KeepAlive(host, int(port))
         while time.monotonic() < stop:
-            began = time.perf_counter()
-            try:
-                conn.request("GET", path)
-                response = conn.getresponse()
-                response.read()
-                if response.status != 200:
-                    errors[i] += 1
-            except (OSError, http.client.HTTPException):
+            ms = conn.get(path)
+            if ms is None:
                 errors[i] += 1
-                conn.close()
-                conn = http.client.HTTPConnection(host, int(port), timeout=5)
-                continue
-            latencies[i].append((time.perf_counter() - began) * 1e3)
+            else:
+                latencies[i].append(ms)
         conn.close()
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(connections)]

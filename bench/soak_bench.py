@@ -1,22 +1,26 @@
-"""Soak: sustained load on gunicorn for a minute; errors, and resident memory of the master and workers.
+"""Soak: the serving benchmark's load on gunicorn for 10 minutes; errors, and resident memory per process.
 
 What it does (loopback, bounded in time):
 
 1. hosts a SecantusDB server in this process, writes a few simulated hours up to now and keeps
    appending live samples every 5 s, as ``bench/serve_bench.py`` does;
 2. starts ``pycemaker serve`` (gunicorn, 2 workers x 4 threads) with the registry fixture model;
-3. warms every route up, then loads the API for ``--duration`` seconds with the serving
-   benchmark's load code and connection count (4 keep-alive connections, closed loop, so it
-   runs at the benchmark's rate): two on ``/api/v1/status``, one on ``/livez``, one cycling
-   through every other read route (a second each);
-4. samples the resident memory (``VmRSS`` in ``/proc``) of the gunicorn master and its workers
-   every second, and notes any worker that was replaced.
+3. warms every route up, then measures the **baseline**: the serving benchmark's load alone
+   (wrk, 2 threads, 4 keep-alive connections on ``/api/v1/status``) for ``--baseline`` seconds;
+4. **soaks** for ``--duration`` seconds: the same 4 connections on ``/api/v1/status`` (so it runs
+   at the benchmark's rate) plus one keep-alive connection visiting every other route in turn,
+   ``/livez`` included, a request every 0.1 s, so every route is exercised the whole time;
+5. samples the resident memory (``VmRSS`` in ``/proc``) of the gunicorn master and each worker
+   every second and fits a line per process: its slope (KiB/min) and what the line grows over
+   the run, against the scatter around it (the noise), and notes any worker that was replaced.
 
-Figures go to ``bench/results/soak.json``. The targets (issue 7): 0 errors, no worker
-replaced, resident memory growth < 10% from the end of the warm-up to the end of the run.
-``tests/reliability/test_soak.py`` runs the same code for 10 s and asserts those targets.
+Figures go to ``bench/results/soak.json`` and, rendered from it, docs/operations.md ("Load").
+Targets (issues 7, 18): 0 errors, no worker replaced, ``/api/v1/status`` at >= 90% of the
+baseline's rate, and each worker's memory flat within noise: its fitted growth over the run at
+most 1% of its size, or within 3 standard deviations of the scatter around the line.
+``tests/reliability/test_soak.py`` runs the same code for 10 s and asserts the targets that apply.
 
-    PYTHONPATH=. .venv/bin/python bench/soak_bench.py [--duration 60]
+    PYTHONPATH=. .venv/bin/python bench/soak_bench.py [--duration 600] [--baseline 20]
 """
 
 from __future__ import annotations
@@ -38,18 +42,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.serve_bench import FIXTURE, combine, free_port, run_python_client, run_wrk, stop_process, wait_ready  # noqa: E402
+from bench.docblock import replace_block  # noqa: E402
+from bench.serve_bench import FIXTURE, KeepAlive, combine, free_port, run_python_client, run_wrk, stop_process, wait_ready  # noqa: E402
 from telemetry import simulator, store  # noqa: E402
 from telemetry.embedded import open_server  # noqa: E402
 from telemetry.settings import Settings  # noqa: E402
 
 UTC = dt.timezone.utc
 RESULTS = REPO / "bench" / "results" / "soak.json"
-#: Routes the cycling connection visits, a second each (the hot ones have their own connections).
+DOC = REPO / "docs" / "operations.md"
+#: Routes the cycling connection visits, a second each (the status has its own connections).
 CYCLED_ROUTES = (
+    "/livez",
     "/api/v1/health",
     "/api/v1/forecast",
     "/api/v1/models",
@@ -60,9 +69,18 @@ CYCLED_ROUTES = (
     "/predicted_data/1",
     "/api/v1/health?step=5m",
 )
-#: Connections per dedicated route: 4 in all with the cycling one, as in the serving benchmark.
-DEDICATED = {"/api/v1/status": 2, "/livez": 1}
+#: The other routes are visited at this pace (one request every 0.1 s, round robin): each stays under
+#: load the whole run while the status gets the benchmark's rate.
+CYCLE_EVERY_S = 0.1
+#: The serving benchmark's load (bench/serve_bench.py): 4 keep-alive connections on the status.
+DEDICATED = {"/api/v1/status": 4}
 MAX_RSS_GROWTH = 0.10
+#: A worker's memory is flat when its fitted growth over the run is at most this share of its size...
+FLAT_SHARE = 0.01
+#: ...or within this many standard deviations of the scatter around the fitted line (noise).
+FLAT_SIGMAS = 3.0
+#: The soak's status throughput, against the baseline's (the benchmark's load alone).
+MIN_RATE_SHARE = 0.9
 
 
 # --- resident memory ---------------------------------------------------------------------------
@@ -132,11 +150,13 @@ class MemorySampler:
         per_process = {}
         for pid in first["per_process_kib"]:
             start, end = first["per_process_kib"][pid], last["per_process_kib"].get(pid, 0)
+            points = [(s["t"], s["per_process_kib"][pid]) for s in self.samples if s["per_process_kib"].get(pid)]
             per_process[str(pid)] = {
                 "role": "master" if pid == self.master else "worker",
                 "start_kib": start,
                 "end_kib": end,
                 "growth": (end - start) / start if start else None,
+                **memory_trend(points),
             }
         return {
             "start_kib": first["total_kib"],
@@ -148,6 +168,24 @@ class MemorySampler:
             "series_kib": totals,
             "per_process": per_process,
         }
+
+
+def memory_trend(points: list[tuple[float, int]]) -> dict:
+    """A least-squares line through (monotonic seconds, KiB): slope, growth over the span, scatter, flat or not."""
+    t = np.array([p[0] for p in points], dtype=float)
+    kib = np.array([p[1] for p in points], dtype=float)
+    if len(points) < 3 or t[-1] <= t[0]:
+        return {"slope_kib_per_min": None, "fitted_growth_kib": None, "noise_kib": None, "flat": None}
+    minutes = (t - t[0]) / 60.0
+    slope, intercept = np.polyfit(minutes, kib, 1)
+    noise = float(np.std(kib - (slope * minutes + intercept)))
+    growth = float(slope * minutes[-1])
+    return {
+        "slope_kib_per_min": float(slope),
+        "fitted_growth_kib": growth,
+        "noise_kib": noise,
+        "flat": bool(growth <= max(FLAT_SHARE * kib[0], FLAT_SIGMAS * noise)),
+    }
 
 
 # --- load ----------------------------------------------------------------------------------------
@@ -162,16 +200,33 @@ def load_function(tool: str) -> tuple[str, Callable[[str, float, int], dict]]:
     return "wrk", lambda url, duration, connections: run_wrk(url, duration, connections, threads=min(2, connections))
 
 
-def cycle_routes(load, base: str, duration_s: float, slice_s: float = 1.0) -> dict[str, list[dict]]:
-    """One connection visiting :data:`CYCLED_ROUTES` in turn, ``slice_s`` each, for ``duration_s``."""
-    results: dict[str, list[dict]] = {path: [] for path in CYCLED_ROUTES}
-    deadline = time.monotonic() + duration_s
+def cycle_routes(base: str, duration_s: float, every_s: float = CYCLE_EVERY_S) -> dict[str, list[dict]]:
+    """One keep-alive connection visiting :data:`CYCLED_ROUTES` in turn, one request every ``every_s``."""
+    host, port = base.split("//", 1)[1].split(":")
+    latencies: dict[str, list[float]] = {path: [] for path in CYCLED_ROUTES}
+    errors = dict.fromkeys(CYCLED_ROUTES, 0)
+    conn = KeepAlive(host, int(port), timeout=10)
+    began = time.monotonic()
+    next_at = began
     for path in itertools.cycle(CYCLED_ROUTES):
-        left = deadline - time.monotonic()
-        if left < 0.5:
+        if time.monotonic() - began >= duration_s:
             break
-        results[path].append(load(base + path, max(1.0, min(slice_s, left)), 1))
-    return {path: rounds for path, rounds in results.items() if rounds}
+        ms = conn.get(path)
+        if ms is None:
+            errors[path] += 1
+        else:
+            latencies[path].append(ms)
+        next_at += every_s
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    conn.close()
+    elapsed = time.monotonic() - began
+    out = {}
+    for path, values in latencies.items():
+        if values or errors[path]:
+            arr = np.asarray(values or [np.nan])
+            out[path] = [{"requests": len(values), "rps": len(values) / elapsed, "p50_ms": float(np.nanpercentile(arr, 50)),
+                          "p99_ms": float(np.nanpercentile(arr, 99)), "errors": errors[path]}]
+    return out
 
 
 def run_load(load, base: str, duration_s: float) -> dict[str, dict]:
@@ -187,7 +242,7 @@ def run_load(load, base: str, duration_s: float) -> dict[str, dict]:
 
     def cycled() -> None:
         try:
-            results.update(cycle_routes(load, base, duration_s))
+            results.update(cycle_routes(base, duration_s))
         except BaseException as exc:
             errors.append(exc)
 
@@ -226,9 +281,12 @@ def soak(
     tool: str = "auto",
     history_hours: float = 3.0,
     warmup_s: float = 4.0,
+    baseline_s: float = 20.0,
     models_dir: Path | None = None,
 ) -> dict:
-    """Run the soak for ``duration_s`` seconds and return its figures (see the module doc)."""
+    """Run the soak for ``duration_s`` seconds and return its figures (see the module doc).
+
+    ``baseline_s``: seconds of the serving benchmark's load alone first (0: none, no rate target)."""
     tool_name, load = load_function(tool)
     work = Path(tempfile.mkdtemp(prefix="pycemaker-soak-"))
     server = open_server(work / "db", port=free_port())
@@ -263,6 +321,8 @@ def soak(
 
         warm_up(port)
         run_load(load, base, warmup_s)
+        status = "/api/v1/status"
+        baseline = load(base + status, baseline_s, DEDICATED[status]) if baseline_s else None
 
         memory = MemorySampler(api.pid)
         memory.start()
@@ -282,6 +342,16 @@ def soak(
     replaced = sorted(memory.workers_seen - set(children_at_start(memory)))
     total_requests = sum(r["requests"] for r in routes.values())
     total_errors = sum(r["errors"] for r in routes.values())
+    workers_flat = [p["flat"] for p in rss["per_process"].values() if p["role"] == "worker"]
+    share = routes[status]["rps"] / baseline["rps"] if baseline else None
+    targets = {
+        "zero_errors": total_errors == 0 and (baseline is None or baseline["errors"] == 0),
+        "no_worker_replaced": not replaced and alive,
+        "rss_growth_below_10_percent": rss["growth"] < MAX_RSS_GROWTH,
+        "worker_memory_flat_within_noise": all(flag is not False for flag in workers_flat),
+    }
+    if share is not None:
+        targets["status_at_the_benchmark_rate"] = share >= MIN_RATE_SHARE
     return {
         "duration_s": round(elapsed, 2),
         "load_tool": tool_name,
@@ -291,15 +361,13 @@ def soak(
         "rps": total_requests / elapsed,
         "errors": total_errors,
         "routes": {path: {k: r[k] for k in ("requests", "rps", "p50_ms", "p99_ms", "errors")} for path, r in routes.items()},
+        "baseline": baseline and {"seconds": baseline_s, "path": status, **{k: baseline[k] for k in ("requests", "rps", "p50_ms", "p99_ms", "errors")}},
+        "status_rate_share_of_baseline": share,
         "rss": rss,
         "workers_replaced": replaced,
         "server_alive_at_end": alive,
         "tracebacks_in_log": log_text.count("Traceback"),
-        "targets": {
-            "zero_errors": total_errors == 0,
-            "no_worker_replaced": not replaced and alive,
-            "rss_growth_below_10_percent": rss["growth"] < MAX_RSS_GROWTH,
-        },
+        "targets": targets,
     }
 
 
@@ -307,42 +375,75 @@ def children_at_start(memory: MemorySampler) -> list[int]:
     return [pid for pid in memory.samples[0]["per_process_kib"] if pid != memory.master]
 
 
+def render(output: dict) -> str:
+    """The docs/operations.md figures ("Load"), from a soak.json."""
+    rss, baseline = output["rss"], output.get("baseline")
+    status = output["routes"]["/api/v1/status"]
+    replaced = "no worker replaced" if not output["workers_replaced"] else f"workers replaced: {output['workers_replaced']}"
+    lines = [
+        f"Last run: `make soak` at {output['when']} ({output['machine']['cpus']} CPUs shared with other jobs, load tool "
+        f"`{output['load_tool']}`, {output['gunicorn']}): {output['duration_s'] / 60:.1f} min, {output['requests']:,} requests "
+        f"({output['rps']:,.0f} req/s), **{output['errors']} errors**, {replaced}.",
+    ]
+    if baseline:
+        lines.append(
+            f"`/api/v1/status` ran at {status['rps']:,.0f} req/s (p99 {status['p99_ms']:.1f} ms) against {baseline['rps']:,.0f} req/s "
+            f"for the serving benchmark's load alone just before ({output['status_rate_share_of_baseline']:.0%}); every other "
+            f"route answered a request every {CYCLE_EVERY_S * len(CYCLED_ROUTES):.1f} s throughout."
+        )
+    lines += [
+        "",
+        "Resident memory (VmRSS, sampled every second; a least-squares line per process over the run):",
+        "",
+        "| process | start | end | slope | line's growth over the run | noise (1 sd around the line) | flat within noise |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for pid, p in rss["per_process"].items():
+        flat = {True: "yes", False: "**no**", None: "n/a"}[p["flat"]]
+        lines.append(
+            f"| {p['role']} {pid} | {p['start_kib'] / 1024:.1f} MiB | {p['end_kib'] / 1024:.1f} MiB | {p['slope_kib_per_min']:+.1f} KiB/min "
+            f"| {p['fitted_growth_kib'] / 1024:+.2f} MiB ({p['fitted_growth_kib'] / p['start_kib']:+.2%}) | {p['noise_kib'] / 1024:.2f} MiB | {flat} |"
+        )
+    lines += ["", "Targets: " + ", ".join(f"`{name}` {'met' if ok else '**missed**'}" for name, ok in output["targets"].items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds of sustained load (default 60)")
+    parser.add_argument("--duration", type=float, default=600.0, help="seconds of sustained load (default 600)")
+    parser.add_argument("--baseline", type=float, default=20.0, help="seconds of the serving benchmark's load alone first (default 20)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--tool", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--models-dir", type=Path, help="a registry to serve (default: tests/fixtures/models/v1)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite the figures in docs/operations.md")
     args = parser.parse_args()
 
-    result = soak(args.duration, workers=args.workers, threads=args.threads, tool=args.tool, models_dir=args.models_dir)
-    serve = REPO / "bench" / "results" / "serve.json"
-    reference = None
-    if serve.is_file():
-        figures = json.loads(serve.read_text())
-        reference = {"status_rps": figures["http"]["status"]["rps"], "livez_rps": figures["http"]["livez"]["rps"],
-                     "connections": figures["setup"]["connections"]}
+    result = soak(args.duration, workers=args.workers, threads=args.threads, tool=args.tool, baseline_s=args.baseline,
+                  models_dir=args.models_dir)
     output = {
         "benchmark": "soak",
         "when": dt.datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "setup": {
             "server": f"pycemaker serve (gunicorn gthread, {result['gunicorn']}), loopback, the fixture LSTM",
-            "load": "closed loop, 4 keep-alive connections: 2 on /api/v1/status, 1 on /livez, 1 cycling the other read routes",
+            "load": "closed loop: the serving benchmark's 4 keep-alive connections on /api/v1/status (wrk); plus 1 connection visiting every other route in turn, a request every 0.1 s",
+            "baseline": "the serving benchmark's load alone (4 connections on /api/v1/status), just before the soak",
             "data": "3 h simulated history + live samples every 5 s during the run",
-            "rss": "VmRSS of the gunicorn master + workers, every second, from the end of the warm-up",
+            "rss": "VmRSS of the gunicorn master + workers, every second, from the end of the baseline",
         },
-        "serve_benchmark_reference": reference,
         **result,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(output, indent=2) + "\n")
+    if not args.no_docs and args.out == RESULTS:
+        replace_block(DOC, "soak", render(output))
     rss = result["rss"]
     print(json.dumps(result["targets"], indent=2))
     print(f"{result['duration_s']:.0f} s, {result['requests']} requests ({result['rps']:.0f} req/s), {result['errors']} errors; "
-          f"RSS {rss['start_kib'] / 1024:.1f} -> {rss['end_kib'] / 1024:.1f} MiB ({rss['growth']:+.1%}, max {rss['max_growth']:+.1%}); "
+          f"status at {result['status_rate_share_of_baseline'] or 0:.0%} of the baseline; "
+          f"RSS {rss['start_kib'] / 1024:.1f} -> {rss['end_kib'] / 1024:.1f} MiB ({rss['growth']:+.1%}); "
           f"workers replaced: {len(result['workers_replaced'])} -> {args.out}")
     return 0 if all(result["targets"].values()) else 1
 

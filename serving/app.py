@@ -20,7 +20,7 @@ from pymongo.database import Database
 from pycemaker import __version__
 from serving import metrics
 from serving.auth import SCHEME
-from serving.errors import register_error_handlers
+from serving.errors import ensure_message, register_error_handlers
 from serving.minute_cache import MinuteCache
 from serving.model_watcher import ModelState, ModelWatcher
 from serving.routes import BLUEPRINTS, PAGES
@@ -117,6 +117,10 @@ def create_app(
 
 class _Api(Api):
     ERROR_SCHEMA = ErrorSchema  # one error schema in the document, with examples
+
+    def handle_http_exception(self, error):
+        ensure_message(error)
+        return super().handle_http_exception(error)
 
 
 #: No route takes a request body: anything larger than this is refused (413) before it is read.

@@ -1,4 +1,4 @@
-"""Every error is JSON (``{code, status, message, errors}``), never a traceback.
+"""Every error is JSON (``{code, status, message, errors}``, ``message`` always), never a traceback.
 
 Validation errors name the field (``errors: {query: {end: ["must be after start"]}}``); a
 database that is down, or no model yet, is a 503 with a reason and a ``Retry-After``; a
@@ -38,6 +38,22 @@ def _json(code: int, status: str, message: str, headers: dict | None = None):
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response
+
+
+def ensure_message(error: HTTPException) -> None:
+    """Give an HTTP error a ``message`` when it has none (schema validation, an unknown URL, a wrong
+    method): the fields' first messages in words (``start: Out of range...; step: ...``), else the
+    status's standard description. flask-smorest's handler then writes it."""
+    data = getattr(error, "data", None) or {}
+    if "message" in data:
+        return
+    errors = data.get("errors") or data.get("messages")
+    parts = []
+    for fields in (errors or {}).values():
+        for name, messages in (fields.items() if isinstance(fields, dict) else []):
+            first = messages[0] if isinstance(messages, list) and messages else messages
+            parts.append(f"{name}: {first}")
+    error.data = {**data, "message": "; ".join(parts) or error.description or error.name}
 
 
 def register_error_handlers(app: Flask) -> None:

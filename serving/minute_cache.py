@@ -6,7 +6,7 @@ the newest minutes ever change, so a worker keeps:
 - the *recent* frame (the last ``recent_minutes``, enough for the model's input window and
   the default health interval), brought up to date by re-reading only its last few minutes;
 - *hour chunks* of older minutes, read once per closed hour and kept (LRU, with a TTL so a
-  late replay of spilled samples is eventually seen).
+  late replay of samples that waited in the collector's file is eventually seen).
 
 Frames are :func:`telemetry.frames.minute_frame` frames: computing an hour on its own gives
 exactly the minutes of computing a day (each minute's grid points only look back
@@ -68,6 +68,7 @@ class MinuteCache:
         self._chunks: OrderedDict[pd.Timestamp, tuple[float, pd.DataFrame]] = OrderedDict()
         self._latest: dict[str, dt.datetime | None] = {}
         self._searched_until: dict[str, dt.datetime] = {}
+        self._latest_full_at = -float("inf")
 
     @property
     def step_minutes(self) -> int:
@@ -185,24 +186,35 @@ class MinuteCache:
 
     # --- what data there is -------------------------------------------------------
     def latest_sample_times(self, now: dt.datetime) -> dict[str, dt.datetime | None]:
-        """The newest sample at or before ``now`` per stream (None: none at all).
+        """The newest sample at or before ``now`` per stream, within ``max_interval_hours`` (None: none).
 
-        Asks the store (:func:`telemetry.store.newest_sample_time`) only for samples newer than the
-        last one seen, a short index range; the first search per stream looks back from ``now``.
+        Each call asks only about the minutes since the last search (back to the newest sample
+        seen, or ``overlap`` before the last search for samples written late), which is one short
+        index range. Every ``full_reload_s`` the search starts over, so history rewritten or
+        replayed further back is seen, as the recent frame's full reload sees it. Every query is
+        bounded (:func:`telemetry.store.newest_sample_time`): an open-ended lower bound, such as a
+        newest sample from days before, made one query decode days of documents on the embedded server.
         """
+        full = (
+            time.monotonic() - self._latest_full_at > self.full_reload_s
+            or any(t is not None and t > now for t in (*self._latest.values(), *self._searched_until.values()))
+        )
+        if full:  # the first search, a periodic one, or the clock went back (tests)
+            self._latest.clear()
+            self._searched_until.clear()
         out: dict[str, dt.datetime | None] = {}
+        look_back = now - dt.timedelta(hours=self.settings.max_interval_hours)
         for stream in self.settings.stream_set:
             name = stream.collection
             known = self._latest.get(name)
             searched = self._searched_until.get(name)
-            if (known is not None and known > now) or (searched is not None and searched > now):
-                known, searched = None, None  # the clock went back (tests)
-            lower = known or searched
-            newest = store.newest_sample_time(self.db, stream, before=now, after=lower)
-            latest = newest or known
+            floor = look_back if searched is None else max(searched - self.overlap, known or look_back, look_back)
+            latest = store.newest_sample_time(self.db, stream, before=now, after=floor) or known
             self._latest[name] = latest
             self._searched_until[name] = now
             out[name] = latest
+        if full:
+            self._latest_full_at = time.monotonic()
         return out
 
 

@@ -473,9 +473,9 @@ class ReadyzSchema(Schema):
 
 
 class ErrorSchema(Schema):
-    code = fields.Integer(metadata=_doc("HTTP status code.", 422))
-    status = fields.String(metadata=_doc("HTTP status name.", "Unprocessable Entity"))
-    message = fields.String(metadata=_doc("What went wrong.", "end: must be after start"))
+    code = fields.Integer(required=True, metadata=_doc("HTTP status code.", 422))
+    status = fields.String(required=True, metadata=_doc("HTTP status name.", "Unprocessable Entity"))
+    message = fields.String(required=True, metadata=_doc("What went wrong, in words (validation errors: the fields' first messages).", "end: must be after start"))
     errors = fields.Dict(metadata=_doc("Per location and field: the messages.", {"query": {"end": ["must be after start"]}}))
 
 

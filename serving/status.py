@@ -190,11 +190,13 @@ def compute_status(
     )
 
     if not known_times:
-        return _unknown(status, "no_data", f"no samples in the database yet (streams: {', '.join(settings.streams)})"), None
+        hours = f"{settings.max_interval_hours:g}"
+        return _unknown(status, "no_data", f"no samples of {', '.join(settings.streams)} in the database within the last "
+                                           f"{hours} h (max_interval_hours)"), None
     if fresh.never:
         names = ", ".join(STREAMS_BY_COLLECTION[c].name for c in fresh.never)
-        return _unknown(status, "no_data", f"no_data: {names}: configured (streams) but no sample has arrived; "
-                                           "health needs every configured stream"), None
+        return _unknown(status, "no_data", f"no_data: {names}: configured (streams) but no sample has arrived within the "
+                                           f"last {settings.max_interval_hours:g} h; health needs every configured stream"), None
     if fresh.stale:
         since = f" since {fresh.since.isoformat()}" if fresh.since else ""
         return _unknown(status, "stale_data", f"stale data: {', '.join(fresh.streams)} silent{since}; current health is unknown"), None

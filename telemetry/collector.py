@@ -7,35 +7,35 @@ same ``time_series`` for the same instant, and the unique index drops the repeat
 
 Nothing is lost (see docs/collector.md):
 
+- Every tick's documents go to a write-ahead file (fsynced, telemetry/wal.py) before the
+  database; the file is emptied once the database stored them, and replayed at start.
 - Prometheus unreachable: each query is retried with backoff within the tick; a tick that
   still fails opens a gap, backfilled with ``query_range`` as soon as Prometheus answers.
-- Database down: documents wait in a bounded memory buffer that spills to a JSONL file,
-  and are flushed (oldest first) once the database answers again; on exit the buffer is
-  spilled, and the next run flushes it.
-- Restart: the collector resumes from the newest stored sample (at most ``MAX_CATCH_UP`` back).
+- Database down (or unknown at start): once it answers, the newest stored sample (at most
+  ``MAX_CATCH_UP`` back) is looked up *before* the waiting file is written, and everything
+  from there is backfilled from Prometheus: a crash mid-outage, or samples the full file
+  dropped, leave no hole. A restart resumes the same way.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
-import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from telemetry import store
-from telemetry.catalogue import STREAMS, Stream, to_document
+from telemetry.catalogue import Stream, to_document
+from telemetry.collector_metrics import CollectorMetrics
 from telemetry.prometheus import PrometheusClient, PrometheusUnavailable, QueryError, Sample
 from telemetry.settings import Settings
 from telemetry.store import DatabaseUnavailable
+from telemetry.wal import Item, WriteAheadLog, write_grouped
 
 log = logging.getLogger(__name__)
 UTC = dt.timezone.utc
@@ -52,7 +52,6 @@ BACKFILL_WINDOW = dt.timedelta(hours=6)
 ZERO_WHEN_ABSENT = frozenset({"req_fail"})
 
 Document = dict[str, Any]
-Item = tuple[str, Document]  # (collection, document)
 
 
 # --- what to query --------------------------------------------------------------------
@@ -74,7 +73,7 @@ def stream_queries(settings: Settings) -> tuple[StreamQuery, ...]:
         "req_fail": settings.query_fail,
         "response_time": settings.query_response_time,
     }
-    return tuple(StreamQuery(s, {c: by_column[c] for c in s.columns}) for s in STREAMS)
+    return tuple(StreamQuery(s, {c: by_column[c] for c in s.columns}) for s in settings.stream_set)
 
 
 def stream_values(
@@ -134,121 +133,6 @@ def parse_time(text: str) -> dt.datetime:
     if t.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone; add Z or +00:00")
     return t.astimezone(UTC)
-
-
-# --- waiting documents ----------------------------------------------------------------
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return {"$date": value.astimezone(UTC).isoformat()}
-    raise TypeError(f"cannot spill {type(value).__name__}")
-
-
-def _decode(obj: dict) -> Any:
-    if obj.keys() == {"$date"}:
-        return dt.datetime.fromisoformat(obj["$date"])
-    return obj
-
-
-class SpillBuffer:
-    """Documents waiting for the database: in memory up to ``capacity``, then appended to a JSONL file.
-
-    Memory never holds more than ``capacity`` documents; the file holds the rest, oldest
-    first, and survives a restart. Flushing writes the file (in chunks of ``capacity``)
-    before memory. A flush that fails part-way keeps everything: the rewrite is idempotent.
-    """
-
-    def __init__(self, path: Path, capacity: int) -> None:
-        self.path = Path(path)
-        self.capacity = max(1, int(capacity))
-        self._memory: list[Item] = []
-        self._spilled = self._count_spilled()
-        if self._spilled:
-            log.info("%d samples spilled by an earlier run wait in %s", self._spilled, self.path)
-
-    def __len__(self) -> int:
-        return len(self._memory) + self._spilled
-
-    @property
-    def spilled(self) -> int:
-        return self._spilled
-
-    def add(self, items: Iterable[Item]) -> None:
-        for item in items:
-            self._memory.append(item)
-            if len(self._memory) >= self.capacity:
-                self.spill()
-
-    def spill(self) -> None:
-        """Append every in-memory document to the file (fsynced: it exists to survive us)."""
-        if not self._memory:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        torn = self._ends_torn()
-        with self.path.open("a", encoding="utf-8") as f:
-            if torn:
-                f.write("\n")  # end a line torn by a crash, or it would swallow our first one
-            for collection, doc in self._memory:
-                f.write(json.dumps({"collection": collection, "doc": doc}, default=_encode) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        log.info(
-            "spilled %d samples to %s (%d there now)",
-            len(self._memory),
-            self.path,
-            self._spilled + len(self._memory),
-        )
-        self._spilled += len(self._memory)
-        self._memory.clear()
-
-    def flush(self, write: Callable[[str, list[Document]], int]) -> int:
-        """Hand every waiting document to ``write(collection, docs)``; returns what it reports written."""
-        written = 0
-        if self._spilled:
-            with self.path.open(encoding="utf-8") as f:
-                for chunk in iter(lambda: list(itertools.islice(f, self.capacity)), []):
-                    written += _write_grouped(write, _parse_lines(chunk, self.path))
-            self.path.unlink()
-            self._spilled = 0
-        if self._memory:
-            written += _write_grouped(write, self._memory)
-            self._memory.clear()
-        return written
-
-    def _ends_torn(self) -> bool:
-        if not self.path.is_file() or self.path.stat().st_size == 0:
-            return False
-        with self.path.open("rb") as f:
-            f.seek(-1, os.SEEK_END)
-            return f.read(1) != b"\n"
-
-    def _count_spilled(self) -> int:
-        if not self.path.is_file():
-            return 0
-        with self.path.open(encoding="utf-8") as f:
-            return sum(1 for line in f if line.strip())
-
-
-def _parse_lines(lines: Sequence[str], path: Path) -> list[Item]:
-    items = []
-    for line in lines:
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line, object_hook=_decode)
-            items.append((record["collection"], record["doc"]))
-        except (ValueError, KeyError, TypeError):
-            # Only a crash mid-append can tear a line; the rest of the file is still good.
-            log.warning("skipping an unreadable line in %s: %.80s", path, line)
-    return items
-
-
-def _write_grouped(write: Callable[[str, list[Document]], int], items: Sequence[Item]) -> int:
-    written = 0
-    for collection in dict.fromkeys(c for c, _ in items):
-        written += write(collection, [d for c, d in items if c == collection])
-    return written
 
 
 # --- the collector --------------------------------------------------------------------
@@ -311,7 +195,9 @@ class Collector:
         self.db = db
         self.interval_s = settings.collect_interval_s
         self.queries = stream_queries(settings)
-        self.buffer = SpillBuffer(settings.collector_spill_path, settings.collector_buffer_size)
+        self.wal = WriteAheadLog(settings.collector_spill_path, settings.collector_spill_max_bytes)
+        self.metrics = CollectorMetrics()
+        self.metrics.wal_max_bytes.set(self.wal.max_bytes)
         self._cuts = settings.cuts()
         self._clock = clock
         self._sleep = sleep
@@ -319,8 +205,13 @@ class Collector:
         self._db_retry = Backoff(db_retry_delays_s, clock)
         self._indexed = False
         self._gap_since: dt.datetime | None = None
+        #: Look up the newest stored sample at the next write, and backfill from it (start, database back).
+        self._check_store = False
+        #: Documents backfills have stored (a tick reports its share).
+        self._backfill_stored = 0
         self._missing: tuple[str, ...] | None = None
         self._reported: set[str] = set()
+        self._observe()
 
     def now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self._clock(), UTC)
@@ -328,22 +219,26 @@ class Collector:
     # --- one instant -------------------------------------------------------------------
 
     def tick(self, at: dt.datetime) -> TickReport:
-        """Query every stream at ``at`` (a grid point), queue the documents, flush what waits."""
+        """Query every stream at ``at`` (a grid point), write the documents ahead, store what waits, fill gaps."""
         deadline = self._clock() + 0.8 * self.interval_s
+        answered = True
         try:
             items, missing = self._collect_at(at, deadline)
         except PrometheusUnavailable as exc:
+            answered = False
             if self._gap_since is None:
                 log.warning("%s; backfilling from %s once it answers", exc, at.isoformat())
                 self._gap_since = at
             items, missing = [], tuple(q.stream.collection for q in self.queries)
-        else:
-            if self._gap_since is not None:
-                self._fill_gap(self._gap_since, at)
         self._report_missing(missing)
-        self.buffer.add(items)
+        self._append(items)
         written = self.flush()
-        return TickReport(at, len(items), written, missing, len(self.buffer))
+        if answered and self._gap_since is not None and not self._db_retry.failures:
+            written += self._fill_gap(self._gap_since, at)
+        self.metrics.samples.inc(len(items))
+        self.metrics.last_tick.set(at.timestamp())
+        self._observe()
+        return TickReport(at, len(items), written, missing, len(self.wal))
 
     def _collect_at(self, at: dt.datetime, deadline: float) -> tuple[list[Item], tuple[str, ...]]:
         items: list[Item] = []
@@ -377,17 +272,20 @@ class Collector:
 
     # --- an interval ---------------------------------------------------------------------
 
-    def backfill(self, start: dt.datetime, end: dt.datetime) -> int:
+    def backfill(self, start: dt.datetime, end: dt.datetime, *, stop_if_db_down: bool = False) -> int:
         """Store every stream over the grid points in ``[start, end)`` with ``query_range``.
 
         Returns the number of documents found (already stored ones are skipped on write).
-        Raises :class:`PrometheusUnavailable` if Prometheus does not answer after retries.
+        Backfilled documents go straight to the database (Prometheus still holds them), or to
+        the write-ahead file while it is down; ``stop_if_db_down`` stops at the first window
+        the database refused instead. Raises :class:`PrometheusUnavailable` if Prometheus does
+        not answer after retries.
         """
         first = grid_ceil(start, self.interval_s)
         last = _from_millis(_millis(end) - 1)
         found_total = 0
         # Window by window, so a long backfill never holds more than one window in memory.
-        while first <= last:
+        while first <= last and not (stop_if_db_down and self._db_retry.failures):
             window_last = min(last, grid_floor(first + BACKFILL_WINDOW, self.interval_s))
             found_total += self._backfill_window(first, window_last)
             first = window_last + dt.timedelta(seconds=self.interval_s)
@@ -409,8 +307,7 @@ class Collector:
                 point = stream_values(query.stream, {c: by_time.get(t) for c, by_time in found.items()})
                 if point is not None:
                     items.append(self._item(query.stream, *point))
-        self.buffer.add(items)
-        self.flush()
+        self._backfill_stored += self._store_directly(items)
         return len(items)
 
     def _range(self, expr: str, first: dt.datetime, last: dt.datetime) -> list[Sample]:
@@ -423,57 +320,102 @@ class Collector:
                 self._sleep(delay)
         raise AssertionError("unreachable")
 
-    def _fill_gap(self, since: dt.datetime, until: dt.datetime) -> None:
+    def _fill_gap(self, since: dt.datetime, until: dt.datetime) -> int:
+        """Backfill ``[since, until)``; the gap closes only once all of it is stored. Returns the new documents."""
+        before = self._backfill_stored
         try:
-            found = self.backfill(since, until)
+            found = self.backfill(since, until, stop_if_db_down=True)
         except PrometheusUnavailable as exc:
             log.warning("backfill from %s postponed: %s", since.isoformat(), exc)
-            return
-        log.info("backfilled %d samples from %s to %s", found, since.isoformat(), until.isoformat())
+            return self._backfill_stored - before
+        new = self._backfill_stored - before
+        if self._db_retry.failures:
+            log.warning("backfill from %s postponed: the database stopped answering", since.isoformat())
+            return new
+        log.info("backfilled %d samples from %s to %s (%d new)", found, since.isoformat(), until.isoformat(), new)
         self._gap_since = None
+        return new
 
     def resume_from_store(self) -> None:
-        """Backfill from the newest stored sample (``MAX_CATCH_UP`` at most): a restart leaves no hole."""
-        try:
-            latest = store.newest_sample_times(self.db)
-        except DatabaseUnavailable as exc:
-            log.info("cannot see where the last run stopped (%s); collecting from now", exc)
-            return
-        known = [t for t in latest.values() if t is not None]
+        """At the next write, find the newest stored sample and backfill from it: a restart leaves no hole."""
+        self._check_store = True
+
+    def _newest_stored(self) -> dt.datetime | None:
+        """The oldest of the streams' newest samples within ``MAX_CATCH_UP`` (None: none that recent)."""
         now = self.now()
-        if not known or now - min(known) <= dt.timedelta(seconds=2 * self.interval_s):
+        latest = [store.newest_sample_time(self.db, q.stream, before=now, after=now - MAX_CATCH_UP) for q in self.queries]
+        known = [t for t in latest if t is not None]
+        return min(known) if known else None
+
+    def _open_gap_from_store(self) -> None:
+        since = self._newest_stored()
+        self._check_store = False
+        if since is None or self.now() - since <= dt.timedelta(seconds=2 * self.interval_s):
             return
-        self._gap_since = max(min(known), now - MAX_CATCH_UP)
-        log.info("resuming: backfilling from %s", self._gap_since.isoformat())
+        if self._gap_since is None or since < self._gap_since:
+            self._gap_since = since
+            log.info("backfilling from %s, the newest stored sample, once Prometheus answers", since.isoformat())
 
     # --- the database --------------------------------------------------------------------
 
     def flush(self, force: bool = False) -> int:
-        """Write waiting documents unless the database is in backoff; returns the new documents stored."""
-        if not len(self.buffer) or not (force or self._db_retry.ready()):
+        """Store the write-ahead file unless the database is in backoff; returns the new documents stored.
+
+        After a failure (and at start), the newest stored sample is looked up first, before the
+        file is written: everything after it is backfilled from Prometheus.
+        """
+        if not (force or self._db_retry.ready()) or not (len(self.wal) or self._check_store):
             return 0
         try:
-            if not self._indexed:
-                store.ensure_indexes(self.db)
-                self._indexed = True
-            written = self.buffer.flush(self._write)
+            self._ensure_indexes()
+            if self._check_store:
+                self._open_gap_from_store()
+            written = self.wal.flush(self._write)
         except (DatabaseUnavailable, PyMongoError) as exc:
-            delay = self._db_retry.failed()
-            level = logging.WARNING if self._db_retry.failures == 1 else logging.DEBUG
-            log.log(
-                level,
-                "database unavailable (%s): %d samples wait; next try in %.0f s",
-                exc,
-                len(self.buffer),
-                delay,
-            )
+            self._database_failed(exc)
             return 0
-        if self._db_retry.failures:
-            log.info(
-                "database back after %d failed tries: flushed the waiting samples", self._db_retry.failures
-            )
-        self._db_retry.reset()
+        self._database_answered()
         return written
+
+    def _store_directly(self, items: Sequence[Item]) -> int:
+        """Backfilled documents: into the database, or into the write-ahead file if it does not answer."""
+        if not items:
+            return 0
+        if not self._db_retry.failures:
+            try:
+                self._ensure_indexes()
+                written = write_grouped(self._write, items)
+            except (DatabaseUnavailable, PyMongoError) as exc:
+                self._database_failed(exc)
+            else:
+                self._database_answered()
+                return written
+        self._append(items)
+        return 0
+
+    def _append(self, items: Sequence[Item]) -> None:
+        dropped = self.wal.append(items)
+        if dropped:
+            self.metrics.wal_dropped.inc(dropped)
+            self._check_store = True  # what was dropped is backfilled from the newest stored sample
+
+    def _ensure_indexes(self) -> None:
+        if not self._indexed:
+            store.ensure_indexes(self.db)
+            self._indexed = True
+
+    def _database_failed(self, exc: Exception) -> None:
+        delay = self._db_retry.failed()
+        self._check_store = True
+        self.metrics.database_up.set(0)
+        level = logging.WARNING if self._db_retry.failures == 1 else logging.DEBUG
+        log.log(level, "database unavailable (%s): %d samples wait in %s; next try in %.0f s", exc, len(self.wal), self.wal.path, delay)
+
+    def _database_answered(self) -> None:
+        if self._db_retry.failures:
+            log.info("database back after %d failed tries: stored the waiting samples", self._db_retry.failures)
+        self._db_retry.reset()
+        self.metrics.database_up.set(1)
 
     def _write(self, collection: str, docs: list[Document]) -> int:
         try:
@@ -489,11 +431,18 @@ class Collector:
             )
             return int(exc.details.get("nInserted", 0))
 
+    def _observe(self) -> None:
+        self.metrics.wal_samples.set(len(self.wal))
+        self.metrics.wal_bytes.set(self.wal.size_bytes)
+        self.metrics.wal_full.set(1 if self.wal.full else 0)
+
     # --- running -----------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         """Tick on the grid until ``stop`` is set."""
         self.resume_from_store()
+        self.flush(force=True)  # replay what an earlier run left in the write-ahead file
+        self._observe()
         at = grid_ceil(self.now(), self.interval_s)
         log.info("collecting from %s every %g s", self.client.base_url, self.interval_s)
         # Query a moment after each grid point: a scrape stamped just before it may still be in flight.
@@ -518,15 +467,11 @@ class Collector:
             at += dt.timedelta(seconds=self.interval_s)
 
     def close(self) -> None:
-        """Write what waits if the database answers; spill the rest to disk for the next run."""
+        """Store what waits if the database answers; the rest stays in the write-ahead file for the next run."""
         self.flush(force=True)
-        self.buffer.spill()
-        if len(self.buffer):
-            log.warning(
-                "%d samples wait in %s; the next `pycemaker collect` stores them",
-                len(self.buffer),
-                self.buffer.path,
-            )
+        self._observe()
+        if len(self.wal):
+            log.warning("%d samples wait in %s; the next `pycemaker collect` stores them", len(self.wal), self.wal.path)
 
     # --- logging -------------------------------------------------------------------------
 
@@ -547,7 +492,6 @@ class Collector:
 
 __all__ = [
     "Collector",
-    "SpillBuffer",
     "StreamQuery",
     "TickReport",
     "grid_ceil",

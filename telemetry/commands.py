@@ -125,6 +125,12 @@ def run_collect(args: argparse.Namespace, settings: Settings) -> int:
             if not report.collected:
                 return 1
         else:
+            if settings.collector_metrics_port:
+                try:
+                    collector.metrics.serve(settings.collector_metrics_port, settings.host)
+                except OSError as exc:  # the data matters more than its metrics: collect anyway
+                    log.error("cannot serve the collector's metrics on %s:%d (%s); collecting without them",
+                              settings.host, settings.collector_metrics_port, exc)
             stop = threading.Event()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: stop.set())

@@ -142,9 +142,12 @@ class Settings:
         'sum(irate(http_server_requests_seconds_sum{uri!~"/actuator.*"}[1m]))'
         ' / sum(irate(http_server_requests_seconds_count{uri!~"/actuator.*"}[1m]))'
     )
-    #: Samples kept in memory while the database is down, before spilling to disk.
-    collector_buffer_size: int = 10_000
+    #: The write-ahead file: every tick's samples are fsynced here before the database sees them.
     collector_spill_path: Path = Path("var/collector-spill.jsonl")
+    #: Its bound: past it the oldest samples are dropped (backfilled from Prometheus once the database answers).
+    collector_spill_max_bytes: int = 64 * 1024 * 1024
+    #: Port of the collector's own ``/metrics`` (on ``host``); 0: not served.
+    collector_metrics_port: int = 9109
 
     # --- Simulator -------------------------------------------------------
     simulator_seed: int = 42
@@ -264,6 +267,8 @@ def _validate(s: Settings) -> None:
         raise SettingsError("frame_minutes and scrape_interval_s must be 0 (follow the data) or positive")
     if s.min_history_minutes < 2:
         raise SettingsError("min_history_minutes must be at least 2")
+    if s.collector_spill_max_bytes < 4096:
+        raise SettingsError("collector_spill_max_bytes must be at least 4096 (a tick is ~1 KiB)")
     if s.warning_minutes <= 0 or s.warning_hold_minutes < 1:
         raise SettingsError("warning_minutes must be positive and warning_hold_minutes at least 1")
 

@@ -9,6 +9,7 @@ duplicate sample is skipped, so a retried batch never duplicates.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import socket
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from bson.codec_options import CodecOptions
-from pymongo import ASCENDING, MongoClient
+from pymongo import ASCENDING, DESCENDING, MongoClient
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, PyMongoError
 
@@ -176,10 +177,15 @@ def read_samples(
     return {s.collection: read_stream(db, s, start, end) for s in streams}
 
 
-#: Spans a newest-sample search looks back over, widening, before it asks without a lower bound: a sorted
-#: query with no range scans a whole collection on the embedded server (about 3 s per stream on 7 days),
-#: a bounded one reads an index range.
-NEWEST_SEARCH_SPANS = (dt.timedelta(minutes=10), dt.timedelta(hours=3), dt.timedelta(days=2))
+#: Widths of the successive windows :func:`newest_sample_time` searches back through (the last repeats).
+NEWEST_SEARCH_WINDOWS = (
+    dt.timedelta(minutes=10),
+    dt.timedelta(minutes=30),
+    dt.timedelta(hours=1),
+    dt.timedelta(hours=3),
+)
+#: Without ``after``, how far back the windows go before one last query without a lower bound.
+NEWEST_SEARCH_LOOK_BACK = dt.timedelta(days=7)
 
 
 def newest_sample_time(
@@ -187,31 +193,37 @@ def newest_sample_time(
 ) -> dt.datetime | None:
     """The newest sample of ``stream`` with ``after < time <= before`` (None: there is none).
 
-    ``before`` None: no upper bound. ``after`` given: one bounded query (a caller that knows the
-    newest sample it saw asks only for newer ones). Otherwise the search looks back from ``before``
-    (or now) over :data:`NEWEST_SEARCH_SPANS`, and only then without a lower bound.
+    ``before`` None: no upper bound (the windows count back from now). The search steps back
+    through windows of :data:`NEWEST_SEARCH_WINDOWS` (10 min, 30 min, 1 h, then 3 h at a time)
+    and stops at the first holding a sample, down to ``after``; without ``after``, down to
+    :data:`NEWEST_SEARCH_LOOK_BACK`, then once without a lower bound. A sorted ``find_one`` costs
+    the embedded server (SecantusDB) every document in its range, not one index step: it decodes
+    and sorts them all before the limit (~75 us a document, 3.5 s per stream over 3 days). So no
+    query here covers more than 3 h (but that last one), and an empty window costs one index lookup.
     """
-    if after is not None:
-        return _newest(db, stream, after, before)
-    anchor, upper = before or dt.datetime.now(UTC), before
-    for span in NEWEST_SEARCH_SPANS:
-        lower = anchor - span
+    anchor = _as_utc(before) if before is not None else dt.datetime.now(UTC)
+    floor = _as_utc(after) if after is not None else anchor - NEWEST_SEARCH_LOOK_BACK
+    upper = _as_utc(before) if before is not None else None
+    widths = itertools.chain(NEWEST_SEARCH_WINDOWS, itertools.repeat(NEWEST_SEARCH_WINDOWS[-1]))
+    edge = anchor
+    while edge > floor:
+        lower = max(floor, edge - next(widths))
         found = _newest(db, stream, lower, upper)
         if found is not None:
             return found
-        upper = lower
-    return _newest(db, stream, None, upper)
+        edge = upper = lower
+    return None if after is not None else _newest(db, stream, None, upper)
 
 
 def _newest(db: Database, stream: Stream, after: dt.datetime | None, before: dt.datetime | None) -> dt.datetime | None:
     bounds: dict[str, dt.datetime] = {}
     if after is not None:
-        bounds["$gt"] = _as_utc(after)
+        bounds["$gt"] = after
     if before is not None:
-        bounds["$lte"] = _as_utc(before)
+        bounds["$lte"] = before
     try:
         doc = db[stream.collection].find_one(
-            {"time_series": bounds} if bounds else {}, {"_id": 0, "time_series": 1}, sort=[("time_series", -1)]
+            {"time_series": bounds} if bounds else {}, {"_id": 0, "time_series": 1}, sort=[("time_series", DESCENDING)]
         )
     except PyMongoError as exc:
         raise unavailable(db, exc) from exc

@@ -35,7 +35,7 @@ from forecasting import metrics, registry, training_runs
 from forecasting.contract import HEALTH, median_index
 from telemetry.settings import Settings
 from training import scoring, selection
-from training.candidates import Candidate, RunData, RunStopped, build_baseline, build_lstm, in_sample_origins, run_data
+from training.candidates import Candidate, RunData, RunStopped, build_baseline, build_lstm, run_data
 from training.data import connect_store, load_training_frame, window_data
 from training.datamodule import NotEnoughData
 from training.distributed import DATA_END_ENV, DistributedSetupError, launched_from_outside, pin_data_end, pinned_data_end, process_is_rank_zero

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from forecasting import metrics
-from forecasting.contract import HEALTH, median_index
+from forecasting.contract import median_index
 from forecasting.warnings import TtfConfig
 from forecasting.warnings import score as score_warnings
 from telemetry.settings import Settings

@@ -14,6 +14,17 @@ from forecasting import registry, training_runs
 
 blp = Blueprint("models", __name__, url_prefix="/api/v1", description="The model registry, activation and training requests.")
 VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: The operations a model version leads to, for OpenAPI links (clients and schemathesis's stateful runs follow them).
+MODEL_CARD = "#/paths/~1api~1v1~1models~1{version}/get"
+ACTIVATE = "#/paths/~1api~1v1~1models~1{version}~1activate/post"
+
+
+def version_links(status: int, expression: str, **targets: tuple[str, str]) -> dict:
+    """``@blp.doc`` fragment: OpenAPI links from a response's version (``expression``) to ``targets``
+    (link name -> (operationRef, description))."""
+    links = {name: {"operationRef": ref, "parameters": {"version": expression}, "description": text}
+             for name, (ref, text) in targets.items()}
+    return {"responses": {status: {"links": links}}}
 
 
 def _summary(card: registry.ModelCard, current: str | None, serving: str | None, full: bool = False) -> dict:
@@ -58,6 +69,8 @@ def _card(version: str) -> registry.ModelCard:
 
 @blp.route("/models")
 @blp.response(200, ModelListSchema)
+@blp.doc(**version_links(200, "$response.body#/current", currentModel=(MODEL_CARD, "The card of the version `current` points at."),
+                         activateCurrent=(ACTIVATE, "Activate that version again (a no-op promotion).")))
 def list_models():
     """Every model version in the registry, and every training run's candidates
 
@@ -92,6 +105,7 @@ def training_runs_in(cards: list[registry.ModelCard]) -> list[dict]:
 @blp.route("/models/<version>")
 @blp.response(200, ModelCardSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No such version.")
+@blp.doc(**version_links(200, "$response.body#/version", activate=(ACTIVATE, "Activate this version (promotion or rollback).")))
 def get_model(version: str):
     """One model's card
 
@@ -109,6 +123,7 @@ def get_model(version: str):
 @blp.alt_response(403, schema=ErrorSchema, description="A wrong bearer token, or write routes are disabled (no `api_token` configured).")
 @blp.alt_response(404, schema=ErrorSchema, description="No such version.")
 @blp.alt_response(409, schema=ErrorSchema, description="The version cannot be loaded (missing or corrupt model file); nothing changed.")
+@blp.doc(**version_links(200, "$response.body#/version", activatedModel=(MODEL_CARD, "The card of the version now active.")))
 @require_token
 def activate(version: str):
     """Point the registry's `current` at a version (promotion or rollback)

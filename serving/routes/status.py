@@ -7,6 +7,7 @@ from flask_smorest import Blueprint
 from marshmallow import RAISE
 
 from serving.errors import unavailable
+from serving.routes.models import MODEL_CARD, version_links
 from serving.runtime import runtime
 from serving.schemas import STATUS_EXAMPLE, ErrorSchema, NoQuerySchema, StatusSchema
 
@@ -18,6 +19,7 @@ blp = Blueprint("status", __name__, url_prefix="/api/v1", description="Current h
 @blp.response(200, StatusSchema, example=STATUS_EXAMPLE)
 @blp.alt_response(422, schema=ErrorSchema, description="A query parameter was given (this route takes none).")
 @blp.alt_response(503, schema=ErrorSchema, description="The database is unreachable.")
+@blp.doc(**version_links(200, "$response.body#/model/version", servedModel=(MODEL_CARD, "The card of the model that computed this status.")))
 def status(_query: dict):
     """Current status and time to failure
 

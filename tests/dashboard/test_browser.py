@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.conftest import CHROMIUM, REPO, needs_chromium
+from tests.conftest import CHROMIUM, needs_chromium
 from tests.serving.conftest import Clock, at
 from tests.serving.helpers import serving
 from tests.serving.onnx_models import trend_model
@@ -94,6 +94,13 @@ class _Page:
     def open(self, url: str) -> None:
         self.page.goto(url)
         self.page.wait_for_selector("body[data-loaded='true'] #health-chart canvas", timeout=30_000)
+
+    def open_paused(self, url: str) -> None:
+        """Open on playwright's fake clock, then pause it once the first refresh is done: timers run on demand."""
+        self.page.clock.install()
+        self.open(url)
+        self.page.clock.pause_at(self.page.evaluate("Date.now()") + 1000)
+        self.page.wait_for_load_state("networkidle")
 
     def text(self, selector: str) -> str:
         return self.page.locator(selector).inner_text().strip()
@@ -227,3 +234,121 @@ def _wait_for_points(page, wanted, timeout_s: float = 15.0) -> None:
     while not wanted(_chart_points(page)):
         assert time.monotonic() < deadline, f"the chart still has {_chart_points(page)} points"
         time.sleep(0.05)
+
+
+def _requests_to(page, path: str) -> list[str]:
+    """Every URL the page requests whose path is ``path`` (appended to as they happen)."""
+    seen: list[str] = []
+    page.on("request", lambda request: seen.append(request.url) if urlparse(request.url).path == path else None)
+    return seen
+
+
+def test_it_refreshes_every_5_seconds_and_says_failing_now(scenario_settings, make_app, browser):
+    trend_model(scenario_settings.models_dir)
+    clock = Clock(at("19:08:30"))
+    app = make_app(scenario_settings, clock)
+    with serving(app) as base:
+        view = _Page(browser, base, viewport={"width": 1280, "height": 900})
+        page = view.page
+        statuses = _requests_to(page, "/api/v1/status")
+        try:
+            view.open_paused(base + "/")
+            assert "bad" in page.locator("#ttf-main").get_attribute("class").split()  # a countdown: failure predicted
+            seen = len(statuses)
+
+            clock.now = at("19:30:30")  # the leak fails for good from 19:16
+            status = app.test_client().get("/api/v1/status").get_json()
+            assert status["state"] == "failing_now"
+            page.clock.run_for(REFRESH_MS)  # the next refresh is due within 5 s of the last one
+            _expect_text(page, "#ttf-main", "failing now")
+            assert len(statuses) == seen + 1
+            since = clock_text(status["time_to_failure"]["expected"]["at"], status["as_of"])
+            assert view.text("#ttf-range") == f"since {since}"
+            assert view.text("#ttf-detail").startswith(f"health at or below {pct(status['threshold'])}")
+            assert "bad" in page.locator("#ttf-main").get_attribute("class").split()
+            assert view.text("#current-health") == pct(status["current"]["health"])
+            assert "bad" in page.locator("#current-health").get_attribute("class").split()
+
+            # The period is 5 s from the end of the last refresh: nothing at 4.5 s, the next one by 5 s.
+            page.wait_for_load_state("networkidle")
+            page.clock.run_for(REFRESH_MS - 500)
+            page.wait_for_timeout(1000)  # real time: a refresh that was due would have been requested
+            assert len(statuses) == seen + 1
+            page.clock.run_for(500)
+            _wait_for(page, lambda: len(statuses) == seen + 2, "the refresh after the next 5 s")
+            assert view.errors == [] and view.outside == []
+        finally:
+            view.close()
+
+
+def test_a_calm_hour_says_no_failure_expected(scenario_settings, make_app, browser):
+    trend_model(scenario_settings.models_dir)
+    app = make_app(scenario_settings, Clock(at("21:01:30")))
+    status = app.test_client().get("/api/v1/status").get_json()
+    assert status["state"] == "no_failure_within_horizon"
+    ttf = status["time_to_failure"]
+    with serving(app) as base:
+        view = _Page(browser, base, viewport={"width": 1280, "height": 900})
+        try:
+            view.open_paused(base + "/")
+            assert view.text("#ttf-main") == f"no failure expected in the next {status['horizon']['minutes'] // 60} h"
+            assert {"good", "message"} <= set(view.page.locator("#ttf-main").get_attribute("class").split())
+            if ttf["earliest"] is None:
+                assert view.text("#ttf-range") == ""  # (a no-break space)
+            else:
+                assert view.text("#ttf-range").startswith("risk: the P10 path crosses in ")
+            assert view.text("#current-health") == pct(status["current"]["health"])
+            assert view.text("#predicted-health") == pct(status["predicted_current"]["p50"])
+            assert view.errors == [] and view.outside == []
+        finally:
+            view.close()
+
+
+@pytest.mark.parametrize(("window", "hours", "step", "caption"), [
+    ("24h", 24, 5, "last 24 h, mean per 5 min"),
+    ("7d", 168, 30, "last 7 days, mean per 30 min"),
+])
+def test_the_long_windows_show_their_buckets(scenario_settings, make_app, browser, window, hours, step, caption):
+    trend_model(scenario_settings.models_dir)
+    app = make_app(scenario_settings, Clock(at("23:30:00")))
+    api = app.test_client()
+    status = api.get("/api/v1/status").get_json()
+    with serving(app) as base:
+        view = _Page(browser, base, viewport={"width": 1280, "height": 900})
+        page = view.page
+        healths = _requests_to(page, "/api/v1/health")
+        try:
+            view.open_paused(base + "/")
+            page.locator(f'.windows button[data-window="{window}"]').click()
+            page.clock.run_for(100)  # a click during a refresh queues another at 0 ms: let the paused clock run it
+            _wait_for(page, lambda: healths and f"step={step}" in healths[-1], f"the {window} health request")
+            page.wait_for_load_state("networkidle")
+            assert page.locator(f'.windows button[data-window="{window}"]').get_attribute("aria-pressed") == "true"
+            assert urlparse(page.url).fragment == window
+
+            # Buckets aligned on the step, the window back from the status's as_of (dashboard.js healthQuery).
+            query = urlparse(healths[-1]).query
+            as_of = dt.datetime.fromisoformat(status["as_of"])
+            step_s = step * 60
+            first = math.ceil((as_of - dt.timedelta(hours=hours, minutes=-1)).timestamp() / step_s) * step_s
+            assert query == f"start={dt.datetime.fromtimestamp(first, UTC):%Y-%m-%dT%H:%M:%SZ}".replace(":", "%3A") + f"&step={step}"
+
+            health = api.get("/api/v1/health?" + query).get_json()
+            forecast = api.get("/api/v1/forecast").get_json()
+            assert len(health["points"]) == math.ceil((as_of.timestamp() - first) / step_s)  # one per bucket, up to now
+            times = {p["time"] for p in health["points"]} | {p["time"] for p in forecast["points"]}
+            _wait_for(page, lambda: _chart_points(page) == len(times), f"{len(times)} chart points")
+            _expect_text(page, "#chart-caption", f"· {caption} · forecast 1 h ahead")
+            known = [p for p in health["points"] if p["health"] is not None]
+            assert known and len(known) < len(health["points"])  # 8 h of data: the older buckets are unknown, not healthy
+            assert view.errors == [] and view.outside == []
+        finally:
+            view.close()
+
+
+def _wait_for(page, ready, what: str, timeout_s: float = 15.0) -> None:
+    """Poll ``ready``; waiting through playwright, so the page's events (requests seen) are delivered meanwhile."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        page.wait_for_timeout(50)

@@ -6,11 +6,27 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
+
+import pytest
+
+from tests.conftest import PROMETHEUS, REPO
+
+PROMETHEUS_CONFIG = """\
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: target
+    metrics_path: /actuator/prometheus
+    static_configs:
+      - targets: ["127.0.0.1:{port}"]
+"""
 
 
 def free_port() -> int:
@@ -98,3 +114,45 @@ def wait_until(
             logs = "\n".join(f"--- {s.name}\n{s.tail()}" for s in services)
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{logs}")
         time.sleep(0.2)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This environment without pycemaker's settings (a child gets only what the test gives it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYCEMAKER_", "MONGO_URI", "LOCUST_"))}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return {**env, **extra}
+
+
+def start_target_and_prometheus(work: Path, services: list[Service]) -> tuple[str, str]:
+    """``pycemaker target`` and a real Prometheus scraping it every second (storage under ``work``),
+    appended to ``services`` as they start; returns (the target's base URL, Prometheus's URL) once both answer."""
+    target_port, prometheus_port = free_port(), free_port()
+    target = start("target", [sys.executable, "-m", "pycemaker", "target", "--port", str(target_port)], work,
+                   cwd=REPO, env=child_env())
+    services.append(target)
+    config = work / "prometheus.yml"
+    config.write_text(PROMETHEUS_CONFIG.format(port=target_port))
+    prometheus = start(
+        "prometheus",
+        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={work / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{prometheus_port}", "--log.level=warn"],
+        work,
+        cwd=work,
+    )
+    services.append(prometheus)
+    target_url, prometheus_url = f"http://127.0.0.1:{target_port}", f"http://127.0.0.1:{prometheus_port}"
+    wait_until(lambda: http_ok(target_url + "/actuator/prometheus"), 30, "the target", [target])
+    wait_until(lambda: http_ok(prometheus_url + "/-/ready"), 30, "Prometheus", [prometheus])
+    return target_url, prometheus_url
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[list[Service]]:
+    """Processes a test starts; all stopped at the end, their logs shown if the test failed."""
+    started: list[Service] = []
+    try:
+        yield started
+    finally:
+        for service in reversed(started):
+            service.stop()
+            print(f"--- {service.name} (exit {service.process.returncode})\n{service.tail(20)}")

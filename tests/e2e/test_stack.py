@@ -9,56 +9,25 @@ Every process is stopped when the test ends, pass or fail.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Iterator
-
 import pytest
 
 from telemetry import store
 from telemetry.catalogue import CRITICITY_LABELS, STREAMS
 from telemetry.health import minute_health
 from telemetry.settings import Settings
-from tests.conftest import PROMETHEUS, PROMTOOL, REPO, needs_prometheus, needs_promtool
-from tests.e2e.stack import Service, free_port, http_ok, start, wait_until
+from tests.conftest import PROMTOOL, REPO, needs_prometheus, needs_promtool
+from tests.e2e.stack import Service, child_env, services, start, start_target_and_prometheus, wait_until  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.e2e, needs_prometheus]
 
 UTC = dt.timezone.utc
 LOAD_SECONDS = 24
 COLLECT_INTERVAL_S = 1.0
-PROMETHEUS_CONFIG = """\
-global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-scrape_configs:
-  - job_name: target
-    metrics_path: /actuator/prometheus
-    static_configs:
-      - targets: ["127.0.0.1:{port}"]
-"""
-
-
-@pytest.fixture
-def services(tmp_path: Path) -> Iterator[list[Service]]:
-    """Processes the test starts; all stopped at the end, their logs shown if the test failed."""
-    started: list[Service] = []
-    try:
-        yield started
-    finally:
-        for service in reversed(started):
-            service.stop()
-            print(f"--- {service.name} (exit {service.process.returncode})\n{service.tail(20)}")
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYCEMAKER_", "MONGO_URI", "LOCUST_"))}
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return {**env, **extra}
 
 
 def target_counters(url: str) -> dict[tuple[str, str], float]:
@@ -79,37 +48,11 @@ def test_collector_stores_the_four_streams_from_a_real_prometheus(
     settings: Settings, db, tmp_path: Path, services: list[Service]
 ) -> None:
     began = dt.datetime.now(UTC)
-    target_port, prometheus_port = free_port(), free_port()
     python = sys.executable
     env = child_env()
-
-    target = start(
-        "target",
-        [python, "-m", "pycemaker", "target", "--port", str(target_port)],
-        tmp_path,
-        cwd=REPO,
-        env=env,
-    )
-    services.append(target)
-    config = tmp_path / "prometheus.yml"
-    config.write_text(PROMETHEUS_CONFIG.format(port=target_port))
-    prometheus = start(
-        "prometheus",
-        [
-            PROMETHEUS,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{prometheus_port}",
-            "--log.level=warn",
-        ],
-        tmp_path,
-        cwd=tmp_path,
-    )
-    services.append(prometheus)
-    metrics_url = f"http://127.0.0.1:{target_port}/actuator/prometheus"
-    prometheus_url = f"http://127.0.0.1:{prometheus_port}"
-    wait_until(lambda: http_ok(metrics_url), 30, "the target", [target])
-    wait_until(lambda: http_ok(prometheus_url + "/-/ready"), 30, "Prometheus", [prometheus])
+    target_url, prometheus_url = start_target_and_prometheus(tmp_path, services)
+    metrics_url = target_url + "/actuator/prometheus"
+    target, prometheus = services
 
     collector = start(
         "collector",
@@ -130,6 +73,7 @@ def test_collector_stores_the_four_streams_from_a_real_prometheus(
             PYCEMAKER_DATABASE=settings.database,
             PYCEMAKER_COLLECTOR_SPILL_PATH=str(tmp_path / "spill.jsonl"),
             PYCEMAKER_DATA_DIR=str(tmp_path / "db"),
+            PYCEMAKER_COLLECTOR_METRICS_PORT="0",
         ),
     )
     services.append(collector)
@@ -143,7 +87,7 @@ def test_collector_stores_the_four_streams_from_a_real_prometheus(
             str(REPO / "testbed" / "locustfile.py"),
             "--headless",
             "--host",
-            f"http://127.0.0.1:{target_port}",
+            target_url,
             "--run-time",
             f"{LOAD_SECONDS}s",
             "--time-scale",

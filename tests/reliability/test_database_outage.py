@@ -3,9 +3,8 @@
 Already proven elsewhere (not repeated here):
 - every read route answers 503 with a reason and ``Retry-After`` while the database is down, and
   the app recovers by itself (in-process): tests/serving/test_errors.py::test_database_down_is_503_and_the_api_recovers_by_itself;
-- the collector buffers, spills and flushes with nothing lost and nothing duplicated:
-  tests/telemetry/test_collector.py::test_a_database_outage_is_buffered_spilled_and_flushed_on_recovery
-  and ::test_samples_waiting_at_exit_are_stored_by_the_next_run.
+- the collector writes ahead, survives a SIGKILL mid-outage and backfills, with nothing lost and nothing
+  duplicated: tests/reliability/test_collector_crash.py and tests/telemetry/test_collector.py.
 
 Here: the same outage under gunicorn (no worker dies, no worker is replaced), and the live
 simulator writing through an outage (every document there, none twice).

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import logging
 import socket
 import threading
 import time
@@ -22,10 +23,12 @@ import pytest
 from telemetry import collector as collector_module
 from telemetry import prometheus as prometheus_module
 from telemetry.catalogue import STREAMS
-from telemetry.collector import Collector, SpillBuffer, grid_ceil, grid_floor, parse_time
+from telemetry import wal as wal_module
+from telemetry.collector import Collector, grid_ceil, grid_floor, parse_time
 from telemetry.prometheus import PrometheusClient, PrometheusUnavailable, QueryError, Sample
 from telemetry.settings import Settings
 from telemetry.store import connect
+from telemetry.wal import WriteAheadLog
 from tests.conftest import with_settings
 
 UTC = dt.timezone.utc
@@ -134,7 +137,6 @@ def csettings(settings: Settings, prom: FakePrometheus, tmp_path: Path) -> Setti
         query_fail="fail",
         query_response_time="rt",
         collector_spill_path=tmp_path / "spill" / "collector.jsonl",
-        collector_buffer_size=100,
     )
 
 
@@ -392,12 +394,27 @@ def test_run_ticks_on_the_grid_until_stopped(csettings, db) -> None:
 # --- the database is down -----------------------------------------------------------
 
 
-def test_a_database_outage_is_buffered_spilled_and_flushed_on_recovery(csettings, tmp_path) -> None:
+def test_every_tick_is_on_disk_before_the_database_sees_it(csettings, db, monkeypatch) -> None:
+    collector = make_collector(csettings, db)
+    on_disk_at_write: list[int] = []
+    insert = collector_module.store.insert_idempotent
+
+    def watched(database, collection, docs):
+        on_disk_at_write.append(len(csettings.collector_spill_path.read_text().splitlines()))
+        return insert(database, collection, docs)
+
+    monkeypatch.setattr(collector_module.store, "insert_idempotent", watched)
+    report = collector.tick(T0)
+    assert report.written == 4 and on_disk_at_write == [4, 4, 4, 4]  # all four fsynced before the first write
+    assert csettings.collector_spill_path.stat().st_size == 0 and len(collector.wal) == 0  # emptied once stored
+
+
+def test_a_database_outage_waits_in_the_write_ahead_file_and_is_stored_on_recovery(csettings, tmp_path) -> None:
     from telemetry.embedded import open_server
 
     server = open_server(tmp_path / "outage-db", port=0)
     port = server.port
-    settings = with_settings(csettings, mongo_uri=server.uri, mongo_timeout_ms=300, collector_buffer_size=6)
+    settings = with_settings(csettings, mongo_uri=server.uri, mongo_timeout_ms=300)
     db = connect(settings, autostart=False)
     collector = make_collector(settings, db)
     try:
@@ -406,22 +423,111 @@ def test_a_database_outage_is_buffered_spilled_and_flushed_on_recovery(csettings
         for k in range(1, 5):
             report = collector.tick(T0 + dt.timedelta(seconds=5 * k))
             assert report.written == 0 and report.pending == 4 * k
-        spill = settings.collector_spill_path
-        # Memory never holds more than 6 documents: each time it reaches 6 they go to disk.
-        assert (collector.buffer.spilled, len(collector.buffer)) == (12, 16)
-        assert len(spill.read_text().splitlines()) == 12
+        wal = settings.collector_spill_path
+        assert len(wal.read_text().splitlines()) == 16
+        assert _metric(collector, "pycemaker_collector_database_up") == 0
+        assert _metric(collector, "pycemaker_collector_wal_samples") == 16
 
         server = _restart(tmp_path / "outage-db", port)
         report = collector.tick(T0 + dt.timedelta(seconds=25))
         assert (report.written, report.pending) == (4 * 5, 0)
-        assert not spill.exists()
+        assert wal.stat().st_size == 0
         for name in COLLECTIONS:
             assert [d["time_series"] for d in docs_of(db, name)] == [
                 T0 + dt.timedelta(seconds=5 * k) for k in range(6)
             ]
+        assert _metric(collector, "pycemaker_collector_database_up") == 1
     finally:
         db.client.close()
         server.stop()
+
+
+def test_a_full_write_ahead_file_keeps_the_newest_and_the_rest_comes_from_prometheus(csettings, tmp_path, caplog) -> None:
+    """The bound holds ~4 ticks: an outage of 12 drops the oldest, says so, and loses nothing once the database is back."""
+    from telemetry.embedded import open_server
+
+    server = open_server(tmp_path / "full-db", port=0)
+    port = server.port
+    settings = with_settings(csettings, mongo_uri=server.uri, mongo_timeout_ms=300, collector_spill_max_bytes=4096)
+    db = connect(settings, autostart=False)
+    clock = {"now": T0}
+    collector = Collector(settings, PrometheusClient(settings.prometheus_url, timeout_s=2.0), db, sleep=Sleeps(),
+                          db_retry_delays_s=(0.0,), clock=lambda: clock["now"].timestamp() + 1)
+    ticks = [T0 + dt.timedelta(seconds=5 * k) for k in range(14)]
+    try:
+        collector.tick(ticks[0])
+        server.stop()
+        with caplog.at_level(logging.INFO, logger="telemetry.wal"):
+            for at in ticks[1:13]:
+                clock["now"] = at
+                collector.tick(at)
+        wal = settings.collector_spill_path
+        assert collector.wal.full and wal.stat().st_size <= 4096
+        kept = sorted({json.loads(line)["doc"]["time_series"]["$date"] for line in wal.read_text().splitlines()})
+        assert kept[-1] == ticks[12].isoformat() and kept[0] > ticks[1].isoformat()  # the newest ticks, not the first
+        dropped = 4 * 12 - len(wal.read_text().splitlines())
+        assert dropped > 0 and collector.wal.dropped == dropped
+        assert _metric(collector, "pycemaker_collector_wal_full") == 1
+        assert _metric(collector, "pycemaker_collector_wal_dropped_samples_total") == dropped
+        full = [r for r in caplog.records if "is full" in r.getMessage()]
+        assert len(full) == 1 and full[0].levelno == logging.WARNING  # said once, not at every drop
+
+        server = _restart(tmp_path / "full-db", port)
+        clock["now"] = ticks[13]
+        with caplog.at_level(logging.INFO, logger="telemetry.wal"):
+            collector.tick(ticks[13])
+        for name in COLLECTIONS:  # the dropped ticks were backfilled from Prometheus: every tick once
+            assert [d["time_series"] for d in docs_of(db, name)] == ticks, name
+        assert _metric(collector, "pycemaker_collector_wal_full") == 0 and wal.stat().st_size == 0
+        assert any("empty again" in r.getMessage() for r in caplog.records)
+    finally:
+        db.client.close()
+        server.stop()
+
+
+def test_a_collector_started_while_the_database_is_down_backfills_from_the_newest_stored_sample(csettings, tmp_path) -> None:
+    """Killed mid-outage (its file cut short here, as a kill before the fsync would), restarted while the database
+    is still down: once it answers, everything after the newest stored sample comes back from Prometheus."""
+    from telemetry.embedded import open_server
+
+    server = open_server(tmp_path / "restart-db", port=0)
+    port = server.port
+    settings = with_settings(csettings, mongo_uri=server.uri, mongo_timeout_ms=300)
+    db = connect(settings, autostart=False)
+    clock = {"now": T0}
+
+    def collector() -> Collector:
+        return Collector(settings, PrometheusClient(settings.prometheus_url, timeout_s=2.0), db, sleep=Sleeps(),
+                         db_retry_delays_s=(0.0,), clock=lambda: clock["now"].timestamp() + 1)
+
+    ticks = [T0 + dt.timedelta(seconds=5 * k) for k in range(8)]
+    try:
+        first = collector()
+        first.tick(ticks[0])
+        server.stop()
+        for at in ticks[1:4]:
+            clock["now"] = at
+            first.tick(at)
+        settings.collector_spill_path.write_text("")  # whatever the killed run had written ahead is gone
+
+        second = collector()
+        second.resume_from_store()  # what run() does at start
+        for at in ticks[4:6]:
+            clock["now"] = at
+            second.tick(at)  # the database is still down: this run cannot know where the last one stopped
+        server = _restart(tmp_path / "restart-db", port)
+        for at in ticks[6:8]:
+            clock["now"] = at
+            second.tick(at)
+        for name in COLLECTIONS:
+            assert [d["time_series"] for d in docs_of(db, name)] == ticks, name
+    finally:
+        db.client.close()
+        server.stop()
+
+
+def _metric(collector: Collector, name: str) -> float | None:
+    return collector.metrics.registry.get_sample_value(name)
 
 
 def _restart(data_dir: Path, port: int):
@@ -446,48 +552,46 @@ def test_samples_waiting_at_exit_are_stored_by_the_next_run(csettings, db) -> No
     assert len(csettings.collector_spill_path.read_text().splitlines()) == 8
 
     second = make_collector(csettings, db)
-    assert len(second.buffer) == 8
+    assert len(second.wal) == 8
     report = second.tick(T0 + dt.timedelta(seconds=10))
     assert report.written == 12 and report.pending == 0
     assert [len(docs_of(db, c)) for c in COLLECTIONS] == [3, 3, 3, 3]
 
 
-def test_spill_buffer_keeps_order_and_utc_times_and_skips_a_torn_line(tmp_path) -> None:
-    path = tmp_path / "spill.jsonl"
-    buffer = SpillBuffer(path, capacity=2)
+def test_the_write_ahead_file_keeps_order_and_utc_times_and_skips_a_torn_line(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(wal_module, "FLUSH_CHUNK", 2)
+    path = tmp_path / "wal.jsonl"
+    wal = WriteAheadLog(path, max_bytes=1 << 20)
     times = [T0 + dt.timedelta(seconds=k) for k in range(5)]
-    buffer.add(("c", {"time_series": t, "value": float(k)}) for k, t in enumerate(times))
-    assert (len(buffer), buffer.spilled) == (5, 4)
-    buffer.spill()
-    assert (len(buffer), buffer.spilled) == (5, 5)
+    wal.append([("c", {"time_series": t, "value": float(k)}) for k, t in enumerate(times)])
     with path.open("a") as f:
         f.write('{"collection": "c", "doc": {"time_se')  # a crash mid-append
 
-    reopened = SpillBuffer(path, capacity=2)
+    reopened = WriteAheadLog(path, max_bytes=1 << 20)
+    assert len(reopened) == 6  # the torn line counts until it is read
     later = T0 + dt.timedelta(minutes=1)
-    reopened.add([("c", {"time_series": later, "value": 9.0})])
-    reopened.spill()  # appended after the torn line, not glued to it
+    reopened.append([("c", {"time_series": later, "value": 9.0})])  # after the torn line, not glued to it
     written: list[tuple[str, list]] = []
     total = reopened.flush(lambda c, docs: written.append((c, docs)) or len(docs))
     assert total == 6
     flat = [d for _, docs in written for d in docs]
     assert [d["time_series"] for d in flat] == [*times, later]
     assert all(d["time_series"].utcoffset() == dt.timedelta(0) for d in flat)
-    assert max(len(docs) for _, docs in written) <= 2  # read back in chunks of the capacity
-    assert not path.exists() and len(reopened) == 0
+    assert max(len(docs) for _, docs in written) <= 2  # read back in chunks
+    assert path.stat().st_size == 0 and len(reopened) == 0
 
 
 def test_a_failed_flush_keeps_every_document(tmp_path) -> None:
-    buffer = SpillBuffer(tmp_path / "spill.jsonl", capacity=3)
-    buffer.add(("c", {"time_series": T0 + dt.timedelta(seconds=k)}) for k in range(4))
-    buffer.add([("c", {"time_series": T0 + dt.timedelta(seconds=9)})])
+    wal = WriteAheadLog(tmp_path / "wal.jsonl", max_bytes=1 << 20)
+    wal.append([("c", {"time_series": T0 + dt.timedelta(seconds=k)}) for k in range(4)])
+    wal.append([("c", {"time_series": T0 + dt.timedelta(seconds=9)})])
 
     def refuse(collection, docs):
         raise collector_module.DatabaseUnavailable("down")
 
     with pytest.raises(collector_module.DatabaseUnavailable):
-        buffer.flush(refuse)
-    assert len(buffer) == 5
+        wal.flush(refuse)
+    assert len(wal) == 5 and len(WriteAheadLog(tmp_path / "wal.jsonl", max_bytes=1 << 20)) == 5
 
 
 # --- grid, times, the command ---------------------------------------------------------

@@ -21,7 +21,7 @@ from telemetry.settings import Settings  # noqa: E402
 from tests.training.conftest import TINY, tiny_fit_config  # noqa: E402
 from training import pipeline  # noqa: E402
 from training.data import load_training_frame  # noqa: E402
-from training.lock import LOCK_FILE, TrainingBusy, TrainingLock  # noqa: E402
+from training.lock import TrainingBusy, TrainingLock  # noqa: E402
 from training.pipeline import train_once  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ from forecasting import registry
 from telemetry import simulator
 from telemetry.frames import minute_frame
 from telemetry.settings import Settings
-from forecasting.contract import HEALTH, TARGETS
+from forecasting.contract import HEALTH
 from forecasting.windows import Scaling
 from training import scoring
 
