@@ -352,8 +352,12 @@ def registry_methods(settings: Settings, version: str | None = None) -> list[Reg
     if version is None:
         return []
     card = registry.read_card(settings.models_dir, version)
-    members = [(c["kind"], c["version"]) for c in (card.selection or {}).get("candidates", [])
-               if not c.get("champion") or c["version"] == version]
+    candidates = (card.selection or {}).get("candidates", [])
+    members = [(c["kind"], c["version"]) for c in candidates if not c.get("champion") or c["version"] == version]
+    # The champion stands for its kind when the run has no other of that kind (on an empty registry the run's own
+    # baseline is promoted first and then defends as the champion).
+    kinds = {kind for kind, _ in members}
+    members += [(c["kind"], c["version"]) for c in candidates if c.get("champion") and c["kind"] not in kinds]
     present = {c.version for c in registry.list_versions(settings.models_dir)}
     members = [(k, v) for k, v in members if v in present] or [(card.kind, version)]
     return [RegistryMethod(settings.models_dir, v, settings, name=KIND_COLUMNS.get(k, k)) for k, v in members]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 CRITICITY_LABELS = ("low", "medium", "high", "critical")
 
@@ -46,14 +47,19 @@ class Stream:
     def flag_input(self, values: Mapping[str, Any]) -> Any:
         """What this stream's health cut points apply to: the sum of its columns (requests/s: success + fail).
 
-        ``values`` maps column names to scalars, numpy arrays or pandas series; a missing (NaN)
-        column makes the input missing.
+        ``values`` maps column names to scalars, numpy arrays or pandas series. A missing (NaN) column
+        counts as none beside a known one (a history imported with success counts only: the rate is its
+        successes); the input is missing only where every column is.
         """
-        columns = iter(self.columns)
-        total = values[next(columns)]
-        for column in columns:
-            total = total + values[column]
-        return total
+        parts = [values[column] for column in self.columns]
+        if len(parts) == 1:
+            return parts[0]
+        stacked = np.stack([np.asarray(part, dtype=float) for part in parts])
+        known = ~np.isnan(stacked)
+        total = np.where(known.any(axis=0), np.where(known, stacked, 0.0).sum(axis=0), np.nan)
+        if isinstance(parts[0], pd.Series):
+            return pd.Series(total, index=parts[0].index)
+        return total if total.ndim else float(total)
 
 
 CPU = Stream(

@@ -25,14 +25,14 @@ import os
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from forecasting import metrics, registry, training_runs
-from forecasting.contract import HEALTH, median_index
+from forecasting.contract import HEALTH, TARGETS, median_index
 from telemetry.settings import Settings
 from training import scoring, selection
 from training.candidates import Candidate, RunData, RunStopped, build_baseline, build_lstm, run_data
@@ -44,6 +44,8 @@ from training.fit import FitConfig, fit
 from training.lock import TrainingBusy, TrainingLock
 
 log = logging.getLogger(__name__)
+#: The targets other than health: the stream error (:func:`training.selection.stream_errors`) is scored on them.
+STREAM_TARGETS = [t for t in range(len(TARGETS)) if t != HEALTH]
 #: ``RunResult.status`` of a distributed run's process other than rank zero: it trained, rank zero did the rest.
 FOLLOWER = "follower"
 
@@ -254,12 +256,15 @@ class _Run:
         origins = data.plan.test[data.plan.test >= longest]
         entries: list[selection.Entry] = []
         if len(origins):
-            forecasts = {c.card.version: _rows(c.test, origins).health() for c in self.candidates}
+            rows = {c.card.version: _rows(c.test, origins) for c in self.candidates}
+            forecasts = {version: r.health() for version, r in rows.items()}
+            stream_medians = {version: r.values[:, :, STREAM_TARGETS, median_index(quantiles)] for version, r in rows.items()}
             champion_entry_values = None
             if champion_card is not None:
                 try:
                     values, card = scoring.registry_model_values(settings.models_dir, outside, data.frame, origins, settings)
                     champion_entry_values = (values[:, :, HEALTH, :], tuple(card.quantiles))
+                    stream_medians[outside] = values[:, :, STREAM_TARGETS, median_index(card.quantiles)]
                 except scoring.NotComparable as exc:
                     log.warning("the champion %s cannot be scored on this run's windows: %s", outside, exc)
             leads = min([gate] + [f.shape[1] for f in forecasts.values()]
@@ -284,6 +289,11 @@ class _Run:
                 else:
                     entry_scores = selection.Scores(0, leads, float("nan"), float("nan"))
                 entries.insert(0, selection.Entry(champion_card.kind, outside, entry_scores, champion=True))
+            actual_streams = scoring.horizon_actuals(data.values, origins, leads)[:, :, STREAM_TARGETS]
+            errors = selection.stream_errors({v: m[:, :leads] for v, m in stream_medians.items()}, actual_streams,
+                                             data.values[: origins[0], STREAM_TARGETS])
+            for entry in entries:
+                entry.scores = replace(entry.scores, stream_error=errors.get(entry.version, float("nan")))
         else:  # no held-back block: each candidate on the windows it was fitted on
             for c in self.candidates:
                 v = c.in_sample

@@ -19,7 +19,10 @@ miscalibrated champion must not lock out every successor).
 **Who wins** (:func:`choose`): candidate A *beats* B when its RMSE is lower (by more than float
 noise) **and** its warnings are no worse: no fewer episodes warned ahead and no more false alarms
 (on the same windows, so the same healthy hours) by more than one event, the noise of a held-back
-block's small counts. RMSE alone never wins. The run's best
+block's small counts. RMSE alone never wins. Where health carries no information on the block (the
+RMSEs tie: e.g. one imported stream whose health never changes), the **stream error** decides in its
+place: the mean over the streams of the median's MAE scaled by the stream's mean one-step change
+(:func:`stream_errors`, a MASE against persistence's in-sample error). The run's best
 challenger is the eligible candidate that no other eligible one beats, with the lowest RMSE; it is
 promoted if it beats the champion (or there is none). A refused or failed run leaves the champion.
 
@@ -66,6 +69,8 @@ class Scores:
     healthy_hours: float = 0.0
     #: False: scored on the windows it was fitted on (no held-back block in a short history).
     held_back: bool = True
+    #: The streams' scaled error (:func:`stream_errors`): what decides where the health RMSEs tie.
+    stream_error: float = float("nan")
 
     @property
     def false_alarms_per_day(self) -> float:
@@ -126,6 +131,22 @@ def score(
                   result.healthy_hours, held_back)
 
 
+def stream_errors(medians: dict[str, np.ndarray], actual: np.ndarray, history: np.ndarray) -> dict[str, float]:
+    """Each model's stream error: the mean over streams of its median's MAE [N, G, S] against ``actual`` [N, G, S],
+    each scaled by the stream's mean absolute one-step change over ``history`` [time, S]; all models on the same points.
+    Streams with no observed point or no change are left out (NaN when none is left)."""
+    steps = np.abs(np.diff(history, axis=0))
+    counts = np.isfinite(steps).sum(axis=0)
+    scale = np.where(counts > 0, np.nansum(steps, axis=0) / np.maximum(counts, 1), np.nan)
+    mask = metrics.common_mask(actual, *medians.values())
+    usable = [s for s in range(actual.shape[2]) if np.isfinite(scale[s]) and scale[s] > 0 and mask[:, :, s].any()]
+    out = {}
+    for key, median in medians.items():
+        errors = [metrics.mae(median[:, :, s], actual[:, :, s], mask[:, :, s]) / scale[s] for s in usable]
+        out[key] = float(np.mean(errors)) if errors else float("nan")
+    return out
+
+
 def gate_failures(entry: Entry, naive_rmse: float | None, settings: Settings, champion: Entry | None = None) -> list[str]:
     """Why a candidate may not serve (empty: it passes every gate). See the module doc."""
     s = entry.scores
@@ -168,18 +189,27 @@ def warnings_not_worse(a: Scores, b: Scores) -> bool:
     return a.warned >= b.warned - WARNING_TOLERANCE and a.false_alarms <= b.false_alarms + WARNING_TOLERANCE
 
 
+def _health_tied(a: Scores, b: Scores) -> bool:
+    """Health says nothing between them (its RMSEs within float noise) while their streams were scored."""
+    return (abs(a.health_rmse - b.health_rmse) <= RMSE_MARGIN and math.isfinite(a.stream_error)
+            and math.isfinite(b.stream_error))
+
+
 def beats(a: Entry, b: Entry) -> bool:
-    """Lower RMSE and warnings no worse (module doc); a model with nothing scored beats nothing."""
+    """Lower RMSE (the stream error where health ties) and warnings no worse (module doc); a model with nothing scored
+    beats nothing."""
     sa, sb = a.scores, b.scores
     if not math.isfinite(sa.health_rmse):
         return False
     if not math.isfinite(sb.health_rmse):
         return True
+    if _health_tied(sa, sb):
+        return sa.stream_error < sb.stream_error * (1 - RMSE_MARGIN) and warnings_not_worse(sa, sb)
     return sa.health_rmse < sb.health_rmse - RMSE_MARGIN and warnings_not_worse(sa, sb)
 
 
 def _best(entries: Sequence[Entry]) -> Entry:
-    """The lowest RMSE; within float noise of it (or with nothing scored), the simplest kind."""
+    """The lowest RMSE; within float noise of it, the lowest stream error, then (or with nothing scored) the simplest kind."""
     def kind_order(entry: Entry) -> int:
         return PREFERENCE.index(entry.kind) if entry.kind in PREFERENCE else len(PREFERENCE)
 
@@ -187,7 +217,10 @@ def _best(entries: Sequence[Entry]) -> Entry:
     if not finite:
         return min(entries, key=kind_order)
     lowest = min(finite)
-    return min((e for e in entries if e.scores.health_rmse <= lowest + RMSE_MARGIN), key=kind_order)
+    def stream_order(entry: Entry) -> float:
+        return entry.scores.stream_error if math.isfinite(entry.scores.stream_error) else math.inf
+
+    return min((e for e in entries if e.scores.health_rmse <= lowest + RMSE_MARGIN), key=lambda e: (stream_order(e), kind_order(e)))
 
 
 @dataclass
@@ -238,7 +271,8 @@ def choose(candidates: list[Entry], champion: Entry | None, settings: Settings, 
 
 
 def _compare(a: Scores, b: Scores) -> str:
-    return (f"{a.horizon_minutes}-min health RMSE {a.health_rmse:.4f} vs {b.health_rmse:.4f}, episodes warned "
+    streams = f" (tied: stream error {a.stream_error:.3f} vs {b.stream_error:.3f})" if _health_tied(a, b) else ""
+    return (f"{a.horizon_minutes}-min health RMSE {a.health_rmse:.4f} vs {b.health_rmse:.4f}{streams}, episodes warned "
             f"{a.warned} vs {b.warned}, false alarms {a.false_alarms} vs {b.false_alarms}")
 
 

@@ -100,6 +100,11 @@ class _Page:
         self.page.clock.install()
         self.open(url)
         self.page.clock.pause_at(self.page.evaluate("Date.now()") + 1000)
+        self.settle()
+
+    def settle(self) -> None:
+        """Wait until no refresh is in flight, so the next one is on the paused clock's timer."""
+        self.page.wait_for_selector("body[data-busy='false']", timeout=30_000)
         self.page.wait_for_load_state("networkidle")
 
     def text(self, selector: str) -> str:
@@ -270,7 +275,7 @@ def test_it_refreshes_every_5_seconds_and_says_failing_now(scenario_settings, ma
             assert "bad" in page.locator("#current-health").get_attribute("class").split()
 
             # The period is 5 s from the end of the last refresh: nothing at 4.5 s, the next one by 5 s.
-            page.wait_for_load_state("networkidle")
+            view.settle()
             page.clock.run_for(REFRESH_MS - 500)
             page.wait_for_timeout(1000)  # real time: a refresh that was due would have been requested
             assert len(statuses) == seen + 1

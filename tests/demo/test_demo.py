@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from tests.conftest import HAS_TORCH, REPO
-from tests.reliability.processes import free_port
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not HAS_TORCH, reason="the demo trains a model: needs torch")]
 

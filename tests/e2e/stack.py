@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import Callable, Iterator, Sequence
 import pytest
 
 from tests.conftest import PROMETHEUS, REPO
+from tests.ports import free_port
 
 PROMETHEUS_CONFIG = """\
 global:
@@ -27,13 +27,6 @@ scrape_configs:
     static_configs:
       - targets: ["127.0.0.1:{port}"]
 """
-
-
-def free_port() -> int:
-    """A free loopback port (the OS picks it; the short race before reuse is acceptable in tests)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -55,3 +55,27 @@ def test_registry_models_need_a_service_frame(two_days, fixture_settings):
 def test_unknown_method_is_a_clear_error(fixture_settings):
     with pytest.raises(ValueError, match="unknown method"):
         forecasters.build_methods(("prophet",), fixture_settings)
+
+
+def test_registry_methods_name_every_kind_of_the_run_the_champion_included(tmp_path):
+    """On an empty registry the run's own seasonal naive is promoted first and then defends as the champion:
+    it still stands for its kind beside the run's ETS and LSTM."""
+    from dataclasses import replace
+
+    from forecasting import registry
+    from telemetry.settings import Settings
+    from tests.serving.onnx_models import persistence_model
+
+    models = tmp_path / "models"
+    persistence_model(models, "v-sn", kind="seasonal_naive")
+    persistence_model(models, "v-old-ets", kind="ets", activate=False)  # an older run's: not this run's column
+    persistence_model(models, "v-ets", kind="ets", activate=False)
+    card = persistence_model(models, "v-lstm", kind="lstm")
+    candidates = [{"kind": "seasonal_naive", "version": "v-sn", "champion": True},
+                  {"kind": "ets", "version": "v-ets", "champion": False},
+                  {"kind": "lstm", "version": "v-lstm", "champion": False}]
+    registry.update_card(models, replace(card, selection={"candidates": candidates, "winner": "v-lstm"}))
+
+    methods = forecasters.registry_methods(Settings(models_dir=models))
+    assert sorted((m.name, m.version) for m in methods) == [
+        ("ets_model", "v-ets"), ("lstm", "v-lstm"), ("seasonal_naive_model", "v-sn")]

@@ -21,7 +21,7 @@ from telemetry.settings import SettingsError, load_settings
 from telemetry.settings import mask_uri
 from tests.conftest import REPO
 from tests.properties.strategies import PROPERTY
-from tests.reliability.processes import free_port
+from tests.ports import free_port
 from tests.serving.onnx_models import persistence_model
 
 PASSWORD = "hunter2-Pa55"

@@ -130,6 +130,7 @@ def install(
     health_source: str = "direct",
     activate: bool = True,
     created_at: dt.datetime | None = None,
+    kind: str = "lstm",
 ) -> registry.ModelCard:
     """Add a version to a registry (as training would) and optionally point ``current`` at it."""
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -147,6 +148,7 @@ def install(
         health_source=health_source,
         metrics={"test": {"health_mae": 0.05}},
         training={"builder": "tests/serving/onnx_models.py"},
+        kind=kind,
     )
     registry.add_version(models_dir, onnx_path, card)
     onnx_path.unlink()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import socket
 import time
 
 import pytest
@@ -16,6 +15,7 @@ from telemetry.settings import Settings
 from telemetry.store import connect
 from tests.serving.conftest import Clock, at
 from tests.serving.onnx_models import persistence_model
+from tests.ports import free_port
 
 UTC = dt.timezone.utc
 
@@ -78,15 +78,9 @@ def test_unknown_routes_and_methods_are_json(scenario_settings, make_app):
     assert response.status_code == 405 and response.get_json()["code"] == 405
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_database_down_is_503_and_the_api_recovers_by_itself(tmp_path):
     """The database goes away under a running app, then comes back on the same address."""
-    port = _free_port()
+    port = free_port()
     data_dir = tmp_path / "db"
     server = open_server(data_dir, port=port)
     settings = Settings(mongo_uri=f"mongodb://127.0.0.1:{port}/", database="flaky", models_dir=tmp_path / "models", mongo_timeout_ms=300)

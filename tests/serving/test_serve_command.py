@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,12 +14,7 @@ import requests
 from tests.conftest import REPO
 from tests.serving.conftest import Clock, at
 from tests.serving.onnx_models import declining_model, persistence_model
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.ports import free_port
 
 
 def _metric(text: str, name: str, **labels) -> float:
@@ -35,7 +29,7 @@ def _metric(text: str, name: str, **labels) -> float:
 def test_serve_runs_gunicorn_workers_and_stops_cleanly(scenario, mongo_uri, tmp_path):
     models = tmp_path / "models"
     persistence_model(models, "v1", L=30, H=15)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "MONGO_URI": mongo_uri,

@@ -1,6 +1,7 @@
 import datetime as dt
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from telemetry.catalogue import CPU, REQUESTS, RESPONSE_TIME, criticity, flag_of, to_document
@@ -56,3 +57,13 @@ def test_documents_have_the_original_shape():
 def test_naive_times_are_refused():
     with pytest.raises(ValueError, match="timezone-aware"):
         to_document(CPU, dt.datetime(2026, 1, 1), {"cpu": 0.1}, S.cpu_cuts)
+
+
+def test_the_request_rate_counts_a_missing_fail_rate_as_none_and_is_missing_only_without_both():
+    nan = float("nan")
+    assert REQUESTS.flag_input({"req_success": 20.0, "req_fail": 3.0}) == 23.0
+    assert REQUESTS.flag_input({"req_success": 20.0, "req_fail": nan}) == 20.0  # a history of successes only
+    assert np.isnan(REQUESTS.flag_input({"req_success": nan, "req_fail": nan}))
+    series = REQUESTS.flag_input({"req_success": pd.Series([1.0, nan, nan]), "req_fail": pd.Series([2.0, 4.0, nan])})
+    assert isinstance(series, pd.Series)
+    np.testing.assert_array_equal(series.to_numpy(), [3.0, 4.0, nan])

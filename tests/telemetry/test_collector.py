@@ -10,7 +10,6 @@ import datetime as dt
 import itertools
 import json
 import logging
-import socket
 import threading
 import time
 import urllib.parse
@@ -30,6 +29,7 @@ from telemetry.settings import Settings
 from telemetry.store import connect
 from telemetry.wal import WriteAheadLog
 from tests.conftest import with_settings
+from tests.ports import free_port
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -159,12 +159,6 @@ def make_collector(settings: Settings, db, sleeps: Sleeps | None = None) -> Coll
 
 def docs_of(db, collection: str) -> list[dict]:
     return list(db[collection].find({}, {"_id": 0}).sort("time_series", 1))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- the client ------------------------------------------------------------------------

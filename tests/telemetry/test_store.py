@@ -1,5 +1,4 @@
 import datetime as dt
-import socket
 import time
 
 import pytest
@@ -7,6 +6,7 @@ import pytest
 from telemetry import store
 from telemetry.catalogue import CPU, MEMORY, REQUESTS, RESPONSE_TIME, to_document
 from telemetry.settings import Settings, mask_uri
+from tests.ports import free_port
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -77,14 +77,8 @@ def test_data_range_and_incidents(db):
     assert store.data_range(db) == (T0, T0 + dt.timedelta(hours=1))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_unreachable_database_fails_fast_with_the_host_never_the_password():
-    port = _free_port()
+    port = free_port()
     settings = Settings(mongo_uri=f"mongodb://admin:hunter2@127.0.0.1:{port}/", mongo_timeout_ms=300)
     began = time.monotonic()
     with pytest.raises(store.DatabaseUnavailable) as err:

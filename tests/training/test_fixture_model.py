@@ -65,6 +65,6 @@ def test_v1_forecast_rolls_forward_beyond_its_horizon(recent_frame, tmp_path):
     shutil.copytree(V1, models)
     forecaster = load_current(Settings(models_dir=models))
     origin = recent_frame.index[-1] + pd.Timedelta(minutes=1)
-    forecast = forecaster.forecast(recent_frame, origin, horizon_minutes=300)
+    forecast = forecaster.forecast(recent_frame, origin, steps=300)
     assert forecast.values.shape == (300, len(TARGETS), 3)
     assert np.isfinite(forecast.values).all()

@@ -126,3 +126,21 @@ def test_a_miscalibrated_champion_does_not_lock_out_a_better_calibrated_successo
     assert selection.choose([closer], champion, SETTINGS, naive_rmse=0.05).winner is closer
     farther = entry("lstm", 0.03, coverage=0.98)
     assert selection.choose([farther], champion, SETTINGS, naive_rmse=0.05).winner is None
+
+
+def test_where_health_ties_the_stream_error_decides():
+    """One imported stream whose health never moves: every model's health RMSE is 0, the streams tell them apart."""
+    flat = selection.Scores(40, 60, 0.0, 1.0)
+    sn = selection.Entry("seasonal_naive", "v-sn", dataclasses.replace(flat, stream_error=1.0))
+    lstm = selection.Entry("lstm", "v-lstm", dataclasses.replace(flat, stream_error=0.7))
+    assert selection.beats(lstm, sn) and not selection.beats(sn, lstm)
+    assert selection.best_challenger([sn, lstm]) is lstm
+    assert "stream error 0.700 vs 1.000" in selection._compare(lstm.scores, sn.scores)
+
+
+def test_stream_errors_scale_each_stream_by_its_own_one_step_change():
+    history = np.array([[0.0, 0.0, np.nan], [1.0, 10.0, np.nan], [0.0, 0.0, np.nan]])  # steps of 1 and 10; a stream never seen
+    actual = np.array([[[1.0, 10.0, 5.0]]])
+    medians = {"a": np.array([[[0.0, 10.0, 0.0]]]), "b": np.array([[[1.0, 0.0, 0.0]]])}
+    errors = selection.stream_errors(medians, actual, history)
+    assert errors == {"a": pytest.approx(0.5), "b": pytest.approx(0.5)}  # (1/1 + 0/10)/2 and (0/1 + 10/10)/2

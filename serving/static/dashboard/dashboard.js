@@ -158,6 +158,7 @@
     }
     state.busy = true;
     state.again = false;
+    document.body.setAttribute("data-busy", "true"); // (tests wait for a refresh to settle on it)
     clearTimeout(state.timer);
     return getJSON("api/v1/status")
       .then(
@@ -212,6 +213,7 @@
       .then(function () {
         state.busy = false;
         state.timer = setTimeout(refresh, state.again ? 0 : REFRESH_MS);
+        document.body.setAttribute("data-busy", "false");
       });
   }
 
