@@ -30,9 +30,11 @@ test e2e deploy-check: SYSTEM_DEPS_FLAGS ?= --if-possible
 demo: $(STAMP)
 	$(VENV)/bin/pycemaker demo
 
-## test: the whole test suite against a real embedded MongoDB-compatible server.
+## test: the whole test suite against a real embedded MongoDB-compatible server, on TEST_WORKERS pytest-xdist
+## workers (default 2; each starts its own server; TEST_WORKERS=0 runs in one process).
+TEST_WORKERS ?= 2
 test: system-deps $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 ## e2e: the end-to-end test with a real Prometheus (Debian's prometheus package).
 e2e: system-deps $(STAMP)

@@ -60,6 +60,10 @@ def resolve_uri(settings: Settings, *, autostart: bool = True) -> str:
     return embedded_uri(settings)
 
 
+#: How long a connection attempt or heartbeat may take before the server counts as down (see :func:`connect`).
+HEARTBEAT_TIMEOUT_MS = 20_000
+
+
 def connect(
     settings: Settings, *, autostart: bool = True, check: bool = True, socket_timeout_ms: int | None = None
 ) -> Database:
@@ -72,7 +76,10 @@ def connect(
     client: MongoClient = MongoClient(
         uri,
         serverSelectionTimeoutMS=settings.mongo_timeout_ms,
-        connectTimeoutMS=settings.mongo_timeout_ms,
+        # Also the monitor's heartbeat timeout: a busy server that answers its heartbeat late must not be marked
+        # down (pymongo then cancels every operation in flight). A down server refuses at once, and server
+        # selection still gives up after mongo_timeout_ms.
+        connectTimeoutMS=max(settings.mongo_timeout_ms, HEARTBEAT_TIMEOUT_MS),
         socketTimeoutMS=max(socket_timeout_ms or 30_000, settings.mongo_timeout_ms),
         tz_aware=True,
         tzinfo=UTC,

@@ -44,23 +44,16 @@ needs_chromium = _needs("chromium", CHROMIUM)
 _TOOL_MARKS = {"prometheus": needs_prometheus, "promtool": needs_promtool, "chromium": needs_chromium}
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """One line before the tests start: the tests that will skip for a missing server or browser, and the fix."""
-    missing = {mark.kwargs["reason"]: tool for tool, mark in _TOOL_MARKS.items() if mark.args[0]}
-    needed: set[str] = set()
-    files: set[str] = set()
-    count = 0
-    for item in session.items:
-        tools = {missing[m.kwargs["reason"]] for m in item.iter_markers("skipif") if m.kwargs.get("reason") in missing}
-        if tools:
-            needed |= tools
-            files.add(item.nodeid.split("::")[0])
-            count += 1
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if count and reporter is not None:
-        names = ", ".join(tool for tool in _TOOL_MARKS if tool in needed)
-        reporter.write_line(f"{names} not installed: {count} tests will be skipped ({', '.join(sorted(files))}); "
-                            f"install with `{INSTALL_HINT}`", yellow=True)
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """One line before the tests start (also under pytest-xdist, whose workers collect): the tests that will skip for
+    a missing server or browser, and the command that installs it."""
+    missing = [tool for tool, mark in _TOOL_MARKS.items() if mark.args[0]]
+    if not missing:
+        return None
+    files = sorted(str(path.relative_to(REPO)) for path in (REPO / "tests").rglob("test_*.py")
+                   if any(f"needs_{tool}" in path.read_text() for tool in missing))
+    return (f"{', '.join(missing)} not installed: their tests will be skipped ({', '.join(files)}); "
+            f"install with `{INSTALL_HINT}`")
 
 
 @pytest.fixture(scope="session")

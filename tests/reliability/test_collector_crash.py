@@ -26,14 +26,15 @@ from telemetry.catalogue import STREAMS
 from telemetry.collector import grid_ceil, grid_floor, stream_queries, stream_values
 from telemetry.prometheus import PrometheusClient
 from telemetry.settings import Settings
-from tests.conftest import PROMETHEUS, REPO
-from tests.e2e.stack import Service, child_env, free_port, services, start, start_target_and_prometheus, wait_until  # noqa: F401
+from tests.conftest import REPO, needs_prometheus
+from tests.e2e.stack import Service, child_env, services, start, start_target_and_prometheus, wait_until  # noqa: F401
+from tests.ports import free_port
 from tests.reliability.processes import RestartableServer
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.slow,
-    pytest.mark.skipif(PROMETHEUS is None, reason="needs the `prometheus` binary (Debian package `prometheus`)"),
+    needs_prometheus,
 ]
 UTC = dt.timezone.utc
 WAL_BYTES = 4096  # the smallest bound: about 5 ticks of 4 documents
