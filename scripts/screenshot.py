@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(args.out), full_page=True)
                 browser.close()
+            status = get_json(base + "/api/v1/status") or status  # what the page showed, the run's winner by now
             sys.stdout.write(f"wrote {args.out}: model {status['model']['version']} ({status['model']['kind']}), "
                              f"state {status['state']}\n")
             return 0
