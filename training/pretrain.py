@@ -63,7 +63,7 @@ class PretrainConfig:
     """What the base model is trained on (recorded in its card)."""
 
     #: Family members trained on, and the others that choose the epoch and calibrate the band.
-    apps: int = 64
+    apps: int = 96
     validation_apps: int = 4
     #: Unseen members (held-out seeds and corner) it is scored on, zero-shot.
     held_out_apps: int = 4

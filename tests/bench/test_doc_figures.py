@@ -19,6 +19,7 @@ BLOCKS = [
     ("soak", "bench.soak_bench"),
     ("fuzz", "bench.fuzz_report"),
     ("family", "bench.family_bench"),
+    ("pretrain", "bench.pretrain_figures"),
 ]
 
 

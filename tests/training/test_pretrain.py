@@ -90,3 +90,36 @@ def test_the_held_out_corner_is_not_in_the_pretraining_sample(base):
     model, _, _ = base
     for seed in model.card.data_range["family"]["seeds"]:
         assert not in_held_out_corner(sample_profile(seed)) and seed not in HELD_OUT_SEEDS
+
+
+def test_pretrain_command_writes_the_base_model(tmp_path):
+    from pycemaker.cli import main
+
+    config = tmp_path / "pycemaker.toml"
+    config.write_text(f'models_dir = "{tmp_path / "models"}"\ninput_minutes = 60\nhorizon_minutes = 30\n')
+    results = tmp_path / "pretrain.json"
+    args = ["--config", str(config), "pretrain", "--apps", "2", "--validation-apps", "1", "--held-out-apps", "1",
+            "--days", "0.2", "--stride", "20", "--epochs", "1", "--hidden-size", "8", "--results", str(results), "--no-progress"]
+    assert main(args) == 0
+    model = load_base(tmp_path / "models")
+    assert model is not None and model.card.training["pretrain"]["apps"] == 2
+    assert json.loads(results.read_text())["runs"]["cpu"]["version"] == model.card.version
+    assert main([*args[:3], "--apps", "0"]) == 2
+
+
+def test_the_shipped_base_model_loads_and_forecasts_an_unseen_app():
+    from tests.conftest import REPO
+
+    shipped = load_base(REPO / "models")
+    assert shipped is not None, "models/base/ is shipped in the repo: run `pycemaker pretrain`"
+    card = shipped.card
+    assert card.training["base"] and card.input_minutes == Settings().input_minutes
+    profile = sample_profile(max(HELD_OUT_SEEDS))
+    app = app_frame(profile, 0.3, Settings(), run_seed=5)
+    forecaster = OnnxForecaster(REPO / "models" / "base", card.version, app.settings)
+    health = forecaster.forecast(app.frame, app.frame.index[-1]).median("health")
+    assert len(health) == card.horizon_minutes and np.isfinite(health).all()
+    window = forecaster.predict_scaled(np.zeros((1, card.input_minutes, len(card.features)), np.float32))
+    with torch.no_grad():
+        expected = shipped.network()(torch.zeros(1, card.input_minutes, len(card.features))).numpy()
+    np.testing.assert_allclose(window, expected, atol=1e-4)
