@@ -1,6 +1,6 @@
 """Run every benchmark in bench/ (each writes bench/results/<name>.json): ``bench/run_all.py [NAME ...]``.
 
-Every ``*_bench.py`` is one (forecast, health, serve, simulate, soak, train), with its defaults:
+Every ``*_bench.py`` is one (family, forecast, health, serve, simulate, soak, train), with its defaults:
 the soak alone takes 10 minutes (``make soak``); ``bench/run_all.py forecast serve`` runs two.
 """
 

@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--live", action="store_true", help="after the backfill, keep appending in real time")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between live writes (default 5)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--profile-seed", type=int, help="simulate the app family's member sampled from this seed (default: the seed's app)")
+    p.add_argument("--list-family", type=int, nargs="?", const=5, metavar="N",
+                   help="print N (default 5) sampled app profiles as JSON, from --profile-seed (default 0) on, and exit")
     p.set_defaults(handler=run_simulate)
 
     p = sub.add_parser("health", help="print per-minute health over the last hours")
@@ -60,18 +63,40 @@ def run_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from telemetry import simulator, store
+    from telemetry import app_family, simulator, store
 
+    if args.list_family is not None:
+        sys.stdout.write(format_family(args.list_family, args.profile_seed or 0))
+        return 0
     seed = settings.simulator_seed if args.seed is None else args.seed
+    profile = None
+    if args.profile_seed is not None:
+        profile = app_family.sample_profile(args.profile_seed)
+        settings = app_family.app_settings(settings, profile)
+        log.info("app %s: %s traffic, streams %s every %g s; serve it with PYCEMAKER_STREAMS=%s PYCEMAKER_SCRAPE_INTERVAL_S=%g "
+                 "PYCEMAKER_REQUEST_RATE_CUTS=%s", profile.name, profile.traffic, ",".join(profile.streams),
+                 profile.scrape_interval_s, ",".join(profile.streams), profile.scrape_interval_s,
+                 ",".join(f"{c:g}" for c in settings.request_rate_cuts))
     db = store.connect(settings)
     if args.days > 0:
-        sim = simulator.backfill(db, args.days, settings, seed=seed, show_progress=not args.no_progress)
+        sim = simulator.backfill(db, args.days, settings, seed=seed, show_progress=not args.no_progress, profile=profile)
         total = sum(len(f) for f in sim.samples.values())
         log.info("backfilled %.1f days: %d samples, %d incidents", args.days, total, len(sim.incidents))
     if args.live:
         log.info("appending live samples every %.0f s; Ctrl-C to stop", args.interval)
-        simulator.run_live(db, settings, seed=seed + 1, interval_s=args.interval)
+        simulator.run_live(db, settings, seed=seed + 1, interval_s=args.interval, profile=profile)
     return 0
+
+
+def format_family(count: int, first_seed: int = 0) -> str:
+    """``count`` sampled app profiles from ``first_seed`` on, as a JSON list (each says whether it is held out)."""
+    import json
+
+    from telemetry import app_family
+
+    profiles = [app_family.sample_profile(s) for s in range(first_seed, first_seed + count)]
+    rows = [{**p.to_dict(), "held_out": app_family.is_held_out(p)} for p in profiles]
+    return json.dumps(rows, indent=2) + "\n"
 
 
 def run_health(args: argparse.Namespace, settings: Settings) -> int:

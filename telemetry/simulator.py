@@ -14,7 +14,11 @@ Incidents with ground truth (written to the ``incidents`` collection):
 ``memory_leak`` (memory climbs, GC thrashes, the JVM crashes and restarts: a short gap),
 ``cpu_saturation`` (a runaway job halves capacity) and ``collector_outage`` (a gap in
 every stream, no failure). Each stream is sampled independently every 5-6 s.
-Everything is a pure function of (interval, seed).
+
+That is the seed's app; ``profile=`` simulates another member of the app family
+(:mod:`telemetry.app_family`: capacity, traffic shape, noise, GC, incidents, also
+``slow_dependency`` and ``error_storm``, streams and scrape interval).
+Everything is a pure function of (interval, seed, profile).
 """
 
 from __future__ import annotations
@@ -29,21 +33,22 @@ import numpy as np
 import pandas as pd
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from telemetry import store
+from telemetry import store, traffic
+from telemetry.app_family import AppProfile, app_settings, seed_profile
 from telemetry.catalogue import CRITICITY_LABELS, INCIDENTS_COLLECTION, STREAMS, Stream, flag_of
+from telemetry.frames import cadence_for
 from telemetry.health import floor_minute, minute_health
 from telemetry.settings import Settings
+from telemetry.traffic import SPAWN_RATE, STAGE_SECONDS, STAGE_USERS, users_profile  # noqa: F401 (the seed's load shape)
 
 log = logging.getLogger(__name__)
 UTC = dt.timezone.utc
 
-STAGE_SECONDS = 300
-STAGE_USERS = (10, 50, 100, 200, 400, 800, 1000, 800, 400, 200, 100, 10)
-SPAWN_RATE = 1.0  # users per second, up and down
 THINK_TIME = 0.5  # s between a user's response and its next request
 SERVICE_TIME = 0.05  # s, response time of an idle app
 CAPACITY = 130.0  # req/s the app can serve
-SAMPLE_PERIOD = (5.0, 6.0)  # s between two samples of one stream
+SAMPLE_PERIOD = (5.0, 6.0)  # s between two samples of one stream (the seed's; a profile's: 5/6 to 1 scrape interval)
+LEAK_PEAK = 0.85  # memory a leak adds by the crash (at least enough to fill the heap)
 
 
 @dataclass(frozen=True)
@@ -65,29 +70,23 @@ class Simulation:
     incidents: list[Incident]
 
 
-def users_profile() -> np.ndarray:
-    """Users at each second of the hour: stage targets approached at the spawn rate."""
-    targets = np.repeat(STAGE_USERS, STAGE_SECONDS).astype(float)
-    users = np.empty(len(targets))
-    current = float(STAGE_USERS[-1])  # the previous hour ends at its last stage's target
-    for i, target in enumerate(targets):
-        current += float(np.clip(target - current, -SPAWN_RATE, SPAWN_RATE))
-        users[i] = current
-    return users
+def solve_rate(
+    users: np.ndarray, capacity: np.ndarray, service_time: float = SERVICE_TIME, extra_rt: np.ndarray | float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Request rate and response time of the closed system, by bisection (vectorised).
 
-
-def solve_rate(users: np.ndarray, capacity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Request rate and response time of the closed system, by bisection (vectorised)."""
+    ``extra_rt``: seconds every response waits on top of the app's own (a slow dependency).
+    """
     lo = np.zeros_like(users)
     hi = capacity * (1 - 1e-6)
     for _ in range(40):
         mid = (lo + hi) / 2
-        rt = SERVICE_TIME / (1 - mid / capacity)
+        rt = service_time / (1 - mid / capacity) + extra_rt
         too_fast = mid * (THINK_TIME + rt) > users
         hi = np.where(too_fast, mid, hi)
         lo = np.where(too_fast, lo, mid)
     rate = (lo + hi) / 2
-    return rate, SERVICE_TIME / (1 - rate / capacity)
+    return rate, service_time / (1 - rate / capacity) + extra_rt
 
 
 def _in_calm_phase(t: dt.datetime) -> bool:
@@ -95,8 +94,12 @@ def _in_calm_phase(t: dt.datetime) -> bool:
     return t.minute >= 52 or t.minute < 8
 
 
-def plan_incidents(start: dt.datetime, end: dt.datetime, rng: np.random.Generator) -> list[dict]:
-    """Incident windows (before their failure times are measured): ~2 leaks, 2 CPU episodes, 1 outage a day."""
+def plan_incidents(
+    start: dt.datetime, end: dt.datetime, rng: np.random.Generator, profile: AppProfile | None = None
+) -> list[dict]:
+    """Incident windows (before their failure times are measured): the profile's, by default the seed's
+    ~2 leaks, 2 CPU episodes, 1 outage a day. A leak's crash lands in a calm phase of Locust traffic."""
+    profile = profile or seed_profile()
     days = (end - start).total_seconds() / 86400
     planned: list[dict] = []
     busy: list[tuple[dt.datetime, dt.datetime]] = []
@@ -112,36 +115,48 @@ def plan_incidents(start: dt.datetime, end: dt.datetime, rng: np.random.Generato
             if t1 + dt.timedelta(seconds=gap_s) >= end or any(a < window[1] and window[0] < b for a, b in busy):
                 continue
             busy.append(window)
-            planned.append({"type": kind, "start": t0, "crash": t1, "restart": t1 + dt.timedelta(seconds=gap_s)})
+            planned.append({
+                "type": kind, "start": t0, "crash": t1, "restart": t1 + dt.timedelta(seconds=gap_s), "strength": strength,
+            })
             return
 
-    for _ in range(int(round(2 * days))):
-        duration = float(rng.uniform(40, 90)) * 60
-        place("memory_leak", duration, float(rng.uniform(60, 180)), calm_at=duration)
-    for _ in range(int(round(2 * days))):
-        place("cpu_saturation", float(rng.uniform(10, 30)) * 60, 0.0, calm_at=None)
-    for _ in range(int(round(1 * days))):
-        place("collector_outage", float(rng.uniform(5, 40)) * 60, 0.0, calm_at=None)
+    for spec in profile.incidents:
+        for _ in range(int(round(spec.per_day * days))):
+            duration = float(rng.uniform(*spec.minutes)) * 60
+            kind, strength = spec.kind, spec.strength
+            if kind == "memory_leak":
+                place(kind, duration, float(rng.uniform(60, 180)), calm_at=duration if profile.traffic == "locust" else None)
+            else:
+                place(kind, duration, 0.0, calm_at=None)
     return sorted(planned, key=lambda p: p["start"])
 
 
-def simulate(start: dt.datetime, end: dt.datetime, seed: int, settings: Settings) -> Simulation:
-    """Samples of the four streams and the incidents over ``[start, end)``; deterministic per seed.
+def simulate(
+    start: dt.datetime, end: dt.datetime, seed: int, settings: Settings, profile: AppProfile | None = None
+) -> Simulation:
+    """Samples of the app's streams and the incidents over ``[start, end)``; deterministic per seed.
 
-    An incident's failure time is the first minute that fails with the incident but not
-    in the same run without it (the hourly peak fails on its own; that is not the incident).
+    ``profile``: the app (default: the seed's, all four streams, health scored with ``settings``
+    as given; otherwise with :func:`telemetry.app_family.app_settings`). An incident's failure time
+    is the first minute that fails with the incident but not in the same run without it (the
+    hourly peak fails on its own; that is not the incident).
     """
-    samples, planned = _sample(start, end, seed, with_incidents=True)
-    baseline, _ = _sample(start, end, seed, with_incidents=False)
-    health = minute_health(samples, start, end, settings)["health"]
-    healthy_without = minute_health(baseline, start, end, settings)["health"] > settings.failure_threshold
+    if profile is not None:
+        settings = app_settings(settings, profile)
+    profile = profile or seed_profile()
+    tolerance = cadence_for(None, settings).tolerance_s if settings.scrape_interval_s else None
+    samples, planned = _sample(start, end, seed, with_incidents=True, profile=profile)
+    baseline, _ = _sample(start, end, seed, with_incidents=False, profile=profile)
+    health = minute_health(samples, start, end, settings, tolerance_s=tolerance)["health"]
+    without = minute_health(baseline, start, end, settings, tolerance_s=tolerance)["health"]
+    healthy_without = without > settings.failure_threshold
     caused = health[(health <= settings.failure_threshold) & healthy_without]
     incidents = [_incident(p, caused) for p in planned]
     return Simulation(samples=samples, incidents=incidents)
 
 
 def _sample(
-    start: dt.datetime, end: dt.datetime, seed: int, with_incidents: bool
+    start: dt.datetime, end: dt.datetime, seed: int, with_incidents: bool, profile: AppProfile
 ) -> tuple[dict[str, pd.DataFrame], list[dict]]:
     start = start.astimezone(UTC).replace(microsecond=0)
     end = end.astimezone(UTC)
@@ -150,37 +165,51 @@ def _sample(
     t0 = int(start.timestamp())
     secs = t0 + np.arange(n)
 
-    users = users_profile()[secs % 3600]
-    capacity = np.full(n, CAPACITY)
+    scale = profile.user_scale
+    shape_rng = None if profile.traffic == "locust" else np.random.default_rng([seed, 1])  # the main stream stays the seed's
+    users = scale * traffic.users_at(
+        profile.traffic, secs, shape_rng, base_level=profile.base_level, peak_hour=profile.peak_hour,
+        weekend_level=profile.weekend_level, bursts_per_hour=profile.bursts_per_hour, wander=profile.wander,
+    )
+    full_capacity = CAPACITY * profile.capacity_scale
+    capacity = np.full(n, full_capacity)
     cpu_extra = np.zeros(n)
     leak = np.zeros(n)
+    extra_rt = np.zeros(n)  # a slow dependency's wait
+    storm = np.zeros(n)  # share of requests an error storm fails
     down = np.zeros(n, dtype=bool)  # app down: Prometheus scrapes nothing
     outage = np.zeros(n, dtype=bool)  # collector down: nothing reaches the database
 
-    planned = plan_incidents(start, end, rng)
+    planned = plan_incidents(start, end, rng, profile)
     for p in planned if with_incidents else []:
         a = int((p["start"] - start).total_seconds())
         b = int((p["crash"] - start).total_seconds())
         c = int((p["restart"] - start).total_seconds())
         if p["type"] == "memory_leak":
-            leak[a:b] = 0.85 * np.linspace(0.0, 1.0, b - a) ** 2  # slow, then accelerating
+            peak = max(LEAK_PEAK, 0.97 - profile.memory_base)
+            leak[a:b] = peak * np.linspace(0.0, 1.0, b - a) ** p["strength"]  # the seed's 2: slow, then accelerating
             down[b:c] = True
         elif p["type"] == "cpu_saturation":
-            cpu_extra[a:b] += 0.45
-            capacity[a:b] *= 0.5
+            cpu_extra[a:b] += p["strength"]
+            capacity[a:b] *= 1 - p["strength"] / 0.9
+        elif p["type"] == "slow_dependency":
+            extra_rt[a:b] += p["strength"] * np.minimum(np.linspace(0.0, 3.0, b - a), 1.0)
+        elif p["type"] == "error_storm":
+            storm[a:b] = p["strength"]
         else:
             outage[a:b] = True
 
-    load = np.clip(users / 1000.0, 0, 1)
-    heap_growth = 0.0004 + 0.00002 * np.minimum(users / (THINK_TIME + SERVICE_TIME), CAPACITY)
-    sawtooth = np.mod(np.cumsum(heap_growth), 0.10)
-    memory = 0.12 + 0.06 * load + sawtooth + leak
+    load = np.clip(users / (1000.0 * scale), 0, 1)
+    served = np.minimum(users / (THINK_TIME + profile.service_time), full_capacity) / profile.capacity_scale
+    heap_growth = profile.gc_rate * (0.0004 + 0.00002 * served)
+    sawtooth = np.mod(np.cumsum(heap_growth), profile.gc_amplitude)
+    memory = profile.memory_base + 0.06 * load + sawtooth + leak
     thrash = np.clip((memory - 0.85) / 0.15, 0, 1)  # GC thrashing near a full heap
     capacity *= 1 - 0.7 * thrash
-    rate, rt = solve_rate(users, capacity)
+    rate, rt = solve_rate(users * (1 + storm), capacity, profile.service_time, extra_rt)  # failed requests are retried
     rho = rate / capacity
-    cpu = 0.05 + 0.65 * rho + 0.10 * np.clip((users - 300) / 700, 0, 1) + cpu_extra + 0.8 * thrash
-    fail_share = 0.08 * np.clip((rt - 1.0) / 6.0, 0, 1) + 0.3 * thrash
+    cpu = 0.05 + 0.65 * rho + 0.10 * np.clip((users / scale - 300) / 700, 0, 1) + cpu_extra + 0.8 * thrash
+    fail_share = np.minimum(0.08 * np.clip((rt - 1.0) / 6.0, 0, 1) + 0.3 * thrash + storm, 1.0)
     truth = {
         "cpu": np.clip(cpu, 0, 1),
         "memory": np.clip(memory, 0, 1),
@@ -190,26 +219,27 @@ def _sample(
     }
 
     samples: dict[str, pd.DataFrame] = {}
-    for stream in STREAMS:
-        offsets = rng.uniform(0, SAMPLE_PERIOD[1]) + np.cumsum(rng.uniform(*SAMPLE_PERIOD, size=int(n / SAMPLE_PERIOD[0]) + 2))
+    period = (profile.scrape_interval_s * 5 / 6, profile.scrape_interval_s)
+    for stream in (s for s in STREAMS if s.name in profile.streams):
+        offsets = rng.uniform(0, period[1]) + np.cumsum(rng.uniform(*period, size=int(n / period[0]) + 2))
         offsets = offsets[offsets < n]
         idx = offsets.astype(int)
         keep = ~(down[idx] | outage[idx])
         offsets, idx = offsets[keep], idx[keep]
-        values = {col: _measure(col, truth[col][idx], rng) for col in stream.columns}
+        values = {col: _measure(col, truth[col][idx], rng, profile.noise) for col in stream.columns}
         times = pd.to_datetime((t0 + offsets) * 1e3, unit="ms", utc=True).round("ms")
         samples[stream.collection] = pd.DataFrame(values, index=pd.DatetimeIndex(times, name="time"))
     return samples, planned
 
 
-def _measure(column: str, value: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """What a scrape reads: the true value plus measurement noise."""
+def _measure(column: str, value: np.ndarray, rng: np.random.Generator, noise: float = 1.0) -> np.ndarray:
+    """What a scrape reads: the true value plus measurement noise (``noise`` x the seed's)."""
     if column in ("cpu", "memory"):
         sd = 0.02 if column == "cpu" else 0.005
-        return np.clip(value + rng.normal(0, sd, len(value)), 0, 1)
+        return np.clip(value + rng.normal(0, sd * noise, len(value)), 0, 1)
     if column == "response_time":
-        return value * rng.lognormal(0, 0.1, len(value))
-    return np.maximum(value * (1 + rng.normal(0, 0.05, len(value))), 0)
+        return value * rng.lognormal(0, 0.1 * noise, len(value))
+    return np.maximum(value * (1 + rng.normal(0, 0.05 * noise, len(value))), 0)
 
 
 def _incident(planned: dict, caused: pd.Series) -> Incident:
@@ -261,14 +291,17 @@ def write(
     return inserted
 
 
-def backfill(db, days: float, settings: Settings, seed: int, end: dt.datetime | None = None, show_progress: bool = True) -> Simulation:
-    """Simulate the ``days`` before ``end`` (default: now) and write them."""
+def backfill(
+    db, days: float, settings: Settings, seed: int, end: dt.datetime | None = None, show_progress: bool = True,
+    profile: AppProfile | None = None,
+) -> Simulation:
+    """Simulate the ``days`` before ``end`` (default: now) of ``profile``'s app (default: the seed's) and write them."""
     from tqdm import tqdm
 
     end = (end or dt.datetime.now(UTC)).replace(microsecond=0)
     start = end - dt.timedelta(days=days)
     began = time.perf_counter()
-    sim = simulate(start, end, seed, settings)
+    sim = simulate(start, end, seed, settings, profile)
     total = sum(len(f) for f in sim.samples.values())
     log.info("simulated %d samples and %d incidents in %.1f s", total, len(sim.incidents), time.perf_counter() - began)
     with tqdm(total=total, unit="doc", desc="writing", disable=not show_progress) as bar:
@@ -285,6 +318,7 @@ def run_live(
     *,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(UTC),
     sleep: Callable[[float], None] = time.sleep,
+    profile: AppProfile | None = None,
 ) -> None:
     """Append samples in real time, a day's simulation at a time, until ``stop()``.
 
@@ -300,7 +334,7 @@ def run_live(
     while not stop():
         chunk_start = written_until
         chunk_end = chunk_start + dt.timedelta(days=1)
-        sim = simulate(chunk_start, chunk_end, seed + day, settings)
+        sim = simulate(chunk_start, chunk_end, seed + day, settings, profile)
         incidents_written = False
         while written_until < chunk_end and not stop():
             now = min(clock(), chunk_end)
@@ -311,7 +345,7 @@ def run_live(
                 if not incidents_written:
                     store.insert_idempotent(db, INCIDENTS_COLLECTION, [i.document() for i in sim.incidents])
                     incidents_written = True
-                for stream in STREAMS:
+                for stream in (s for s in STREAMS if s.collection in sim.samples):
                     frame = sim.samples[stream.collection]
                     due = frame[(frame.index >= written_until) & (frame.index < now)]
                     store.insert_idempotent(db, stream.collection, documents(stream, due, settings))

@@ -1,4 +1,4 @@
-"""Subcommands for the training side: ``train`` and ``models``.
+"""Subcommands for the training side: ``train``, ``pretrain`` and ``models``.
 
 Only argparse here: torch and Lightning are imported inside the handlers, so the CLI (and
 the CPU serving image, which has no torch) can import this module. ``models`` needs no
@@ -42,6 +42,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     dist.add_argument("--accelerator", choices=("auto", "cpu", "gpu"),
                       help="what to train on (default: auto, a GPU when present)")
     p.set_defaults(handler=run_train)
+
+    p = sub.add_parser("pretrain", help="pretrain the base LSTM on sampled app-family members (models/base/<version>/)")
+    p.add_argument("--apps", type=int, default=96, help="family members to train on (default 96)")
+    p.add_argument("--validation-apps", type=int, default=4, help="other members that pick the epoch and calibrate (default 4)")
+    p.add_argument("--held-out-apps", type=int, default=4, help="unseen members it is scored on, zero-shot (default 4)")
+    p.add_argument("--days", type=float, default=2.0, help="simulated days per app (default 2)")
+    p.add_argument("--stride", type=int, default=20, help="minutes between two windows of an app (default 20)")
+    p.add_argument("--first-seed", type=int, default=0, help="first profile seed sampled (default 0)")
+    p.add_argument("--epochs", type=int, default=20, help="epoch limit (default 20)")
+    p.add_argument("--hidden-size", type=int, default=64, help="LSTM width (default 64)")
+    p.add_argument("--budget", type=float, default=780.0, help="wall-clock limit of the fit in seconds (default 780; 0: none)")
+    p.add_argument("--threads", type=int, help="CPU threads torch trains with (default: $PYCEMAKER_TRAIN_THREADS)")
+    p.add_argument("--accelerator", choices=("auto", "cpu", "gpu"), default="auto", help="default auto: a GPU when present")
+    p.add_argument("--models-root", help="registry root; the model goes to ROOT/base/ (default: $PYCEMAKER_MODELS_DIR)")
+    p.add_argument("--results", default="bench/results/pretrain.json", help="where the run's figures go ('' : nowhere)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_pretrain)
 
     p = sub.add_parser("models", help="the model registry: list versions, activate one (rollback)")
     models = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
@@ -126,6 +143,34 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     sys.stdout.write(summarise(registry.read_card(settings.models_dir, result.version)))
     return 0 if result.promoted else 4
+
+
+def run_pretrain(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from training.fit import FitConfig
+    from training.pretrain import PretrainConfig, pretrain
+
+    if min(args.apps, args.validation_apps, args.epochs, args.stride) < 1 or args.days <= 0:
+        log.error("--apps, --validation-apps, --epochs and --stride must be at least 1, and --days positive")
+        return 2
+    config = PretrainConfig(apps=args.apps, validation_apps=args.validation_apps, held_out_apps=max(0, args.held_out_apps),
+                            days=args.days, first_seed=args.first_seed, stride=args.stride)
+    fit_config = FitConfig.from_settings(
+        settings, max_epochs=args.epochs, hidden_size=args.hidden_size, max_time_s=args.budget or None,
+        accelerator=args.accelerator, patience=4, **({"threads": args.threads} if args.threads else {}),
+    )
+    root = Path(args.models_root) if args.models_root else settings.models_dir
+    model = pretrain(settings, config, fit_config, root, Path(args.results) if args.results else None,
+                     progress_bar=not args.no_progress)
+    figures, scores = model.card.training, model.card.metrics["held_out_zero_shot"]
+    ratio = scores["median_rmse_ratio_to_seasonal_naive"]
+    sys.stdout.write(
+        f"base model {model.card.version} in {model.directory}\n"
+        f"  {figures['epochs']} epochs, {figures['seconds']['total']:.0f} s in all on {figures['device']} ({figures['precision']})\n"
+        f"  held-out apps, zero-shot: health RMSE over {scores['gate_minutes']} min = {_fmt(ratio, '.2f')} x seasonal naive's (median)\n"
+    )
+    return 0
 
 
 def _fmt(value: Any, spec: str = ".4f") -> str:

@@ -160,8 +160,10 @@ def fit(
     config: FitConfig,
     progress_bar: bool = True,
     callbacks: list[Callback] | None = None,
+    network: type[QuantileLSTM] = QuantileLSTM,
 ) -> FitResult:
-    """Train a :class:`QuantileLSTM` on ``data``; returns the best epoch's model, on CPU in float32."""
+    """Train a :class:`QuantileLSTM` (or a subclass, ``network``) on ``data``; returns the best epoch's model,
+    on CPU in float32. ``data``: any Lightning data module with the sizes of :class:`WindowDataModule`."""
     _quiet_lightning()
     L.seed_everything(config.seed, workers=True, verbose=False)
     data.setup("fit")
@@ -169,7 +171,7 @@ def fit(
     if not cuda:
         torch.set_num_threads(max(1, config.threads))
     precision = "bf16-mixed" if cuda else "32-true"
-    model = QuantileLSTM(
+    model = network(
         n_features=data.n_features,
         n_targets=data.n_targets,
         input_minutes=data.input_minutes,

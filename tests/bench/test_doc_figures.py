@@ -18,6 +18,8 @@ BLOCKS = [
     ("forecast", "bench.forecast_bench"),
     ("soak", "bench.soak_bench"),
     ("fuzz", "bench.fuzz_report"),
+    ("family", "bench.family_bench"),
+    ("pretrain", "bench.pretrain_figures"),
 ]
 
 
