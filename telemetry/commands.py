@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help="write simulated metrics (backfill, or --live in real time)")
     p.add_argument("--days", type=float, default=7.0, help="days to backfill before now (default 7)")
     p.add_argument("--seed", type=int, help="random seed (default: $PYCEMAKER_SIMULATOR_SEED or 42)")
+    p.add_argument("--services", type=int, default=1,
+                   help="simulate this many services (svc-01..svc-K, each its own app); 1: the default service (default)")
     p.add_argument("--live", action="store_true", help="after the backfill, keep appending in real time")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between live writes (default 5)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -61,9 +63,23 @@ def run_db(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from telemetry import simulator, store
+    from telemetry.settings import SettingsError
 
     seed = settings.simulator_seed if args.seed is None else args.seed
+    if args.services < 1:
+        raise SettingsError("--services must be at least 1")
+    if args.services > 1 and args.live:
+        raise SettingsError("--live simulates the default service only: leave out --services")
     db = store.connect(settings)
+    if args.services > 1:
+        end = dt.datetime.now(UTC)
+        for index in range(1, args.services + 1):
+            name, service_seed, scale = simulator.fleet_service(seed, index, args.services)
+            sim = simulator.backfill(db, args.days, settings, seed=service_seed, end=end, show_progress=not args.no_progress,
+                                     service=name, capacity_scale=scale)
+            log.info("%s (capacity x%.2f): %d samples, %d incidents", name, scale,
+                     sum(len(f) for f in sim.samples.values()), len(sim.incidents))
+        return 0
     if args.days > 0:
         sim = simulator.backfill(db, args.days, settings, seed=seed, show_progress=not args.no_progress)
         total = sum(len(f) for f in sim.samples.values())

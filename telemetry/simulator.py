@@ -125,14 +125,15 @@ def plan_incidents(start: dt.datetime, end: dt.datetime, rng: np.random.Generato
     return sorted(planned, key=lambda p: p["start"])
 
 
-def simulate(start: dt.datetime, end: dt.datetime, seed: int, settings: Settings) -> Simulation:
+def simulate(start: dt.datetime, end: dt.datetime, seed: int, settings: Settings, capacity_scale: float = 1.0) -> Simulation:
     """Samples of the four streams and the incidents over ``[start, end)``; deterministic per seed.
 
+    ``capacity_scale``: the app serves ``capacity_scale`` x :data:`CAPACITY` (a fleet's services differ).
     An incident's failure time is the first minute that fails with the incident but not
     in the same run without it (the hourly peak fails on its own; that is not the incident).
     """
-    samples, planned = _sample(start, end, seed, with_incidents=True)
-    baseline, _ = _sample(start, end, seed, with_incidents=False)
+    samples, planned = _sample(start, end, seed, with_incidents=True, capacity_scale=capacity_scale)
+    baseline, _ = _sample(start, end, seed, with_incidents=False, capacity_scale=capacity_scale)
     health = minute_health(samples, start, end, settings)["health"]
     healthy_without = minute_health(baseline, start, end, settings)["health"] > settings.failure_threshold
     caused = health[(health <= settings.failure_threshold) & healthy_without]
@@ -141,7 +142,7 @@ def simulate(start: dt.datetime, end: dt.datetime, seed: int, settings: Settings
 
 
 def _sample(
-    start: dt.datetime, end: dt.datetime, seed: int, with_incidents: bool
+    start: dt.datetime, end: dt.datetime, seed: int, with_incidents: bool, capacity_scale: float = 1.0
 ) -> tuple[dict[str, pd.DataFrame], list[dict]]:
     start = start.astimezone(UTC).replace(microsecond=0)
     end = end.astimezone(UTC)
@@ -151,7 +152,7 @@ def _sample(
     secs = t0 + np.arange(n)
 
     users = users_profile()[secs % 3600]
-    capacity = np.full(n, CAPACITY)
+    capacity = np.full(n, CAPACITY * capacity_scale)
     cpu_extra = np.zeros(n)
     leak = np.zeros(n)
     down = np.zeros(n, dtype=bool)  # app down: Prometheus scrapes nothing
@@ -224,8 +225,8 @@ def _incident(planned: dict, caused: pd.Series) -> Incident:
     return Incident(type=planned["type"], start=start, failure_time=failure, end=restart)
 
 
-def documents(stream: Stream, frame: pd.DataFrame, settings: Settings) -> list[dict]:
-    """The samples as documents in the original shape (vectorised criticity)."""
+def documents(stream: Stream, frame: pd.DataFrame, settings: Settings, service: str | None = None) -> list[dict]:
+    """The samples as documents in the original shape (vectorised criticity), with a ``service`` field if given."""
     cuts = settings.cuts()[stream.flag]
     total = frame[list(stream.columns)].sum(axis=1).to_numpy()
     labels = np.asarray(CRITICITY_LABELS)[flag_of(total, cuts).astype(int)]
@@ -240,40 +241,58 @@ def documents(stream: Stream, frame: pd.DataFrame, settings: Settings) -> list[d
         if stream.has_percent:
             doc["consume_percent"] = f"{100.0 * columns['value'][i]:.1f}%"
         doc["criticity"] = str(labels[i])
+        if service is not None:
+            doc["service"] = service
         docs.append(doc)
     return docs
 
 
 def write(
-    db, simulation: Simulation, settings: Settings, batch: int = 5000, progress: Callable[[int], None] | None = None
+    db, simulation: Simulation, settings: Settings, batch: int = 5000, progress: Callable[[int], None] | None = None,
+    service: str | None = None,
 ) -> int:
-    """Write a simulation (idempotently); returns the number of new sample documents."""
+    """Write a simulation (idempotently), as ``service``'s (None: the default service's, no ``service`` field);
+    returns the number of new sample documents."""
     store.ensure_indexes(db)
     inserted = 0
     for stream in (s for s in STREAMS if s.collection in simulation.samples):  # a service may lack some streams
-        docs = documents(stream, simulation.samples[stream.collection], settings)
+        docs = documents(stream, simulation.samples[stream.collection], settings, service)
         for i in range(0, len(docs), batch):
             chunk = docs[i : i + batch]
             inserted += store.insert_idempotent(db, stream.collection, chunk).inserted
             if progress:
                 progress(len(chunk))
-    store.insert_idempotent(db, INCIDENTS_COLLECTION, [inc.document() for inc in simulation.incidents])
+    incidents = [inc.document() | ({"service": service} if service is not None else {}) for inc in simulation.incidents]
+    store.insert_idempotent(db, INCIDENTS_COLLECTION, incidents)
     return inserted
 
 
-def backfill(db, days: float, settings: Settings, seed: int, end: dt.datetime | None = None, show_progress: bool = True) -> Simulation:
-    """Simulate the ``days`` before ``end`` (default: now) and write them."""
+def backfill(
+    db, days: float, settings: Settings, seed: int, end: dt.datetime | None = None, show_progress: bool = True,
+    service: str | None = None, capacity_scale: float = 1.0,
+) -> Simulation:
+    """Simulate the ``days`` before ``end`` (default: now) and write them (as ``service``'s, if given)."""
     from tqdm import tqdm
 
     end = (end or dt.datetime.now(UTC)).replace(microsecond=0)
     start = end - dt.timedelta(days=days)
     began = time.perf_counter()
-    sim = simulate(start, end, seed, settings)
+    sim = simulate(start, end, seed, settings, capacity_scale)
     total = sum(len(f) for f in sim.samples.values())
     log.info("simulated %d samples and %d incidents in %.1f s", total, len(sim.incidents), time.perf_counter() - began)
-    with tqdm(total=total, unit="doc", desc="writing", disable=not show_progress) as bar:
-        write(db, sim, settings, progress=bar.update)
+    with tqdm(total=total, unit="doc", desc=f"writing {service}" if service else "writing", disable=not show_progress) as bar:
+        write(db, sim, settings, progress=bar.update, service=service)
     return sim
+
+
+def fleet_service(seed: int, index: int, count: int) -> tuple[str, int, float]:
+    """The ``index``-th (1-based) of ``count`` simulated services: its name (``svc-01``), seed and capacity scale.
+
+    Each service is its own app: its own incidents (seed) and capacity (0.75-1.4 x :data:`CAPACITY`).
+    """
+    name = f"svc-{index:0{max(2, len(str(count)))}d}"
+    scale = float(np.random.default_rng([seed, index]).uniform(0.75, 1.4))
+    return name, seed + 1000 * index, round(scale, 3)
 
 
 def run_live(
