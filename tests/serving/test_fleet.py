@@ -1,0 +1,195 @@
+"""Services and the fleet on the real embedded server: three simulated services beside the default one."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+import uuid
+
+import pytest
+
+from serving.fleet import fleet_order
+from serving.schemas import FleetSchema, ForecastSchema, HealthSeriesSchema, ServiceListSchema, StatusSchema
+from serving.status import FAILING_NOW, FAILURE_PREDICTED, NO_FAILURE, UNKNOWN
+from telemetry import simulator
+from telemetry.catalogue import STREAMS
+from telemetry.settings import Settings
+from telemetry.store import connect
+from tests.serving.conftest import Clock
+from tests.serving.onnx_models import declining_model
+
+UTC = dt.timezone.utc
+END = dt.datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+START = END - dt.timedelta(hours=2, minutes=20)
+NOW = dt.datetime(2026, 3, 2, 0, 52, 40, tzinfo=UTC)  # recovering from the hourly peak: each service at its own pace
+PEAK = dt.datetime(2026, 3, 2, 0, 40, 40, tzinfo=UTC)  # the peak's last minutes: failing now
+SERVICES = ("svc-01", "svc-02", "svc-03")
+STALE = "svc-03"  # its samples stop an hour early: unknown (stale data)
+ORDER = {FAILING_NOW: 0, FAILURE_PREDICTED: 1, NO_FAILURE: 2, UNKNOWN: 3}
+
+
+@pytest.fixture(scope="module")
+def fleet_database(mongo_uri: str):
+    settings = Settings(mongo_uri=mongo_uri, database=f"fleet_{uuid.uuid4().hex[:8]}")
+    db = connect(settings, autostart=False)
+    for index, name in enumerate(SERVICES, start=1):
+        _, seed, scale = simulator.fleet_service(11, index, len(SERVICES))
+        end = END - dt.timedelta(hours=1) if name == STALE else END
+        sim = simulator.simulate(START, end, seed, settings, capacity_scale=scale)
+        simulator.write(db, sim, settings, service=name)
+    default = simulator.simulate(START, END, 5, settings)  # the seed's shape: no service field
+    simulator.write(db, default, settings)
+    try:
+        yield settings.database
+    finally:
+        db.client.drop_database(settings.database)
+        db.client.close()
+
+
+@pytest.fixture
+def fleet_settings(fleet_database: str, mongo_uri: str, tmp_path) -> Settings:
+    settings = Settings(mongo_uri=mongo_uri, database=fleet_database, models_dir=tmp_path / "models", data_dir=tmp_path / "db")
+    declining_model(settings.models_dir, rate=0.01, H=60)  # health falls 0.01/min: crosses 0.3 within an hour below 0.9
+    return settings
+
+
+def _get(client, url, schema=None, status=200):
+    response = client.get(url)
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    if schema is not None:
+        assert schema().validate(body) == {}
+    return body
+
+
+def _seconds(crossing):
+    return math.inf if crossing is None else crossing["seconds"]
+
+
+def test_services_lists_every_service_with_streams_range_and_state(fleet_settings, make_app):
+    client = make_app(fleet_settings, Clock(NOW)).test_client()
+    body = _get(client, "/api/v1/services", ServiceListSchema)
+    assert body["count"] == 4
+    names = [s["name"] for s in body["services"]]
+    assert names == ["default", *SERVICES]
+    by_name = {s["name"]: s for s in body["services"]}
+    assert [s["default"] for s in body["services"]] == [True, False, False, False]
+    for name, service in by_name.items():
+        assert [s["stream"] for s in service["streams"]] == sorted(s.collection for s in STREAMS)
+        first, last = dt.datetime.fromisoformat(service["data"]["first"]), dt.datetime.fromisoformat(service["data"]["last"])
+        assert START <= first < START + dt.timedelta(seconds=12)
+        expected_end = END - dt.timedelta(hours=1) if name == STALE else NOW  # samples after "now" are not seen yet
+        assert expected_end - dt.timedelta(seconds=12) < last <= expected_end
+    assert by_name[STALE]["state"] == UNKNOWN and by_name[STALE]["reason"] == "stale_data"
+    for name in ("svc-01", "svc-02"):
+        status = _get(client, f"/api/v1/services/{name}/status", StatusSchema)
+        assert by_name[name]["state"] == status["state"] != UNKNOWN
+
+
+def test_fleet_ranks_soonest_failure_first_with_each_services_own_status(fleet_settings, make_app):
+    client = make_app(fleet_settings, Clock(NOW)).test_client()
+    fleet = _get(client, "/api/v1/fleet", FleetSchema)
+    assert fleet["count"] == 4 and fleet["threshold"] == 0.3
+    entries = fleet["services"]
+    assert sorted(e["service"] for e in entries) == ["default", *SERVICES]
+    for entry in entries:  # each row is the service's own status
+        status = _get(client, f"/api/v1/services/{entry['service']}/status", StatusSchema)
+        assert entry["state"] == status["state"] and entry["reason"] == status["reason"]
+        assert entry["health"] == status["current"]["health"] and entry["driver"] == status["driver"]
+        assert entry["time_to_failure"] == status["time_to_failure"]
+    # The documented order, recomputed from the rows.
+    def key(e):
+        ttf = e["time_to_failure"] or {}
+        if e["state"] == FAILURE_PREDICTED:
+            return (1, _seconds(ttf.get("expected")), _seconds(ttf.get("earliest")), e["service"])
+        return (ORDER[e["state"]], 0, 0, e["service"])
+    assert [e["service"] for e in entries] == [e["service"] for e in sorted(entries, key=key)]
+    assert entries[-1]["service"] == STALE and entries[-1]["state"] == UNKNOWN
+    predicted = [e for e in entries if e["state"] == FAILURE_PREDICTED]
+    expected = [e["time_to_failure"]["expected"]["seconds"] for e in predicted]
+    assert len(predicted) >= 2 and expected == sorted(expected) and len(set(expected)) >= 2, entries  # the services differ
+
+    for state in {e["state"] for e in entries}:
+        only = _get(client, f"/api/v1/fleet?state={state}", FleetSchema)
+        assert [e["service"] for e in only["services"]] == [e["service"] for e in entries if e["state"] == state]
+    assert "state" in _get(client, "/api/v1/fleet?state=broken", status=422)["message"]
+    assert _get(client, "/api/v1/fleet?sort=name", status=422)["errors"]["query"]["sort"]
+
+
+def test_fleet_puts_failing_services_first_and_filters_by_state(fleet_settings, make_app):
+    clock = Clock(PEAK)
+    client = make_app(fleet_settings, clock).test_client()
+    entries = _get(client, "/api/v1/fleet", FleetSchema)["services"]
+    failing = [e["service"] for e in entries if e["state"] == FAILING_NOW]
+    assert failing and [e["service"] for e in entries[: len(failing)]] == sorted(failing)
+    assert all(e["time_to_failure"]["expected"]["seconds"] == 0 and e["health"] <= 0.3 for e in entries[: len(failing)])
+    assert entries[-1]["service"] == STALE
+    only = _get(client, "/api/v1/fleet?state=failing_now", FleetSchema)
+    assert only["count"] == len(failing) and [e["service"] for e in only["services"]] == sorted(failing)
+    assert _get(client, "/api/v1/fleet?state=unknown", FleetSchema)["services"][0]["service"] == STALE
+
+
+def test_a_services_health_and_forecast_are_its_own(fleet_settings, make_app):
+    client = make_app(fleet_settings, Clock(NOW)).test_client()
+    healths = {}
+    for name in ("svc-01", "svc-02"):
+        body = _get(client, f"/api/v1/services/{name}/health?start=2026-03-01T23:00:00Z&end=2026-03-02T00:00:00Z", HealthSeriesSchema)
+        assert len(body["points"]) == 60
+        healths[name] = [p["health"] for p in body["points"]]
+        forecast = _get(client, f"/api/v1/services/{name}/forecast?horizon=30", ForecastSchema)
+        assert len(forecast["points"]) == 30 and forecast["model_version"] == "v-decline"
+    assert healths["svc-01"] != healths["svc-02"]
+    assert _get(client, "/api/v1/services/svc-01/health?step=7x", status=422)["errors"]["query"]["step"]
+
+
+def test_default_service_routes_answer_as_before(fleet_settings, make_app):
+    client = make_app(fleet_settings, Clock(NOW)).test_client()
+    status = _get(client, "/api/v1/status", StatusSchema)
+    assert _get(client, "/api/v1/services/default/status") == status
+    interval = "start=2026-03-01T23:00:00Z&end=2026-03-02T00:00:00Z"
+    assert _get(client, f"/api/v1/services/default/health?{interval}") == _get(client, f"/api/v1/health?{interval}")
+    assert _get(client, "/api/v1/services/default/forecast?horizon=20") == _get(client, "/api/v1/forecast?horizon=20")
+    assert _get(client, "/current_health/1")["current_health"] == status["current"]["health"]
+    # Another service's data is not the default service's.
+    other = _get(client, "/api/v1/services/svc-01/forecast?horizon=20")["points"]
+    assert [p["cpu"] for p in other] != [p["cpu"] for p in _get(client, "/api/v1/forecast?horizon=20")["points"]]
+
+
+def test_another_default_service_name_answers_for_samples_without_one(fleet_settings, make_app):
+    settings = dataclasses.replace(fleet_settings, default_service="shop")
+    client = make_app(settings, Clock(NOW)).test_client()
+    names = [s["name"] for s in _get(client, "/api/v1/services", ServiceListSchema)["services"]]
+    assert names == ["shop", *SERVICES]
+    assert _get(client, "/api/v1/services/shop/status") == _get(client, "/api/v1/status")
+    assert _get(client, "/api/v1/services/default/status", status=404)
+
+
+@pytest.mark.parametrize("route", ["status", "health", "forecast"])
+def test_unknown_service_is_404_naming_it_and_a_bad_name_is_422(fleet_settings, make_app, route):
+    client = make_app(fleet_settings, Clock(NOW)).test_client()
+    body = _get(client, f"/api/v1/services/svc-99/{route}", status=404)
+    assert "svc-99" in body["message"] and body["code"] == 404
+    for bad in ("-svc", "svc%20one", "x" * 64, "svc!"):
+        body = _get(client, f"/api/v1/services/{bad}/{route}", status=422)
+        assert body["errors"]["path"]["service"] and "service" in body["message"]
+
+
+def test_fleet_order_tiers_and_ties():
+    from serving import eta
+    from serving.status import TimeToFailure
+
+    at = dt.datetime(2026, 3, 1, tzinfo=UTC)
+
+    def status(state, expected=None, earliest=None):
+        ttf = TimeToFailure(*(eta.Crossing(at, s) if s is not None else None for s in (expected, earliest, None)))
+        return type("S", (), {"state": state, "time_to_failure": ttf})()
+
+    rows = {
+        "healthy-b": status(NO_FAILURE), "healthy-a": status(NO_FAILURE), "gone": None, "dark": status(UNKNOWN),
+        "soon": status(FAILURE_PREDICTED, 600, 300), "soon-tie": status(FAILURE_PREDICTED, 600, 120),
+        "risk": status(FAILURE_PREDICTED, None, 60), "later": status(FAILURE_PREDICTED, 1800, 900),
+        "down-z": status(FAILING_NOW, 0, 0), "down-a": status(FAILING_NOW, 0, 0),
+    }
+    ranked = sorted(rows, key=lambda name: fleet_order(name, rows[name]))
+    assert ranked == ["down-a", "down-z", "soon-tie", "soon", "later", "risk", "healthy-a", "healthy-b", "dark", "gone"]
