@@ -123,7 +123,8 @@ def create_app(
 
     directory = ServiceDirectory(db, settings, clock)
     fleet = Fleet(db, settings, models, clock, directory, status, cadence=fleet_cadence,
-                  recent_minutes=lambda: cache.recent_minutes, ttl_s=max(status_ttl_s, 1.0) if background else status_ttl_s)
+                  recent_minutes=lambda: cache.recent_minutes, ttl_s=max(status_ttl_s, 1.0) if background else status_ttl_s,
+                  on_round=lambda ranked: metrics.observe_fleet(ranked, settings.metrics_services))
     fleets.append(fleet)
     rt = Runtime(settings, db, cache, models, status, clock, background, fleet)
     app.extensions["pycemaker"] = rt

@@ -51,6 +51,7 @@ class Fleet:
         cadence: Callable[[Service], Cadence],
         recent_minutes: Callable[[], int],
         ttl_s: float = 1.0,
+        on_round: Callable[[list[tuple[str, Status | None]]], None] | None = None,
     ):
         self.db = db
         self.settings = settings
@@ -61,6 +62,8 @@ class Fleet:
         self._cadence = cadence
         self._recent_minutes = recent_minutes
         self.ttl_s = ttl_s
+        #: Called after each round with every service's status, soonest failure first (the /metrics gauges).
+        self.on_round = on_round
         self._lock = threading.Lock()
         self._statuses: OrderedDict[str, StatusService] = OrderedDict()
         self._stop = threading.Event()
@@ -119,7 +122,17 @@ class Fleet:
             except Exception:  # one service's failure never stops the others'
                 log.exception("status refresh of %s failed", name)
         self.last_round_s = time.perf_counter() - began
+        if self.on_round is not None:
+            self.on_round(self.ranked(names))
         return self.last_round_s
+
+    def ranked(self, names: list[str]) -> list[tuple[str, Status | None]]:
+        """``names`` with their cached statuses (None: not computed, or the database was down), soonest failure first."""
+        rows = []
+        for name in names:
+            snap = self.status(name).current()
+            rows.append((name, snap.status if snap is not None else None))
+        return sorted(rows, key=lambda row: fleet_order(*row))
 
     def _running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

@@ -64,6 +64,8 @@ class Settings:
     default_service: str = "default"
     #: Most services one API worker keeps a status for (each holds its recent minutes in memory).
     max_services: int = 1000
+    #: Most services ``/metrics`` labels (soonest to fail first): bounds the series Prometheus stores.
+    metrics_services: int = 100
     #: Seconds between two scans for services and their data ranges (only the span since the last scan is read).
     services_refresh_s: float = 30.0
 
@@ -282,8 +284,8 @@ def _validate(s: Settings) -> None:
 
     if not valid_name(s.default_service):
         raise SettingsError(f"default_service: not a valid service name: {s.default_service!r}")
-    if s.max_services < 1 or s.services_refresh_s <= 0:
-        raise SettingsError("max_services and services_refresh_s must be positive")
+    if s.max_services < 1 or s.services_refresh_s <= 0 or s.metrics_services < 0:
+        raise SettingsError("max_services and services_refresh_s must be positive, metrics_services at least 0")
     if s.warning_minutes <= 0 or s.warning_hold_minutes < 1:
         raise SettingsError("warning_minutes must be positive and warning_hold_minutes at least 1")
 

@@ -5,53 +5,18 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
-import uuid
 
 import pytest
 
 from serving.fleet import fleet_order
 from serving.schemas import FleetSchema, ForecastSchema, HealthSeriesSchema, ServiceListSchema, StatusSchema
 from serving.status import FAILING_NOW, FAILURE_PREDICTED, NO_FAILURE, UNKNOWN
-from telemetry import simulator
 from telemetry.catalogue import STREAMS
-from telemetry.settings import Settings
-from telemetry.store import connect
 from tests.serving.conftest import Clock
-from tests.serving.onnx_models import declining_model
+from tests.serving.fleet_data import END, NOW, PEAK, SERVICES, STALE, START
 
 UTC = dt.timezone.utc
-END = dt.datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
-START = END - dt.timedelta(hours=2, minutes=20)
-NOW = dt.datetime(2026, 3, 2, 0, 52, 40, tzinfo=UTC)  # recovering from the hourly peak: each service at its own pace
-PEAK = dt.datetime(2026, 3, 2, 0, 40, 40, tzinfo=UTC)  # the peak's last minutes: failing now
-SERVICES = ("svc-01", "svc-02", "svc-03")
-STALE = "svc-03"  # its samples stop an hour early: unknown (stale data)
 ORDER = {FAILING_NOW: 0, FAILURE_PREDICTED: 1, NO_FAILURE: 2, UNKNOWN: 3}
-
-
-@pytest.fixture(scope="module")
-def fleet_database(mongo_uri: str):
-    settings = Settings(mongo_uri=mongo_uri, database=f"fleet_{uuid.uuid4().hex[:8]}")
-    db = connect(settings, autostart=False)
-    for index, name in enumerate(SERVICES, start=1):
-        _, seed, scale = simulator.fleet_service(11, index, len(SERVICES))
-        end = END - dt.timedelta(hours=1) if name == STALE else END
-        sim = simulator.simulate(START, end, seed, settings, capacity_scale=scale)
-        simulator.write(db, sim, settings, service=name)
-    default = simulator.simulate(START, END, 5, settings)  # the seed's shape: no service field
-    simulator.write(db, default, settings)
-    try:
-        yield settings.database
-    finally:
-        db.client.drop_database(settings.database)
-        db.client.close()
-
-
-@pytest.fixture
-def fleet_settings(fleet_database: str, mongo_uri: str, tmp_path) -> Settings:
-    settings = Settings(mongo_uri=mongo_uri, database=fleet_database, models_dir=tmp_path / "models", data_dir=tmp_path / "db")
-    declining_model(settings.models_dir, rate=0.01, H=60)  # health falls 0.01/min: crosses 0.3 within an hour below 0.9
-    return settings
 
 
 def _get(client, url, schema=None, status=200):
@@ -193,3 +158,20 @@ def test_fleet_order_tiers_and_ties():
     }
     ranked = sorted(rows, key=lambda name: fleet_order(name, rows[name]))
     assert ranked == ["down-a", "down-z", "soon-tie", "soon", "later", "risk", "healthy-a", "healthy-b", "dark", "gone"]
+
+
+def test_metrics_label_the_services_soonest_to_fail_and_count_them_all(fleet_settings, make_app):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    settings = dataclasses.replace(fleet_settings, metrics_services=2)
+    app = make_app(settings, Clock(NOW))
+    client = app.test_client()
+    ranked = [e["service"] for e in _get(client, "/api/v1/fleet")["services"]]
+    app.extensions["pycemaker"].fleet.refresh_all()  # what the background refresher does every round
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))}
+    health = {s.labels["service"]: s.value for s in families["pycemaker_service_health"].samples}
+    assert sorted(health) == sorted(ranked[:2])  # bounded: the two soonest to fail only
+    ttf = {(s.labels["service"], s.labels["bound"]) for s in families["pycemaker_service_time_to_failure_seconds"].samples}
+    assert ttf == {(name, bound) for name in ranked[:2] for bound in ("expected", "earliest", "latest")}
+    counts = {s.labels["state"]: s.value for s in families["pycemaker_services"].samples}
+    assert sum(counts.values()) == 4 and counts[UNKNOWN] == 1
