@@ -25,6 +25,7 @@ import argparse
 import datetime as dt
 import http.client
 import json
+import logging
 import os
 import platform
 import shutil
@@ -212,6 +213,8 @@ def main() -> int:
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/scaling.md's figures")
     args = parser.parse_args()
 
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     work = Path(tempfile.mkdtemp(prefix="pycemaker-fleet-bench-"))
     try:
         sizes = []

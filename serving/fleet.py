@@ -26,7 +26,7 @@ from pymongo.database import Database
 
 from serving.minute_cache import MinuteCache
 from serving.model_watcher import ModelWatcher
-from serving.service_directory import ServiceDirectory
+from serving.service_directory import ServiceData, ServiceDirectory
 from serving.status import FAILING_NOW, FAILURE_PREDICTED, NO_FAILURE, Status
 from serving.status_service import Snapshot, StatusService
 from telemetry.frames import Cadence
@@ -103,14 +103,21 @@ class Fleet:
             status.cache.set_cadence(cadence)
 
     # --- every service ---------------------------------------------------------
-    def snapshots(self, names: list[str]) -> dict[str, Snapshot]:
-        """The current snapshot of each of ``names`` (computed here if none is cached or it has expired)."""
+    def snapshots(self, names: list[str]) -> dict[str, Snapshot | None]:
+        """The snapshot of each of ``names``. While the background refresher runs, as it last left it (None: not
+        computed yet; a request never waits for a round); without it, computed here if missing or expired."""
+        if self._running():
+            return {name: self.status(name).current() for name in names}
         return {name: self.status(name).snapshot() for name in names}
+
+    def services(self) -> dict[str, ServiceData]:
+        """The directory's services: as the refresher last scanned them while it runs (scanned here if never)."""
+        return self.directory.services(max_age_s=math.inf if self._running() else None)
 
     def refresh_all(self) -> float:
         """One round: rescan the directory (when due), then bring every service's status up to date; returns its seconds."""
         began = time.perf_counter()
-        names = list(self.directory.services())
+        names = list(self.directory.services(max_age_s=self.directory.refresh_s))
         for name in names:
             if self._stop.is_set():
                 break

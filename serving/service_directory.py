@@ -1,10 +1,11 @@
 """Which services there are, with each one's streams and data range: scanned once, then only the newest span.
 
-:func:`telemetry.store.list_services` reads every sample once on the first scan; later scans read
-only the samples since the last one (less ``OVERLAP``, for samples written late) and merge the
-ranges, so keeping the list current costs a few seconds of samples per scan. A scan is done at
-most every ``services_refresh_s`` (by the fleet's background thread in production), or when a
-request names a service not seen yet (at most once a second).
+:func:`telemetry.store.list_services` reads the last ``services_scan_hours`` (24 h) of samples on the
+first scan (so a service's ``first`` sample is the oldest within that span); later scans read only
+the samples since the last one (less ``OVERLAP``, for samples written late) and merge the ranges,
+so keeping the list current costs a few seconds of samples per scan. A scan is done at most every
+``services_refresh_s`` (by the fleet's background thread in production), or when a request names
+a service not seen yet (at most once a second).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from telemetry.settings import Settings
 
 log = logging.getLogger(__name__)
 #: How far before the last scan's end the next one starts (samples written late: the collector's replays).
-OVERLAP = dt.timedelta(minutes=10)
+OVERLAP = dt.timedelta(minutes=2)
 #: A request naming an unknown service rescans at most this often (seconds).
 UNKNOWN_RESCAN_S = 1.0
 
@@ -57,9 +58,14 @@ class ServiceDirectory:
         self._until: dt.datetime | None = None  # the ``now`` the last scan read up to
         self._scanned_at = -float("inf")
 
+    @property
+    def scanned(self) -> bool:
+        return self._until is not None
+
     def services(self, max_age_s: float | None = None) -> dict[str, ServiceData]:
-        """Every service with samples (at most ``max_services``), by name; rescanned when older than ``max_age_s``."""
-        self.refresh(max_age_s=self.refresh_s if max_age_s is None else max_age_s)
+        """Every service with samples (at most ``max_services``), by name; rescanned when older than ``max_age_s``
+        (default ``services_refresh_s``), and always if never scanned."""
+        self.refresh(max_age_s=self.refresh_s if max_age_s is None or not self.scanned else max_age_s)
         default = self.settings.default_service
         return {name: ServiceData(service_named(name, default), dict(ranges)) for name, ranges in self._ranges.items()}
 
@@ -72,7 +78,7 @@ class ServiceDirectory:
 
     def refresh(self, max_age_s: float = 0.0) -> None:
         """Scan for services when the last scan is older than ``max_age_s`` seconds: the first time (or when the
-        clock went back) every sample up to now, afterwards only those since the last scan."""
+        clock went back) the last ``services_scan_hours`` up to now, afterwards only the samples since the last scan."""
         if time.monotonic() - self._scanned_at < max_age_s:
             return
         with self._lock:
@@ -80,7 +86,7 @@ class ServiceDirectory:
                 return  # another thread scanned meanwhile
             now = self.clock()
             full = self._until is None or now < self._until
-            since = None if full else self._until - OVERLAP
+            since = now - dt.timedelta(hours=self.settings.services_scan_hours) if full else self._until - OVERLAP
             found = store.list_services(self.db, self.settings.stream_set, since=since, until=now,
                                         limit=self.settings.max_services, default_name=self.settings.default_service)
             ranges = {} if full else {name: dict(streams) for name, streams in self._ranges.items()}

@@ -88,6 +88,8 @@ class StatusService:
             age = time.monotonic() - snap.checked_at
             if age < self.ttl_s or (self.background and age < max(15.0, 5 * self.ttl_s)):
                 return snap
+            if self.refreshed_by is not None and self.refreshed_by():
+                return snap  # the fleet's round comes back to it: a request never recomputes (``as_of`` says how old)
         return self.refresh()
 
     @property

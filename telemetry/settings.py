@@ -66,6 +66,9 @@ class Settings:
     max_services: int = 1000
     #: Most services ``/metrics`` labels (soonest to fail first): bounds the series Prometheus stores.
     metrics_services: int = 100
+    #: How far back an API worker's first scan for services reads (each later scan reads only the samples since
+    #: the last): a service silent for longer is not listed, and its data range starts within this span.
+    services_scan_hours: float = 24.0
     #: Seconds between two scans for services and their data ranges (only the span since the last scan is read).
     services_refresh_s: float = 30.0
 
@@ -284,8 +287,8 @@ def _validate(s: Settings) -> None:
 
     if not valid_name(s.default_service):
         raise SettingsError(f"default_service: not a valid service name: {s.default_service!r}")
-    if s.max_services < 1 or s.services_refresh_s <= 0 or s.metrics_services < 0:
-        raise SettingsError("max_services and services_refresh_s must be positive, metrics_services at least 0")
+    if s.max_services < 1 or s.services_refresh_s <= 0 or s.services_scan_hours <= 0 or s.metrics_services < 0:
+        raise SettingsError("max_services, services_refresh_s and services_scan_hours must be positive, metrics_services at least 0")
     if s.warning_minutes <= 0 or s.warning_hold_minutes < 1:
         raise SettingsError("warning_minutes must be positive and warning_hold_minutes at least 1")
 

@@ -31,8 +31,8 @@ from serving.schemas import (
     ServiceListSchema,
     StatusSchema,
 )
-from serving.status import UNKNOWN
-from serving.status_service import StatusService
+from serving.status import UNKNOWN, Status
+from serving.status_service import Snapshot, StatusService
 from telemetry.services import NAME_PATTERN, valid_name
 
 blp = Blueprint("services", __name__, url_prefix="/api/v1", description="Every service watched, ranked by time to failure.")
@@ -68,11 +68,11 @@ def list_services(_query: dict):
     state of its status. Samples without a `service` field belong to the default service (`default: true`).
     """
     rt = runtime()
-    services = rt.fleet.directory.services()
+    services = rt.fleet.services()
     snapshots = rt.fleet.snapshots(list(services))
     out = []
     for name, found in services.items():
-        status = snapshots[name].status
+        status = _status_of(snapshots[name])
         out.append({
             "name": name,
             "default": found.service.default,
@@ -98,13 +98,13 @@ def fleet(state: str | None = None):
     `state` keeps only the services in that state. Statuses are recomputed in the background, not per request.
     """
     rt = runtime()
-    names = list(rt.fleet.directory.services())
+    names = list(rt.fleet.services())
     entries = []
     for name, snap in rt.fleet.snapshots(names).items():
-        status = snap.status
+        status = _status_of(snap)
         if state is not None and (status.state if status else UNKNOWN) != state:
             continue
-        entries.append((fleet_order(name, status), _entry(name, status)))
+        entries.append((fleet_order(name, status), _entry(name, status, snap)))
     entries.sort(key=lambda item: item[0])
     return {
         "as_of": rt.now(),
@@ -114,9 +114,15 @@ def fleet(state: str | None = None):
     }
 
 
-def _entry(name: str, status) -> dict:
-    if status is None:  # the database was down when it was last computed
-        return {"service": name, "state": UNKNOWN, "reason": None, "detail": "status unavailable: the database did not answer",
+def _status_of(snap: Snapshot | None) -> Status | None:
+    return snap.status if snap is not None and snap.error is None else None
+
+
+def _entry(name: str, status: Status | None, snap: Snapshot | None) -> dict:
+    if status is None:
+        detail = ("status not computed yet: the background refresher gets to it within a round" if snap is None
+                  else f"status unavailable: {snap.error or 'not computed'}")
+        return {"service": name, "state": UNKNOWN, "reason": None, "detail": detail,
                 "health": None, "minute": None, "time_to_failure": None, "driver": None, "as_of": None}
     return {
         "service": name,

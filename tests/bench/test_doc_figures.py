@@ -18,6 +18,7 @@ BLOCKS = [
     ("forecast", "bench.forecast_bench"),
     ("soak", "bench.soak_bench"),
     ("fuzz", "bench.fuzz_report"),
+    ("fleet", "bench.fleet_bench"),
 ]
 
 

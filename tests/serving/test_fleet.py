@@ -175,3 +175,27 @@ def test_metrics_label_the_services_soonest_to_fail_and_count_them_all(fleet_set
     assert ttf == {(name, bound) for name in ranked[:2] for bound in ("expected", "earliest", "latest")}
     counts = {s.labels["state"]: s.value for s in families["pycemaker_services"].samples}
     assert sum(counts.values()) == 4 and counts[UNKNOWN] == 1
+
+
+def test_with_the_refresher_running_requests_hand_out_what_the_last_round_left(fleet_settings, make_app):
+    app = make_app(fleet_settings, Clock(NOW))
+    client = app.test_client()
+    fleet = app.extensions["pycemaker"].fleet
+    fleet._running = lambda: True  # as while the background thread goes round (started by the app in production)
+    entries = _get(client, "/api/v1/fleet", FleetSchema)["services"]
+    assert [e["state"] for e in entries] == [UNKNOWN] * 4  # nothing computed yet: no request waits for it
+    assert all(e["detail"].startswith("status not computed yet") for e in entries)
+    fleet.refresh_all()
+    after = _get(client, "/api/v1/fleet", FleetSchema)["services"]
+    assert after[-1]["service"] == STALE and {e["state"] for e in after[:-1]} - {UNKNOWN} == {e["state"] for e in after[:-1]}
+    status = _get(client, "/api/v1/services/svc-01/status", StatusSchema)
+    assert next(e for e in after if e["service"] == "svc-01")["as_of"] == status["as_of"]
+
+
+def test_the_first_scan_reaches_back_services_scan_hours(fleet_settings, make_app):
+    settings = dataclasses.replace(fleet_settings, services_scan_hours=0.5)
+    client = make_app(settings, Clock(NOW)).test_client()
+    services = _get(client, "/api/v1/services", ServiceListSchema)["services"]
+    assert [s["name"] for s in services] == ["default", "svc-01", "svc-02"]  # svc-03 silent for 52 min: not listed
+    assert all(s["data"]["first"] >= (NOW - dt.timedelta(minutes=30)).isoformat() for s in services)
+    assert _get(client, f"/api/v1/services/{STALE}/status", status=404)
