@@ -21,14 +21,17 @@ from pycemaker import __version__
 from serving import metrics
 from serving.auth import SCHEME
 from serving.errors import ensure_message, register_error_handlers
+from serving.fleet import Fleet
 from serving.minute_cache import MinuteCache
 from serving.model_watcher import ModelState, ModelWatcher
 from serving.routes import BLUEPRINTS, PAGES
 from serving.schemas import ErrorSchema
 from serving.runtime import Runtime, utc_now
+from serving.service_directory import ServiceDirectory
 from serving.status_service import StatusService
 from telemetry import store
 from telemetry.frames import Cadence, cadence_for, service_cadence
+from telemetry.services import DEFAULT_SERVICE, Service, service_named
 from telemetry.settings import Settings, get_settings
 from forecasting.windows import lookback_minutes
 
@@ -88,13 +91,17 @@ def create_app(
 
     clock = clock or utc_now
     db = db if db is not None else store.connect(settings, autostart=False, check=False)
-    cache = MinuteCache(db, settings, recent_minutes=180, overlap_minutes=2, cadence=cadence_for(None, settings))
+    default_service = service_named(settings.default_service, settings.default_service)
+    cache = MinuteCache(db, settings, recent_minutes=180, overlap_minutes=2, cadence=cadence_for(None, settings), service=default_service)
+    fleets: list[Fleet] = []  # the fleet, once made (a model swap before that has no fleet to tell)
 
     def on_swap(state: ModelState) -> None:
         metrics.MODEL_SWAPS.inc()
         if state.forecaster is not None:  # frames of the cadence the model was made for
             card = state.forecaster.card
             cache.set_cadence(Cadence(card.step_minutes, card.tolerance_s))
+            for fleet in fleets:
+                fleet.set_cadence(Cadence(card.step_minutes, card.tolerance_s))
 
     models = ModelWatcher(settings, on_swap=on_swap, step_minutes=settings.frame_minutes or None)
     cache.ensure_recent(lookback_minutes(settings.input_minutes))
@@ -106,8 +113,20 @@ def create_app(
     status = StatusService(settings, cache, models, clock, ttl_s=status_ttl_s, on_update=on_update)
     models.poll()  # the first model is loaded before the first request
     if models.forecaster is None and not isinstance(db, _NoDatabase):
-        cache.set_cadence(_detected_cadence(db, settings))
-    rt = Runtime(settings, db, cache, models, status, clock, background)
+        cache.set_cadence(_detected_cadence(db, settings, default_service))
+
+    def fleet_cadence(service: Service) -> Cadence:
+        forecaster = models.forecaster
+        if forecaster is not None:
+            return Cadence(forecaster.card.step_minutes, forecaster.card.tolerance_s)
+        return _detected_cadence(db, settings, service)
+
+    directory = ServiceDirectory(db, settings, clock)
+    fleet = Fleet(db, settings, models, clock, directory, status, cadence=fleet_cadence,
+                  recent_minutes=lambda: cache.recent_minutes, ttl_s=max(status_ttl_s, 1.0) if background else status_ttl_s,
+                  on_round=lambda ranked: metrics.observe_fleet(ranked, settings.metrics_services))
+    fleets.append(fleet)
+    rt = Runtime(settings, db, cache, models, status, clock, background, fleet)
     app.extensions["pycemaker"] = rt
     app.extensions["pycemaker.api"] = api
     _install_request_hooks(app, rt)
@@ -176,10 +195,10 @@ def openapi_document(settings: Settings | None = None) -> dict:
         return app.extensions["pycemaker.api"].spec.to_dict()
 
 
-def _detected_cadence(db: Database, settings: Settings) -> Cadence:
-    """The cadence of the service's data, while no model says it (the settings' when the database cannot tell yet)."""
+def _detected_cadence(db: Database, settings: Settings, service: Service = DEFAULT_SERVICE) -> Cadence:
+    """The cadence of a service's data, while no model says it (the settings' when the database cannot tell yet)."""
     try:
-        return service_cadence(db, settings)
+        return service_cadence(db, settings, service=service)
     except store.DatabaseUnavailable as exc:
         log.warning("cadence not detected (%s): the settings' until a model is loaded", exc)
         return cadence_for(None, settings)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from forecasting.forecaster import Forecast
 from serving.runtime import Runtime
+from serving.status_service import StatusService
 from telemetry.health import floor_step
 
 
@@ -61,9 +62,12 @@ def step_ceil(t: dt.datetime, step_minutes: int = 1) -> dt.datetime:
 
 
 def forecast_interval(
-    rt: Runtime, start: dt.datetime | None = None, end: dt.datetime | None = None, horizon: int | None = None
+    rt: Runtime, start: dt.datetime | None = None, end: dt.datetime | None = None, horizon: int | None = None,
+    status: StatusService | None = None,
 ) -> IntervalForecast:
-    """The forecast over ``[start, end)`` (or ``horizon`` minutes from ``start``); see the module doc."""
+    """The forecast over ``[start, end)`` (or ``horizon`` minutes from ``start``) of the service whose status is
+    ``status`` (default: the default service's); see the module doc."""
+    status = status or rt.status
     now = rt.now()
     forecaster = rt.models.forecaster
     if forecaster is None:
@@ -85,11 +89,11 @@ def forecast_interval(
 
     result, frame = None, None
     if origin == current:
-        snap = rt.status.snapshot()
+        snap = status.snapshot()
         if snap.forecast is not None and snap.forecast.origin == origin and snap.forecast.model_version == forecaster.version:
-            result, frame = rt.status.forecast_from_current(snap, total), snap.frame
+            result, frame = status.forecast_from_current(snap, total), snap.frame
     if frame is None:
-        frame = rt.cache.frame((origin - pd.Timedelta(minutes=forecaster.lookback_minutes)).to_pydatetime(), origin.to_pydatetime(), now)
+        frame = status.cache.frame((origin - pd.Timedelta(minutes=forecaster.lookback_minutes)).to_pydatetime(), origin.to_pydatetime(), now)
     window = frame[(frame.index >= origin - forecaster.input_steps * step) & (frame.index < origin)]
     coverage = float(window["health"].notna().sum()) / forecaster.input_steps
     if coverage == 0:

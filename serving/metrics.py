@@ -57,8 +57,20 @@ REQUEST_SECONDS = Histogram(
     "pycemaker_http_request_duration_seconds", "HTTP request latency by route.", ["method", "route", "status"], buckets=LATENCY_BUCKETS
 )
 MODEL_SWAPS = Counter("pycemaker_model_swaps", "Models swapped in without a restart.")
+# Per service: labelled for the ``metrics_services`` services soonest to fail (bounded cardinality); counted for all.
+SERVICE_HEALTH = Gauge(
+    "pycemaker_service_health", "Observed health of a service's newest minute (NaN when unknown); the services soonest to fail.",
+    ["service"], multiprocess_mode="livemostrecent",
+)
+SERVICE_TIME_TO_FAILURE = Gauge(
+    "pycemaker_service_time_to_failure_seconds",
+    "A service's seconds to failure, as pycemaker_time_to_failure_seconds; the services soonest to fail.",
+    ["service", "bound"], multiprocess_mode="livemostrecent",
+)
+SERVICES = Gauge("pycemaker_services", "Services watched, by the state of their status.", ["state"], multiprocess_mode="livemostrecent")
 
 _versions_seen: set[str] = set()
+_services_labelled: set[str] = set()
 
 
 def observe_status(status: Status | None, model_version: str | None, model_problem: str | None, now=None) -> None:
@@ -86,6 +98,31 @@ def observe_status(status: Status | None, model_version: str | None, model_probl
     latest = status.data.latest_sample if status else None
     DATA_AGE.set((now - latest).total_seconds() if latest is not None and now is not None else math.nan)
     observe_model(model_version, model_problem)
+
+
+def observe_fleet(ranked: list[tuple[str, Status | None]], limit: int) -> None:
+    """Set the per-service gauges from the fleet, soonest failure first: labelled for the first ``limit``
+    services only (the others' labels are removed), counted by state for all."""
+    global _services_labelled
+    counts = dict.fromkeys(STATES, 0)
+    for _, status in ranked:
+        counts[status.state if status else "unknown"] += 1
+    for state, count in counts.items():
+        SERVICES.labels(state).set(count)
+    kept = ranked[:limit]
+    for name, status in kept:
+        SERVICE_HEALTH.labels(name).set(_nan(status.current.health if status else None))
+        ttf = status.time_to_failure if status else None
+        for bound in ("expected", "earliest", "latest"):
+            crossing = getattr(ttf, bound) if ttf is not None else None
+            value = math.nan if ttf is None else (math.inf if crossing is None else float(crossing.seconds))
+            SERVICE_TIME_TO_FAILURE.labels(name, bound).set(value)
+    names = {name for name, _ in kept}
+    for gone in _services_labelled - names:
+        SERVICE_HEALTH.remove(gone)
+        for bound in ("expected", "earliest", "latest"):
+            SERVICE_TIME_TO_FAILURE.remove(gone, bound)
+    _services_labelled = names
 
 
 def observe_model(version: str | None, problem: str | None) -> None:

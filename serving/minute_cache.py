@@ -28,6 +28,7 @@ from telemetry import store
 from telemetry.catalogue import FLAG_NAMES, STREAM_COLUMNS
 from telemetry.frames import Cadence, load_minute_frame
 from telemetry.health import floor_step
+from telemetry.services import DEFAULT_SERVICE, Service
 from telemetry.settings import Settings
 
 UTC = dt.timezone.utc
@@ -50,9 +51,12 @@ class MinuteCache:
         chunk_ttl_s: float = 900.0,
         max_chunks: int = 24 * 8,
         cadence: Cadence | None = None,
+        service: Service = DEFAULT_SERVICE,
     ):
         self.db = db
         self.settings = settings
+        #: Whose samples the frames are made of.
+        self.service = service
         #: How samples become frames (telemetry.frames.Cadence): the step and the as-of tolerance.
         self.cadence = cadence or Cadence(1, settings.alignment_tolerance_s)
         self.recent_minutes = recent_minutes
@@ -104,11 +108,11 @@ class MinuteCache:
                 or time.monotonic() - self._recent_full_at > self.full_reload_s
             )
             if full:
-                frame = load_minute_frame(self.db, start.to_pydatetime(), now, self.settings, self.cadence)
+                frame = load_minute_frame(self.db, start.to_pydatetime(), now, self.settings, self.cadence, self.service)
                 self._recent_full_at = time.monotonic()
             else:
                 tail_start = max(start, (recent.index[-1] - self.overlap).floor(f"{self.step_minutes}min"))
-                tail = load_minute_frame(self.db, tail_start.to_pydatetime(), now, self.settings, self.cadence)
+                tail = load_minute_frame(self.db, tail_start.to_pydatetime(), now, self.settings, self.cadence, self.service)
                 kept = recent[(recent.index >= start) & (recent.index < tail_start)]
                 frame = pd.concat([kept, tail]) if len(kept) else tail
             self._recent, self._recent_until = frame, now
@@ -167,7 +171,7 @@ class MinuteCache:
         missing = [h for h in hours if h not in found]
         for run in _runs(missing):
             run_end = min(run[-1] + HOUR, pd.Timestamp(now))
-            frame = load_minute_frame(self.db, run[0].to_pydatetime(), run_end.to_pydatetime(), self.settings, self.cadence)
+            frame = load_minute_frame(self.db, run[0].to_pydatetime(), run_end.to_pydatetime(), self.settings, self.cadence, self.service)
             for hour in run:
                 chunk = frame[(frame.index >= hour) & (frame.index < hour + HOUR)]
                 found[hour] = chunk
@@ -209,7 +213,7 @@ class MinuteCache:
             known = self._latest.get(name)
             searched = self._searched_until.get(name)
             floor = look_back if searched is None else max(searched - self.overlap, known or look_back, look_back)
-            latest = store.newest_sample_time(self.db, stream, before=now, after=floor) or known
+            latest = store.newest_sample_time(self.db, stream, before=now, after=floor, service=self.service) or known
             self._latest[name] = latest
             self._searched_until[name] = now
             out[name] = latest

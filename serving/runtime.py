@@ -1,4 +1,4 @@
-"""What a worker holds: settings, the database handle, the minute cache, the model watcher, the status.
+"""What a worker holds: settings, the database handle, the minute cache, the model watcher, the status, the fleet.
 
 One per Flask app (``app.extensions["pycemaker"]``); routes reach it with :func:`runtime`.
 """
@@ -13,6 +13,7 @@ from typing import Callable
 from flask import current_app
 from pymongo.database import Database
 
+from serving.fleet import Fleet
 from serving.minute_cache import MinuteCache
 from serving.model_watcher import ModelWatcher
 from serving.status_service import StatusService
@@ -34,6 +35,8 @@ class Runtime:
     status: StatusService
     clock: Callable[[], dt.datetime]
     background: bool
+    #: Every service's status (the default service's is ``status``) and the directory of services.
+    fleet: Fleet | None = None
     pid: int = 0
 
     def now(self) -> dt.datetime:
@@ -46,10 +49,14 @@ class Runtime:
         self.pid = os.getpid()
         self.models.start()  # after a fork the parent's threads are not alive here: each starts its own
         self.status.start()
+        if self.fleet is not None:
+            self.fleet.start()
 
     def stop(self) -> None:
         self.models.stop()
         self.status.stop()
+        if self.fleet is not None:
+            self.fleet.stop()
 
 
 def runtime() -> Runtime:

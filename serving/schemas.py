@@ -373,6 +373,63 @@ STATUS_EXAMPLE = {
 # --- models and training -------------------------------------------------------------------
 
 
+# --- services and the fleet ------------------------------------------------------------
+
+
+class FleetQuerySchema(Schema):
+    state = fields.String(
+        validate=validate.OneOf(STATES),
+        metadata=_doc("Only the services in this state.", "failure_predicted"),
+    )
+
+
+class StreamRangeSchema(Schema):
+    stream = fields.String(metadata=_doc("Collection of the stream.", "cpu_usage"))
+    first = fields.DateTime(format="iso", metadata=_doc("Its oldest sample.", "2026-02-22T12:00:00+00:00"))
+    last = fields.DateTime(format="iso", metadata=_doc("Its newest sample.", EXAMPLE_TIME))
+
+
+class DataRangeSchema(Schema):
+    first = fields.DateTime(format="iso", metadata=_doc("Oldest sample of any stream.", "2026-02-22T12:00:00+00:00"))
+    last = fields.DateTime(format="iso", metadata=_doc("Newest sample of any stream.", EXAMPLE_TIME))
+
+
+class ServiceSchema(Schema):
+    name = fields.String(metadata=_doc("Service name (the samples' `service` field).", "svc-01"))
+    default = fields.Boolean(metadata=_doc(
+        "The default service: the one samples without a `service` field belong to, that `/api/v1/status` answers for.", False))
+    streams = fields.List(fields.Nested(StreamRangeSchema), metadata=_doc("Its streams, each with its data range."))
+    data = fields.Nested(DataRangeSchema, metadata=_doc("The span of its data."))
+    state = fields.String(validate=validate.OneOf(STATES), metadata=_doc("Its status's state (`GET /api/v1/services/{service}/status`).", "no_failure_within_horizon"))
+    reason = fields.String(allow_none=True, validate=validate.OneOf(UNKNOWN_REASONS), metadata=_doc("Why the state is unknown (null otherwise).", None))
+
+
+class ServiceListSchema(Schema):
+    count = fields.Integer(metadata=_doc("Services listed.", 20))
+    services = fields.List(fields.Nested(ServiceSchema), metadata=_doc("Every service with samples, by name."))
+
+
+class FleetEntrySchema(Schema):
+    service = fields.String(metadata=_doc("Service name.", "svc-07"))
+    state = fields.String(validate=validate.OneOf(STATES), metadata=_doc("As in its status.", "failure_predicted"))
+    reason = fields.String(allow_none=True, validate=validate.OneOf(UNKNOWN_REASONS), metadata=_doc("Why the state is unknown (null otherwise).", None))
+    detail = fields.String(metadata=_doc("One human sentence, as in its status.", "health is expected to cross 0.3 at 12:42 UTC (in 42 min)"))
+    health = fields.Float(allow_none=True, metadata=_doc("Observed health of its newest scored minute (null when unknown).", 0.58))
+    minute = fields.DateTime(format="iso", allow_none=True, metadata=_doc("That minute.", EXAMPLE_TIME))
+    time_to_failure = fields.Nested(TimeToFailureSchema, allow_none=True, metadata=_doc("As in its status; null when the state is unknown."))
+    driver = fields.String(allow_none=True, metadata=_doc("The health input driving the change, as in its status.", "memory"))
+    as_of = fields.DateTime(format="iso", allow_none=True, metadata=_doc("When its status was computed.", "2026-03-01T12:00:45+00:00"))
+
+
+class FleetSchema(Schema):
+    as_of = fields.DateTime(format="iso", metadata=_doc("When this list was put together.", "2026-03-01T12:00:46+00:00"))
+    threshold = fields.Float(metadata=_doc("Failure threshold.", 0.3))
+    count = fields.Integer(metadata=_doc("Services listed (after the `state` filter).", 20))
+    services = fields.List(fields.Nested(FleetEntrySchema), metadata=_doc(
+        "Soonest failure first: `failing_now` (by name), then `failure_predicted` by expected seconds, then by earliest"
+        " seconds (a missing bound after every known one), then `no_failure_within_horizon` by name, `unknown` last by name."))
+
+
 class ModelSummarySchema(Schema):
     version = fields.String(metadata=_doc("Registry version name (sortable by time).", "20260301T090000Z-1a2b3c"))
     created_at = fields.String(metadata=_doc("ISO-8601 UTC.", "2026-03-01T09:00:00+00:00"))

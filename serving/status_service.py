@@ -63,6 +63,7 @@ class StatusService:
         *,
         ttl_s: float = 1.0,
         on_update: Callable[[Snapshot], None] | None = None,
+        refreshed_by: Callable[[], bool] | None = None,
     ):
         self.settings = settings
         self.cache = cache
@@ -70,6 +71,8 @@ class StatusService:
         self.clock = clock
         self.ttl_s = ttl_s
         self.on_update = on_update
+        #: Whether another thread (serving/fleet.py's) keeps this status current, when it has no refresher of its own.
+        self.refreshed_by = refreshed_by
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
         self._extended: OrderedDict[tuple, Forecast] = OrderedDict()
@@ -85,11 +88,22 @@ class StatusService:
             age = time.monotonic() - snap.checked_at
             if age < self.ttl_s or (self.background and age < max(15.0, 5 * self.ttl_s)):
                 return snap
+            if self.refreshed_by is not None and self.refreshed_by():
+                return snap  # the fleet's round comes back to it: a request never recomputes (``as_of`` says how old)
         return self.refresh()
 
     @property
     def background(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        own = self._thread is not None and self._thread.is_alive()
+        return own or (self.refreshed_by is not None and self.refreshed_by())
+
+    @property
+    def service(self) -> str:
+        return self.cache.service.name
+
+    def current(self) -> Snapshot | None:
+        """The cached snapshot as it is (None: never computed); never computes."""
+        return self._snapshot
 
     def refresh(self, force: bool = False) -> Snapshot:
         """Recompute when the data, the model or the clock bucket changed; otherwise keep the body."""
@@ -142,7 +156,7 @@ class StatusService:
     # --- background refresh ----------------------------------------------------------
     def start(self) -> None:
         """Start the refresher (again after a fork: a forked child's copy of the thread is not alive)."""
-        if self.background:
+        if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="status-refresh", daemon=True)

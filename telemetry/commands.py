@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help="write simulated metrics (backfill, or --live in real time)")
     p.add_argument("--days", type=float, default=7.0, help="days to backfill before now (default 7)")
     p.add_argument("--seed", type=int, help="random seed (default: $PYCEMAKER_SIMULATOR_SEED or 42)")
+    p.add_argument("--services", type=int, default=1,
+                   help="simulate this many services (svc-01..svc-K, each its own app); 1: the default service (default)")
     p.add_argument("--live", action="store_true", help="after the backfill, keep appending in real time")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between live writes (default 5)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -64,20 +66,34 @@ def run_db(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from telemetry import app_family, simulator, store
+    from telemetry.settings import SettingsError
 
     if args.list_family is not None:
         sys.stdout.write(format_family(args.list_family, args.profile_seed or 0))
         return 0
     seed = settings.simulator_seed if args.seed is None else args.seed
+    if args.services < 1:
+        raise SettingsError("--services must be at least 1")
+    if args.services > 1 and args.live:
+        raise SettingsError("--live simulates the default service only: leave out --services")
     profile = None
     if args.profile_seed is not None:
         profile = app_family.sample_profile(args.profile_seed)
-        settings = app_family.app_settings(settings, profile)
+        app = app_family.app_settings(settings, profile)  # what to serve it with (the simulator derives it too)
         log.info("app %s: %s traffic, streams %s every %g s; serve it with PYCEMAKER_STREAMS=%s PYCEMAKER_SCRAPE_INTERVAL_S=%g "
                  "PYCEMAKER_REQUEST_RATE_CUTS=%s", profile.name, profile.traffic, ",".join(profile.streams),
                  profile.scrape_interval_s, ",".join(profile.streams), profile.scrape_interval_s,
-                 ",".join(f"{c:g}" for c in settings.request_rate_cuts))
+                 ",".join(f"{c:g}" for c in app.request_rate_cuts))
     db = store.connect(settings)
+    if args.services > 1:
+        end = dt.datetime.now(UTC)
+        for index in range(1, args.services + 1):
+            name, service_seed, scale = simulator.fleet_service(seed, index, args.services)
+            sim = simulator.backfill(db, args.days, settings, seed=service_seed, end=end, show_progress=not args.no_progress,
+                                     profile=profile, service=name, capacity_scale=scale)
+            log.info("%s (capacity x%.2f): %d samples, %d incidents", name, scale,
+                     sum(len(f) for f in sim.samples.values()), len(sim.incidents))
+        return 0
     if args.days > 0:
         sim = simulator.backfill(db, args.days, settings, seed=seed, show_progress=not args.no_progress, profile=profile)
         total = sum(len(f) for f in sim.samples.values())

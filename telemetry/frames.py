@@ -18,6 +18,7 @@ from pymongo.database import Database
 from telemetry import store
 from telemetry.catalogue import STREAM_COLUMNS, STREAMS
 from telemetry.health import minute_health
+from telemetry.services import DEFAULT_SERVICE, Service
 from telemetry.settings import Settings
 
 
@@ -54,14 +55,17 @@ def cadence_for(spacing_s: float | None, settings: Settings) -> Cadence:
     return Cadence(step, round(tolerance, 3))
 
 
-def service_cadence(db: Database, settings: Settings, newest_times: Mapping[str, dt.datetime | None] | None = None) -> Cadence:
-    """The cadence of the service whose samples ``db`` holds, from its newest samples (or the settings).
+def service_cadence(
+    db: Database, settings: Settings, newest_times: Mapping[str, dt.datetime | None] | None = None,
+    service: Service = DEFAULT_SERVICE,
+) -> Cadence:
+    """The cadence of ``service`` (default: the default one), from its newest samples (or the settings).
 
     ``newest_times``: each stream's newest sample by collection, when the caller knows them already.
     """
     if settings.scrape_interval_s:
         return cadence_for(None, settings)
-    return cadence_for(store.recent_spacing_s(db, settings.stream_set, newest_times=newest_times), settings)
+    return cadence_for(store.recent_spacing_s(db, settings.stream_set, newest_times=newest_times, service=service), settings)
 
 
 def minute_frame(
@@ -91,12 +95,13 @@ STEPS_WITHIN_AN_HOUR = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)
 
 
 def load_minute_frame(
-    db: Database, start: dt.datetime, end: dt.datetime, settings: Settings, cadence: Cadence | None = None
+    db: Database, start: dt.datetime, end: dt.datetime, settings: Settings, cadence: Cadence | None = None,
+    service: Service = DEFAULT_SERVICE,
 ) -> pd.DataFrame:
-    """:func:`minute_frame` over ``[start, end)`` read from the store (the configured streams only).
+    """:func:`minute_frame` of ``service`` over ``[start, end)`` read from the store (the configured streams only).
 
     Reads from the tolerance before ``start`` so the first step's grid points have their as-of samples.
     """
     cadence = cadence or Cadence(1, settings.alignment_tolerance_s)
-    samples = store.read_samples(db, start - dt.timedelta(seconds=cadence.tolerance_s), end, settings.stream_set)
+    samples = store.read_samples(db, start - dt.timedelta(seconds=cadence.tolerance_s), end, settings.stream_set, service)
     return minute_frame(samples, start, end, settings, cadence)

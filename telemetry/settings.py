@@ -58,6 +58,20 @@ class Settings:
     #: 1.5 scrape intervals later (``alignment_tolerance_s`` at the least); see telemetry/frames.py.
     scrape_interval_s: float = 0.0
 
+    # --- Services -------------------------------------------------------------
+    #: The service that samples without a ``service`` field belong to (the seed's documents, the collector's):
+    #: the one ``/api/v1/status``, ``/health``, ``/forecast`` and the original routes answer for.
+    default_service: str = "default"
+    #: Most services one API worker keeps a status for (each holds its recent minutes in memory).
+    max_services: int = 1000
+    #: Most services ``/metrics`` labels (soonest to fail first): bounds the series Prometheus stores.
+    metrics_services: int = 100
+    #: How far back an API worker's first scan for services reads (each later scan reads only the samples since
+    #: the last): a service silent for longer is not listed, and its data range starts within this span.
+    services_scan_hours: float = 24.0
+    #: Seconds between two scans for services and their data ranges (only the span since the last scan is read).
+    services_refresh_s: float = 30.0
+
     # --- Health definition (the original's, thresholds in one place) -----
     #: Cut points, each compared with ``<=``: flag 0 if v <= c0, 1 if <= c1, 2 if <= c2, else 3.
     cpu_cuts: tuple[float, float, float] = (0.25, 0.50, 0.75)
@@ -269,6 +283,12 @@ def _validate(s: Settings) -> None:
         raise SettingsError("min_history_minutes must be at least 2")
     if s.collector_spill_max_bytes < 4096:
         raise SettingsError("collector_spill_max_bytes must be at least 4096 (a tick is ~1 KiB)")
+    from telemetry.services import valid_name
+
+    if not valid_name(s.default_service):
+        raise SettingsError(f"default_service: not a valid service name: {s.default_service!r}")
+    if s.max_services < 1 or s.services_refresh_s <= 0 or s.services_scan_hours <= 0 or s.metrics_services < 0:
+        raise SettingsError("max_services, services_refresh_s and services_scan_hours must be positive, metrics_services at least 0")
     if s.warning_minutes <= 0 or s.warning_hold_minutes < 1:
         raise SettingsError("warning_minutes must be positive and warning_hold_minutes at least 1")
 

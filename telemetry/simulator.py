@@ -132,21 +132,23 @@ def plan_incidents(
 
 
 def simulate(
-    start: dt.datetime, end: dt.datetime, seed: int, settings: Settings, profile: AppProfile | None = None
+    start: dt.datetime, end: dt.datetime, seed: int, settings: Settings, profile: AppProfile | None = None,
+    capacity_scale: float = 1.0,
 ) -> Simulation:
     """Samples of the app's streams and the incidents over ``[start, end)``; deterministic per seed.
 
     ``profile``: the app (default: the seed's, all four streams, health scored with ``settings``
-    as given; otherwise with :func:`telemetry.app_family.app_settings`). An incident's failure time
-    is the first minute that fails with the incident but not in the same run without it (the
-    hourly peak fails on its own; that is not the incident).
+    as given; otherwise with :func:`telemetry.app_family.app_settings`). ``capacity_scale``: the app
+    serves ``capacity_scale`` x its profile's capacity for the same users (a fleet's services differ,
+    :func:`fleet_service`). An incident's failure time is the first minute that fails with the incident
+    but not in the same run without it (the hourly peak fails on its own; that is not the incident).
     """
     if profile is not None:
         settings = app_settings(settings, profile)
     profile = profile or seed_profile()
     tolerance = cadence_for(None, settings).tolerance_s if settings.scrape_interval_s else None
-    samples, planned = _sample(start, end, seed, with_incidents=True, profile=profile)
-    baseline, _ = _sample(start, end, seed, with_incidents=False, profile=profile)
+    samples, planned = _sample(start, end, seed, with_incidents=True, profile=profile, capacity_scale=capacity_scale)
+    baseline, _ = _sample(start, end, seed, with_incidents=False, profile=profile, capacity_scale=capacity_scale)
     health = minute_health(samples, start, end, settings, tolerance_s=tolerance)["health"]
     without = minute_health(baseline, start, end, settings, tolerance_s=tolerance)["health"]
     healthy_without = without > settings.failure_threshold
@@ -156,7 +158,7 @@ def simulate(
 
 
 def _sample(
-    start: dt.datetime, end: dt.datetime, seed: int, with_incidents: bool, profile: AppProfile
+    start: dt.datetime, end: dt.datetime, seed: int, with_incidents: bool, profile: AppProfile, capacity_scale: float = 1.0
 ) -> tuple[dict[str, pd.DataFrame], list[dict]]:
     start = start.astimezone(UTC).replace(microsecond=0)
     end = end.astimezone(UTC)
@@ -171,7 +173,7 @@ def _sample(
         profile.traffic, secs, shape_rng, base_level=profile.base_level, peak_hour=profile.peak_hour,
         weekend_level=profile.weekend_level, bursts_per_hour=profile.bursts_per_hour, wander=profile.wander,
     )
-    full_capacity = CAPACITY * profile.capacity_scale
+    full_capacity = CAPACITY * profile.capacity_scale * capacity_scale
     capacity = np.full(n, full_capacity)
     cpu_extra = np.zeros(n)
     leak = np.zeros(n)
@@ -254,8 +256,8 @@ def _incident(planned: dict, caused: pd.Series) -> Incident:
     return Incident(type=planned["type"], start=start, failure_time=failure, end=restart)
 
 
-def documents(stream: Stream, frame: pd.DataFrame, settings: Settings) -> list[dict]:
-    """The samples as documents in the original shape (vectorised criticity)."""
+def documents(stream: Stream, frame: pd.DataFrame, settings: Settings, service: str | None = None) -> list[dict]:
+    """The samples as documents in the original shape (vectorised criticity), with a ``service`` field if given."""
     cuts = settings.cuts()[stream.flag]
     total = frame[list(stream.columns)].sum(axis=1).to_numpy()
     labels = np.asarray(CRITICITY_LABELS)[flag_of(total, cuts).astype(int)]
@@ -270,43 +272,59 @@ def documents(stream: Stream, frame: pd.DataFrame, settings: Settings) -> list[d
         if stream.has_percent:
             doc["consume_percent"] = f"{100.0 * columns['value'][i]:.1f}%"
         doc["criticity"] = str(labels[i])
+        if service is not None:
+            doc["service"] = service
         docs.append(doc)
     return docs
 
 
 def write(
-    db, simulation: Simulation, settings: Settings, batch: int = 5000, progress: Callable[[int], None] | None = None
+    db, simulation: Simulation, settings: Settings, batch: int = 5000, progress: Callable[[int], None] | None = None,
+    service: str | None = None,
 ) -> int:
-    """Write a simulation (idempotently); returns the number of new sample documents."""
+    """Write a simulation (idempotently), as ``service``'s (None: the default service's, no ``service`` field);
+    returns the number of new sample documents."""
     store.ensure_indexes(db)
     inserted = 0
     for stream in (s for s in STREAMS if s.collection in simulation.samples):  # a service may lack some streams
-        docs = documents(stream, simulation.samples[stream.collection], settings)
+        docs = documents(stream, simulation.samples[stream.collection], settings, service)
         for i in range(0, len(docs), batch):
             chunk = docs[i : i + batch]
             inserted += store.insert_idempotent(db, stream.collection, chunk).inserted
             if progress:
                 progress(len(chunk))
-    store.insert_idempotent(db, INCIDENTS_COLLECTION, [inc.document() for inc in simulation.incidents])
+    incidents = [inc.document() | ({"service": service} if service is not None else {}) for inc in simulation.incidents]
+    store.insert_idempotent(db, INCIDENTS_COLLECTION, incidents)
     return inserted
 
 
 def backfill(
     db, days: float, settings: Settings, seed: int, end: dt.datetime | None = None, show_progress: bool = True,
-    profile: AppProfile | None = None,
+    profile: AppProfile | None = None, service: str | None = None, capacity_scale: float = 1.0,
 ) -> Simulation:
-    """Simulate the ``days`` before ``end`` (default: now) of ``profile``'s app (default: the seed's) and write them."""
+    """Simulate the ``days`` before ``end`` (default: now) of ``profile``'s app (default: the seed's) and write them
+    (as ``service``'s, if given; ``capacity_scale`` as in :func:`simulate`)."""
     from tqdm import tqdm
 
     end = (end or dt.datetime.now(UTC)).replace(microsecond=0)
     start = end - dt.timedelta(days=days)
     began = time.perf_counter()
-    sim = simulate(start, end, seed, settings, profile)
+    sim = simulate(start, end, seed, settings, profile, capacity_scale)
     total = sum(len(f) for f in sim.samples.values())
     log.info("simulated %d samples and %d incidents in %.1f s", total, len(sim.incidents), time.perf_counter() - began)
-    with tqdm(total=total, unit="doc", desc="writing", disable=not show_progress) as bar:
-        write(db, sim, settings, progress=bar.update)
+    with tqdm(total=total, unit="doc", desc=f"writing {service}" if service else "writing", disable=not show_progress) as bar:
+        write(db, sim, app_settings(settings, profile) if profile else settings, progress=bar.update, service=service)
     return sim
+
+
+def fleet_service(seed: int, index: int, count: int) -> tuple[str, int, float]:
+    """The ``index``-th (1-based) of ``count`` simulated services: its name (``svc-01``), seed and capacity scale.
+
+    Each service is its own app: its own incidents (seed) and capacity (0.75-1.4 x :data:`CAPACITY`).
+    """
+    name = f"svc-{index:0{max(2, len(str(count)))}d}"
+    scale = float(np.random.default_rng([seed, index]).uniform(0.75, 1.4))
+    return name, seed + 1000 * index, round(scale, 3)
 
 
 def run_live(
@@ -327,6 +345,7 @@ def run_live(
     database answers again. Writes are idempotent (unique ``time_series`` index, created before
     the first write), so a window retried after a partial write is never duplicated.
     """
+    app = app_settings(settings, profile) if profile else settings  # what the documents' criticity labels follow
     written_until = clock()
     indexed = False
     down_since: dt.datetime | None = None
@@ -348,7 +367,7 @@ def run_live(
                 for stream in (s for s in STREAMS if s.collection in sim.samples):
                     frame = sim.samples[stream.collection]
                     due = frame[(frame.index >= written_until) & (frame.index < now)]
-                    store.insert_idempotent(db, stream.collection, documents(stream, due, settings))
+                    store.insert_idempotent(db, stream.collection, documents(stream, due, app))
             except BulkWriteError:
                 raise  # not an outage: the server refuses these documents, and always would
             except (store.DatabaseUnavailable, PyMongoError) as exc:

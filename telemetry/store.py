@@ -2,8 +2,10 @@
 
 Every read returns timezone-aware UTC datetimes. BSON dates carry no zone and are
 UTC by definition, so a "naive" datetime written by another tool reads back as UTC.
-Writes are idempotent: each collection has a unique index on ``time_series``, and a
-duplicate sample is skipped, so a retried batch never duplicates.
+Writes are idempotent: each collection has a unique index on ``(service, time_series)``, and a
+duplicate sample is skipped, so a retried batch never duplicates. Every read is of one service
+(:class:`telemetry.services.Service`; the default one unless told): samples without a
+``service`` field belong to the default service.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from telemetry.catalogue import INCIDENTS_COLLECTION, STREAMS, Stream
+from telemetry.services import DEFAULT_SERVICE, Service
 from telemetry.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -107,11 +110,25 @@ def unavailable(db: Database, exc: Exception) -> DatabaseUnavailable:
     return DatabaseUnavailable(f"MongoDB at {hosts or 'unknown host'} is unreachable ({reason})")
 
 
+#: Indexes of the single-service layout, replaced by their per-service forms (unique keys must include the service).
+LEGACY_UNIQUE_INDEXES = ("time_series_unique", "start_unique")
+
+
 def ensure_indexes(db: Database) -> None:
-    """Unique ``time_series`` index per stream (idempotent writes, range reads)."""
+    """Per stream: unique ``(service, time_series)`` (idempotent writes, one service's range reads) and
+    ``time_series`` (reads across services by time); incidents: unique ``(service, start)``. Idempotent;
+    a database written before services existed has its old unique indexes replaced."""
+    for collection in [*(s.collection for s in STREAMS), INCIDENTS_COLLECTION]:
+        existing = db[collection].index_information()
+        for name in LEGACY_UNIQUE_INDEXES:
+            if name in existing:
+                db[collection].drop_index(name)
     for stream in STREAMS:
-        db[stream.collection].create_index([("time_series", ASCENDING)], unique=True, name="time_series_unique")
-    db[INCIDENTS_COLLECTION].create_index([("start", ASCENDING)], unique=True, name="start_unique")
+        db[stream.collection].create_index(
+            [("service", ASCENDING), ("time_series", ASCENDING)], unique=True, name="service_time_series_unique"
+        )
+        db[stream.collection].create_index([("time_series", ASCENDING)], name="time_series")
+    db[INCIDENTS_COLLECTION].create_index([("service", ASCENDING), ("start", ASCENDING)], unique=True, name="service_start_unique")
 
 
 @dataclass(frozen=True)
@@ -143,15 +160,21 @@ def _as_utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(UTC)
 
 
-def read_stream(db: Database, stream: Stream, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
-    """Samples of one stream with ``start <= time < end``: a UTC DatetimeIndex, one column per value.
+def read_stream(
+    db: Database, stream: Stream, start: dt.datetime, end: dt.datetime, service: Service = DEFAULT_SERVICE
+) -> pd.DataFrame:
+    """Samples of one stream of ``service`` with ``start <= time < end``: a UTC DatetimeIndex, one column per value.
 
     Missing values (null or absent fields) read as NaN; duplicates keep the first.
     """
     query = {"time_series": {"$gte": _as_utc(start), "$lt": _as_utc(end)}}
     projection = {"_id": 0, "time_series": 1, **{f: 1 for f in stream.fields}}
     try:
-        docs = list(db[stream.collection].find(query, projection).sort("time_series", ASCENDING))
+        docs = [
+            doc
+            for where in service.filters()
+            for doc in db[stream.collection].find({**where, **query}, projection).sort("time_series", ASCENDING)
+        ]
     except PyMongoError as exc:
         raise unavailable(db, exc) from exc
     return samples_frame(stream, docs)
@@ -178,10 +201,11 @@ def _number(value: Any) -> float:
 
 
 def read_samples(
-    db: Database, start: dt.datetime, end: dt.datetime, streams: Sequence[Stream] = STREAMS
+    db: Database, start: dt.datetime, end: dt.datetime, streams: Sequence[Stream] = STREAMS,
+    service: Service = DEFAULT_SERVICE,
 ) -> dict[str, pd.DataFrame]:
-    """The samples of ``streams`` (default: every stream) over ``[start, end)``, keyed by collection."""
-    return {s.collection: read_stream(db, s, start, end) for s in streams}
+    """The samples of ``service``'s ``streams`` (default: every stream) over ``[start, end)``, keyed by collection."""
+    return {s.collection: read_stream(db, s, start, end, service) for s in streams}
 
 
 #: Widths of the successive windows :func:`newest_sample_time` searches back through (the last repeats).
@@ -196,9 +220,10 @@ NEWEST_SEARCH_LOOK_BACK = dt.timedelta(days=7)
 
 
 def newest_sample_time(
-    db: Database, stream: Stream, before: dt.datetime | None = None, after: dt.datetime | None = None
+    db: Database, stream: Stream, before: dt.datetime | None = None, after: dt.datetime | None = None,
+    service: Service = DEFAULT_SERVICE,
 ) -> dt.datetime | None:
-    """The newest sample of ``stream`` with ``after < time <= before`` (None: there is none).
+    """The newest sample of ``service``'s ``stream`` with ``after < time <= before`` (None: there is none).
 
     ``before`` None: no upper bound (the windows count back from now). The search steps back
     through windows of :data:`NEWEST_SEARCH_WINDOWS` (10 min, 30 min, 1 h, then 3 h at a time)
@@ -215,38 +240,46 @@ def newest_sample_time(
     edge = anchor
     while edge > floor:
         lower = max(floor, edge - next(widths))
-        found = _newest(db, stream, lower, upper)
+        found = _newest(db, stream, lower, upper, service)
         if found is not None:
             return found
         edge = upper = lower
-    return None if after is not None else _newest(db, stream, None, upper)
+    return None if after is not None else _newest(db, stream, None, upper, service)
 
 
-def _newest(db: Database, stream: Stream, after: dt.datetime | None, before: dt.datetime | None) -> dt.datetime | None:
+def _newest(
+    db: Database, stream: Stream, after: dt.datetime | None, before: dt.datetime | None, service: Service = DEFAULT_SERVICE
+) -> dt.datetime | None:
     bounds: dict[str, dt.datetime] = {}
     if after is not None:
         bounds["$gt"] = after
     if before is not None:
         bounds["$lte"] = before
+    found = []
     try:
-        doc = db[stream.collection].find_one(
-            {"time_series": bounds} if bounds else {}, {"_id": 0, "time_series": 1}, sort=[("time_series", DESCENDING)]
-        )
+        for where in service.filters():
+            doc = db[stream.collection].find_one(
+                {**where, "time_series": bounds} if bounds else where, {"_id": 0, "time_series": 1},
+                sort=[("time_series", DESCENDING)],
+            )
+            if doc:
+                found.append(doc["time_series"].astimezone(UTC))
     except PyMongoError as exc:
         raise unavailable(db, exc) from exc
-    return doc["time_series"].astimezone(UTC) if doc else None
+    return max(found) if found else None
 
 
 def newest_sample_times(
-    db: Database, before: dt.datetime | None = None, streams: Sequence[Stream] = STREAMS
+    db: Database, before: dt.datetime | None = None, streams: Sequence[Stream] = STREAMS,
+    service: Service = DEFAULT_SERVICE,
 ) -> dict[str, dt.datetime | None]:
-    """The newest sample at or before ``before`` (None: any) of each of ``streams``, keyed by collection (None: empty)."""
-    return {s.collection: newest_sample_time(db, s, before) for s in streams}
+    """The newest sample at or before ``before`` (None: any) of each of ``service``'s ``streams``, keyed by collection (None: empty)."""
+    return {s.collection: newest_sample_time(db, s, before, service=service) for s in streams}
 
 
 def recent_spacing_s(
     db: Database, streams: Sequence[Stream] = STREAMS, samples: int = 20,
-    newest_times: Mapping[str, dt.datetime | None] | None = None,
+    newest_times: Mapping[str, dt.datetime | None] | None = None, service: Service = DEFAULT_SERVICE,
 ) -> float | None:
     """The slowest stream's median spacing between its newest samples (up to ``samples``), in seconds (None: too few).
 
@@ -256,14 +289,18 @@ def recent_spacing_s(
     spacings = []
     try:
         for stream in streams:
-            newest = newest_times[stream.collection] if newest_times is not None else newest_sample_time(db, stream)
+            newest = newest_times[stream.collection] if newest_times is not None else newest_sample_time(db, stream, service=service)
             if newest is None:
                 continue
             for span in (dt.timedelta(hours=1), dt.timedelta(days=1), dt.timedelta(days=7)):
-                docs = db[stream.collection].find(
-                    {"time_series": {"$gte": newest - span, "$lte": newest}}, {"_id": 0, "time_series": 1}
-                ).sort("time_series", -1).limit(samples)
-                times = np.array([d["time_series"].timestamp() for d in docs])
+                found = [
+                    d["time_series"].timestamp()
+                    for where in service.filters()
+                    for d in db[stream.collection].find(
+                        {**where, "time_series": {"$gte": newest - span, "$lte": newest}}, {"_id": 0, "time_series": 1}
+                    ).sort("time_series", -1).limit(samples)
+                ]
+                times = np.array(sorted(found, reverse=True)[:samples])
                 if len(times) > 2:
                     spacings.append(float(np.median(-np.diff(times))))
                     break
@@ -272,30 +309,88 @@ def recent_spacing_s(
     return max(spacings) if spacings else None
 
 
-def data_range(db: Database, streams: Sequence[Stream] = STREAMS) -> tuple[dt.datetime, dt.datetime] | None:
-    """The span covered by any of ``streams``: (oldest sample, newest sample), or None if empty."""
-    lasts = [t for t in newest_sample_times(db, streams=streams).values() if t is not None]
+def data_range(
+    db: Database, streams: Sequence[Stream] = STREAMS, service: Service = DEFAULT_SERVICE
+) -> tuple[dt.datetime, dt.datetime] | None:
+    """The span covered by any of ``service``'s ``streams``: (oldest sample, newest sample), or None if empty."""
+    lasts = [t for t in newest_sample_times(db, streams=streams, service=service).values() if t is not None]
     if not lasts:
         return None
     firsts = []
     try:
         for s in streams:
-            first = db[s.collection].find_one({}, {"time_series": 1}, sort=[("time_series", 1)])
-            if first:
-                firsts.append(first["time_series"])
+            for where in service.filters():
+                first = db[s.collection].find_one(where, {"time_series": 1}, sort=[("time_series", 1)])
+                if first:
+                    firsts.append(first["time_series"])
     except PyMongoError as exc:
         raise unavailable(db, exc) from exc
     return min(firsts).astimezone(UTC), max(lasts)
 
 
-def read_incidents(db: Database, start: dt.datetime | None = None, end: dt.datetime | None = None) -> list[dict]:
-    """Ground-truth incidents (simulator) overlapping ``[start, end)``, oldest first."""
+def read_incidents(
+    db: Database, start: dt.datetime | None = None, end: dt.datetime | None = None, service: Service = DEFAULT_SERVICE
+) -> list[dict]:
+    """Ground-truth incidents (simulator) of ``service`` overlapping ``[start, end)``, oldest first."""
     query: dict[str, Any] = {}
     if start is not None:
         query["end"] = {"$gte": _as_utc(start)}
     if end is not None:
         query["start"] = {"$lt": _as_utc(end)}
     try:
-        return list(db[INCIDENTS_COLLECTION].find(query, {"_id": 0}).sort("start", ASCENDING))
+        found = [d for where in service.filters() for d in db[INCIDENTS_COLLECTION].find({**where, **query}, {"_id": 0})]
     except PyMongoError as exc:
         raise unavailable(db, exc) from exc
+    return sorted(found, key=lambda d: d["start"])
+
+
+@dataclass(frozen=True)
+class StreamRange:
+    """One service's samples of one stream: the oldest, the newest and how many (within the scanned span)."""
+
+    first: dt.datetime
+    last: dt.datetime
+    samples: int
+
+    def merged(self, other: "StreamRange") -> "StreamRange":
+        """The span of both scans (overlapping scans count their common samples twice: ``samples`` is a bound)."""
+        return StreamRange(min(self.first, other.first), max(self.last, other.last), self.samples + other.samples)
+
+
+#: Most services one listing returns (the aggregation's ``$limit``).
+MAX_SERVICES_LISTED = 10_000
+
+
+def list_services(
+    db: Database, streams: Sequence[Stream] = STREAMS, *, since: dt.datetime | None = None,
+    until: dt.datetime | None = None, limit: int = MAX_SERVICES_LISTED, default_name: str = "default",
+) -> dict[str, dict[str, StreamRange]]:
+    """Every service with samples in ``[since, until)`` (None: unbounded), with each of its streams' range,
+    keyed by service name then collection; samples without a ``service`` field count as ``default_name``'s.
+
+    One aggregation per stream (``$match`` on the time index, ``$group`` by service, ``$limit``). A scan
+    without ``since`` reads every sample once (~25 us each on the embedded server): callers scan once,
+    then only the span since their last scan (serving/service_directory.py), and merge.
+    """
+    bounds: dict[str, dt.datetime] = {}
+    if since is not None:
+        bounds["$gte"] = _as_utc(since)
+    if until is not None:
+        bounds["$lt"] = _as_utc(until)
+    pipeline: list[dict] = [{"$match": {"time_series": bounds}}] if bounds else []
+    pipeline += [
+        {"$group": {"_id": "$service", "first": {"$min": "$time_series"}, "last": {"$max": "$time_series"}, "samples": {"$sum": 1}}},
+        {"$sort": {"_id": 1}},
+        {"$limit": int(limit) + 1},  # + the default service's two spellings (no field, its name)
+    ]
+    out: dict[str, dict[str, StreamRange]] = {}
+    try:
+        for stream in streams:
+            for row in db[stream.collection].aggregate(pipeline):
+                name = row["_id"] if isinstance(row["_id"], str) and row["_id"] else default_name
+                found = StreamRange(row["first"].astimezone(UTC), row["last"].astimezone(UTC), int(row["samples"]))
+                ranges = out.setdefault(name, {})
+                ranges[stream.collection] = ranges[stream.collection].merged(found) if stream.collection in ranges else found
+    except PyMongoError as exc:
+        raise unavailable(db, exc) from exc
+    return dict(sorted(out.items())[:limit])

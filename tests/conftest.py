@@ -19,6 +19,7 @@ import pytest
 from telemetry.settings import Settings
 from telemetry.store import connect
 from tests.scenario import make_app, scenario, scenario_settings  # noqa: F401  (one scenario for the whole session)
+from tests.serving.fleet_data import fleet_database, fleet_settings  # noqa: F401  (three services and the default one)
 
 UTC = dt.timezone.utc
 REPO = Path(__file__).resolve().parents[1]

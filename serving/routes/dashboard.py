@@ -1,4 +1,5 @@
-"""``GET /``: the live dashboard, one static page (serving/static/dashboard) that reads only the public API.
+"""``GET /``: the live dashboard, one static page (serving/static/dashboard) that reads only the public API;
+``GET /?service=NAME`` the same for one service; ``GET /fleet``: every service ranked (serving/static/fleet).
 
 The page is not an API operation, so it stays out of the OpenAPI document (docs/openapi.json).
 """
@@ -10,6 +11,7 @@ from pathlib import Path
 from flask import Blueprint, send_from_directory
 
 PAGE_DIR = Path(__file__).resolve().parents[1] / "static" / "dashboard"
+FLEET_DIR = Path(__file__).resolve().parents[1] / "static" / "fleet"
 # Everything the page loads comes from this server: no CDN, no fonts, no inline script.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -24,6 +26,14 @@ blp = Blueprint("dashboard", __name__)
 @blp.route("/")
 def dashboard():
     response = send_from_directory(PAGE_DIR, "index.html", max_age=0)
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@blp.route("/fleet")
+def fleet():
+    response = send_from_directory(FLEET_DIR, "index.html", max_age=0)
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["Cache-Control"] = "no-cache"
     return response

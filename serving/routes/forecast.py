@@ -13,6 +13,7 @@ from serving import eta
 from serving.errors import abort_field, no_model, unavailable
 from serving.forecasts import BadInterval, NoInput, NoModel, forecast_interval
 from serving.runtime import runtime
+from serving.status_service import StatusService
 from serving.schemas import ErrorSchema, ForecastQuerySchema, ForecastSchema
 
 blp = Blueprint("forecast", __name__, url_prefix="/api/v1", description="Quantile forecasts from the served ONNX model.")
@@ -32,9 +33,14 @@ def forecast(start: dt.datetime | None = None, end: dt.datetime | None = None, h
     `max_horizon_hours`) are rolled forward by feeding the median back as input
     (`rolled_forward: true`; the bands of that part are narrower than the truth).
     """
+    return forecast_body(runtime().status, start, end, horizon)
+
+
+def forecast_body(status: StatusService, start: dt.datetime | None, end: dt.datetime | None, horizon: int | None) -> dict:
+    """The body of ``GET /api/v1/forecast`` for the service ``status`` is the status of."""
     rt = runtime()
     try:
-        result = forecast_interval(rt, start, end, horizon)
+        result = forecast_interval(rt, start, end, horizon, status)
     except NoModel as exc:
         no_model(str(exc) or None)
     except BadInterval as exc:

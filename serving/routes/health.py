@@ -11,6 +11,7 @@ from marshmallow import RAISE
 
 from serving.errors import abort_field
 from serving.routes.common import nan_to_none, resolve_interval
+from serving.minute_cache import MinuteCache
 from serving.runtime import runtime
 from serving.schemas import ErrorSchema, HealthQuerySchema, HealthSeriesSchema
 from telemetry.catalogue import FLAG_NAMES
@@ -35,14 +36,19 @@ def health(start: dt.datetime | None = None, end: dt.datetime | None = None, ste
     four streams; a service with fewer scores from those it has (`health` in the status, docs/health.md);
     a bucket at or below `threshold` is `failing`.
     """
+    return health_series(runtime().cache, start, end, step)
+
+
+def health_series(cache: MinuteCache, start: dt.datetime | None, end: dt.datetime | None, step: int = 1) -> dict:
+    """The body of ``GET /api/v1/health`` for the service whose minutes ``cache`` holds."""
     rt = runtime()
     now = rt.now()
     start, end = resolve_interval(start, end, now, dt.timedelta(hours=1), rt.settings.max_interval_hours)
-    frame_step = rt.cache.step_minutes  # data coarser than a minute is framed at its own step
+    frame_step = cache.step_minutes  # data coarser than a minute is framed at its own step
     step = frame_step if step == 1 else step  # the default bucket: one frame step
     if step % frame_step:
         abort_field("step", f"must be a multiple of this service's {frame_step}-minute frame step")
-    frame = rt.cache.frame(start, end, now)
+    frame = cache.frame(start, end, now)
     table = bucket(frame, step, frame_step)
     threshold = rt.settings.failure_threshold
     health_values = table["health"].to_numpy()

@@ -53,7 +53,9 @@ def metrics():
 
     `pycemaker_health`, `pycemaker_predicted_health`, `pycemaker_time_to_failure_seconds{bound}`,
     `pycemaker_status_state{state}`, `pycemaker_model_info{version}`, `pycemaker_model_problem`,
-    `pycemaker_data_age_seconds` and `pycemaker_http_request_duration_seconds` (histogram by route).
+    `pycemaker_data_age_seconds` and `pycemaker_http_request_duration_seconds` (histogram by route): the default service's.
+    Per service: `pycemaker_services{state}` (how many in each state), and for the `metrics_services` (100) services
+    soonest to fail, `pycemaker_service_health{service}` and `pycemaker_service_time_to_failure_seconds{service,bound}`.
     """
     data, content_type = exposition()
     return Response(data, content_type=content_type)

@@ -9,6 +9,7 @@ from marshmallow import RAISE
 from serving.errors import unavailable
 from serving.routes.models import MODEL_CARD, version_links
 from serving.runtime import runtime
+from serving.status_service import StatusService
 from serving.schemas import STATUS_EXAMPLE, ErrorSchema, NoQuerySchema, StatusSchema
 
 blp = Blueprint("status", __name__, url_prefix="/api/v1", description="Current health, predicted health and time to failure.")
@@ -39,7 +40,12 @@ def status(_query: dict):
 
     Computed when new samples arrive (about every 5 s) or the model changes, not per request.
     """
-    snap = runtime().status.snapshot()
+    return status_response(runtime().status)
+
+
+def status_response(service: StatusService) -> Response:
+    """The cached status document of ``service``'s status, as the response (503 while the database is down)."""
+    snap = service.snapshot()
     if snap.error is not None:
         unavailable(f"database unavailable: {snap.error}")
     return Response(snap.body, mimetype="application/json")

@@ -20,6 +20,7 @@ BLOCKS = [
     ("fuzz", "bench.fuzz_report"),
     ("family", "bench.family_bench"),
     ("pretrain", "bench.pretrain_figures"),
+    ("fleet", "bench.fleet_bench"),
 ]
 
 

@@ -42,7 +42,30 @@ def test_the_page_and_every_asset_it_loads_come_from_this_server(scenario_settin
         assert not re.search(r"https?://|//cdn|@import|url\(", text), name  # no CDN, no web fonts
     script = (PAGE_DIR / "dashboard.js").read_text()
     assert "innerHTML" not in script and "insertAdjacentHTML" not in script  # API data only through textContent
-    assert set(re.findall(r'"(api/v1/[a-z]+)', script)) == {"api/v1/status", "api/v1/health", "api/v1/forecast", "api/v1/models"}
+    # The default service's routes (API = "api/v1/"), or one service's (API = "api/v1/services/NAME/": /?service=NAME).
+    assert set(re.findall(r'"(api/v1/[a-z]+)', script)) == {"api/v1/services", "api/v1/models"}
+    assert set(re.findall(r'API \+ "([a-z]+)', script)) == {"status", "health", "forecast"}
+
+
+def test_the_fleet_page_and_its_assets_come_from_this_server(scenario_settings, make_app):
+    client = make_app(scenario_settings, Clock(at("21:02:20"))).test_client()
+    page = client.get("/fleet")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    parser = _Assets()
+    parser.feed(page.get_data(as_text=True))
+    local = [u for u in parser.urls if not u.startswith("data:")]
+    assert "static/fleet/fleet.js" in local
+    for url in local:
+        assert not urlparse(url).scheme and not url.startswith("//"), url
+        assert client.get("/" + url.lstrip("./")).status_code == 200, url
+    fleet_dir = PAGE_DIR.parent / "fleet"
+    for name in ("index.html", "fleet.js", "fleet.css"):
+        text = (fleet_dir / name).read_text()
+        assert not re.search(r"https?://|//cdn|@import|url\(", text), name
+    script = (fleet_dir / "fleet.js").read_text()
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script
+    assert set(re.findall(r'"(api/v1/[a-z]+)', script)) == {"api/v1/fleet"}
 
 
 def test_the_vendored_chart_library_is_the_pinned_one_with_its_licence():

@@ -28,6 +28,8 @@ def test_every_operation_and_field_is_described():
     paths = document["paths"]
     expected = {
         ("get", "/api/v1/status"), ("get", "/api/v1/health"), ("get", "/api/v1/forecast"), ("get", "/api/v1/models"),
+        ("get", "/api/v1/services"), ("get", "/api/v1/fleet"), ("get", "/api/v1/services/{service}/status"),
+        ("get", "/api/v1/services/{service}/health"), ("get", "/api/v1/services/{service}/forecast"),
         ("get", "/api/v1/models/{version}"), ("post", "/api/v1/models/{version}/activate"), ("post", "/api/v1/train"),
         ("get", "/livez"), ("get", "/readyz"), ("get", "/metrics"),
         ("get", "/health_data/{hours}"), ("get", "/predicted_data/{hours}"), ("get", "/current_health/{hours}"),

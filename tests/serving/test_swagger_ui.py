@@ -42,7 +42,7 @@ def test_swagger_ui_renders_every_operation_offline(scenario_settings, make_app)
             page.route("**/*", only_loopback)
             page.goto(base + "/docs")
             page.wait_for_selector(".opblock", timeout=30_000)
-            assert page.locator(".opblock").count() == operations == 13
+            assert page.locator(".opblock").count() == operations == 18
             paths = page.locator(".opblock-summary-path").all_inner_texts()
             assert {"/api/v1/status", "/api/v1/forecast", "/api/v1/health", "/current_health/{hours}"} <= {p.strip() for p in paths}
             assert "pycemaker API" in page.locator(".info .title").inner_text()

@@ -12,6 +12,9 @@
     "7d": { hours: 168, step: 30, caption: "last 7 days, mean per 30 min" },
   };
   var STREAMS = ["cpu", "memory", "request_rate", "response_time"];
+  // `/?service=NAME` (the fleet page's links): that service's routes; without it, the default service's.
+  var SERVICE = new URLSearchParams(location.search).get("service");
+  var API = SERVICE ? "api/v1/services/" + encodeURIComponent(SERVICE) + "/" : "api/v1/";
 
   var state = {
     windowKey: "1h",
@@ -148,7 +151,7 @@
     var stepMs = w.step * 60000;
     // Buckets aligned on the step (stable between refreshes), never longer than the window.
     var start = Math.ceil((asOfMs - w.hours * 3600000 + 60000) / stepMs) * stepMs;
-    return "api/v1/health?start=" + encodeURIComponent(isoQuery(start)) + "&step=" + w.step;
+    return API + "health?start=" + encodeURIComponent(isoQuery(start)) + "&step=" + w.step;
   }
 
   function refresh() {
@@ -160,7 +163,7 @@
     state.again = false;
     document.body.setAttribute("data-busy", "true"); // (tests wait for a refresh to settle on it)
     clearTimeout(state.timer);
-    return getJSON("api/v1/status")
+    return getJSON(API + "status")
       .then(
         function (body) {
           state.status = body;
@@ -183,7 +186,7 @@
         var wanted = [
           getJSON(healthQuery(asOf)),
           // The status makes no prediction from stale data; neither does the page.
-          stale ? Promise.reject(new ApiError(0, "the data is stale")) : getJSON("api/v1/forecast"),
+          stale ? Promise.reject(new ApiError(0, "the data is stale")) : getJSON(API + "forecast"),
           version && version !== state.cardVersion ? getJSON("api/v1/models/" + encodeURIComponent(version)) : null,
         ];
         return Promise.allSettled(wanted).then(function (results) {
@@ -683,6 +686,10 @@
 
   function start() {
     setText("tz", Intl.DateTimeFormat().resolvedOptions().timeZone || "local time");
+    if (SERVICE) {
+      setText("service-name", SERVICE);
+      document.title = SERVICE + " · pycemaker dashboard";
+    }
     selectWindow(location.hash.slice(1), false);
     document.querySelectorAll(".windows button").forEach(function (button) {
       button.addEventListener("click", function () {

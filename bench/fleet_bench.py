@@ -1,0 +1,242 @@
+"""Fleet benchmark: ``GET /api/v1/fleet`` latency and the time to refresh every service's status, for 20 and 200 services.
+
+What it does, per fleet size (everything in one process, on loopback):
+
+1. hosts a SecantusDB server and writes ``--hours`` of simulated samples per service
+   (``svc-01``..``svc-N``, each its own app: :func:`telemetry.simulator.fleet_service`), ten minutes
+   past the clock so that later rounds find new samples;
+2. builds the API (``create_app``, the fixture LSTM ``tests/fixtures/models/v1`` serving every
+   service) on a fixed clock, and times the status rounds of :class:`serving.fleet.Fleet`:
+   ``cold`` (every status created: 3 h of minutes read and forecast per service), ``new_samples``
+   (the clock moves 5 s: every service has a new grid point, every status is recomputed) and
+   ``quiet`` (nothing new: only the newest-sample checks);
+3. serves it with a threaded werkzeug server and times ``GET /api/v1/fleet`` over one keep-alive
+   connection: ``idle`` (statuses cached) and ``refreshing`` (the round-robin refresher recomputing
+   every status meanwhile, the clock moving 5 s a round: production's steady state).
+
+Figures go to ``bench/results/fleet.json`` and docs/scaling.md (between its ``figures:fleet`` markers).
+
+    PYTHONPATH=. .venv/bin/python bench/fleet_bench.py [--sizes 20 200] [--requests 300] [--hours 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.docblock import replace_block  # noqa: E402
+from serving.app import create_app  # noqa: E402
+from telemetry import simulator, store  # noqa: E402
+from telemetry.embedded import open_server  # noqa: E402
+from telemetry.settings import Settings  # noqa: E402
+
+UTC = dt.timezone.utc
+FIXTURE = REPO / "tests" / "fixtures" / "models" / "v1"
+DOC = REPO / "docs" / "scaling.md"
+END = dt.datetime(2026, 3, 2, 0, 50, tzinfo=UTC)  # recovering from an hourly peak: a mix of states
+AHEAD = dt.timedelta(minutes=10)  # samples written past the clock: later rounds find new ones
+
+
+class Clock:
+    def __init__(self, now: dt.datetime):
+        self.now = now
+        self._lock = threading.Lock()
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += dt.timedelta(seconds=seconds)
+
+
+def write_fleet(db, settings: Settings, count: int, hours: float, seed: int = 42) -> float:
+    began = time.perf_counter()
+    for index in range(1, count + 1):
+        name, service_seed, scale = simulator.fleet_service(seed, index, count)
+        sim = simulator.simulate(END - dt.timedelta(hours=hours), END + AHEAD, service_seed, settings, capacity_scale=scale)
+        simulator.write(db, sim, settings, service=name)
+    return time.perf_counter() - began
+
+
+def percentiles(ms: list[float]) -> dict:
+    arr = np.asarray(ms)
+    return {"requests": len(ms), "p50_ms": round(float(np.percentile(arr, 50)), 2), "p90_ms": round(float(np.percentile(arr, 90)), 2),
+            "p99_ms": round(float(np.percentile(arr, 99)), 2), "max_ms": round(float(arr.max()), 2)}
+
+
+def time_requests(port: int, path: str, count: int) -> tuple[list[float], int]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    times, size = [], 0
+    try:
+        for _ in range(count):
+            began = time.perf_counter()
+            conn.request("GET", path)
+            response = conn.getresponse()
+            body = response.read()
+            times.append((time.perf_counter() - began) * 1000)
+            assert response.status == 200, body[:300]
+            size = len(body)
+    finally:
+        conn.close()
+    return times, size
+
+
+def frames_bytes(fleet) -> int:
+    total = 0
+    for status in list(fleet._statuses.values()):
+        recent = status.cache.recent()
+        if recent is not None:
+            total += int(recent.memory_usage(deep=True).sum())
+        snap = status.current()
+        if snap is not None and snap.frame is not None and snap.frame is not recent:
+            total += int(snap.frame.memory_usage(deep=True).sum())
+    return total
+
+
+def run_size(count: int, args, work: Path) -> dict:
+    from werkzeug.serving import make_server
+
+    server = open_server(work / f"db-{count}", port=0)
+    settings = Settings(mongo_uri=server.uri, database=f"fleet{count}", models_dir=work / f"models-{count}",
+                        onnx_threads=1, services_refresh_s=3600.0, max_services=max(1000, count))
+    shutil.copytree(FIXTURE, settings.models_dir)
+    result: dict = {"services": count}
+    try:
+        db = store.connect(settings, autostart=False)
+        result["write_s"] = round(write_fleet(db, settings, count, args.hours), 1)
+        clock = Clock(END)
+        # Requests hand out cached statuses (as with the background refresher); the rounds below compute them.
+        app = create_app(settings, clock=clock, background=False, status_ttl_s=3600.0, db=db)
+        rt = app.extensions["pycemaker"]
+        fleet = rt.fleet
+
+        began = time.perf_counter()
+        listed = fleet.directory.services(max_age_s=0)
+        result["directory_scan_s"] = {"first": round(time.perf_counter() - began, 3)}
+        clock.advance(5)
+        began = time.perf_counter()
+        fleet.directory.refresh()
+        result["directory_scan_s"]["incremental"] = round(time.perf_counter() - began, 3)
+        assert len(listed) == count, (len(listed), count)
+
+        rounds = {"cold": fleet.refresh_all()}
+        clock.advance(5)
+        rounds["new_samples"] = fleet.refresh_all()
+        rounds["quiet"] = fleet.refresh_all()
+        result["status_round_s"] = {k: round(v, 3) for k, v in rounds.items()}
+        result["status_round_ms_per_service"] = {k: round(1000 * v / count, 2) for k, v in rounds.items()}
+        result["frames_kib_per_service"] = round(frames_bytes(fleet) / count / 1024, 1)
+        states: dict[str, int] = {}
+        for status in fleet._statuses.values():
+            state = status.current().status.state
+            states[state] = states.get(state, 0) + 1
+        result["states"] = dict(sorted(states.items()))
+
+        http = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=http.serve_forever, daemon=True)
+        thread.start()
+        try:
+            time_requests(http.server_port, "/api/v1/fleet", 20)  # warm-up
+            idle, size = time_requests(http.server_port, "/api/v1/fleet", args.requests)
+            result["fleet_response_kib"] = round(size / 1024, 1)
+            result["fleet_idle"] = percentiles(idle)
+            services_idle, _ = time_requests(http.server_port, "/api/v1/services", max(50, args.requests // 3))
+            result["services_idle"] = percentiles(services_idle)
+
+            stop = threading.Event()
+            refresh_rounds: list[float] = []
+
+            def refresher() -> None:
+                while not stop.is_set():
+                    clock.advance(5)
+                    refresh_rounds.append(fleet.refresh_all())
+
+            background = threading.Thread(target=refresher, daemon=True)
+            background.start()
+            busy, _ = time_requests(http.server_port, "/api/v1/fleet", args.requests)
+            stop.set()
+            background.join(600)
+            result["fleet_refreshing"] = percentiles(busy)
+            result["status_round_under_requests_s"] = round(float(np.mean(refresh_rounds)), 3) if refresh_rounds else None
+        finally:
+            http.shutdown()
+        rt.stop()
+        db.client.close()
+    finally:
+        server.stop()
+    return result
+
+
+def render(results: dict) -> str:
+    """The docs/scaling.md block, from the JSON."""
+    lines = [
+        f"Measured by `bench/fleet_bench.py` ({results['machine']}, {results['when']}; {results['hours']} h of samples per",
+        "service, the fixture LSTM serving every service, one API process):",
+        "",
+        "| services | status round: cold | new samples | quiet | `/api/v1/fleet` p50 / p99 idle | while refreshing | frames per service |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for size in results["sizes"]:
+        r, ms = size["status_round_s"], size["status_round_ms_per_service"]
+        lines.append(
+            f"| {size['services']} | {r['cold']:.1f} s | {r['new_samples']:.2f} s ({ms['new_samples']:.0f} ms each) | {r['quiet']:.2f} s "
+            f"| {size['fleet_idle']['p50_ms']:.1f} / {size['fleet_idle']['p99_ms']:.1f} ms "
+            f"| {size['fleet_refreshing']['p50_ms']:.1f} / {size['fleet_refreshing']['p99_ms']:.1f} ms "
+            f"| {size['frames_kib_per_service']:.0f} KiB |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20, 200])
+    parser.add_argument("--requests", type=int, default=300, help="requests per latency measurement (default 300)")
+    parser.add_argument("--hours", type=float, default=3.0, help="hours of samples per service (default 3: the model reads 2)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "fleet.json")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/scaling.md's figures")
+    args = parser.parse_args()
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    work = Path(tempfile.mkdtemp(prefix="pycemaker-fleet-bench-"))
+    try:
+        sizes = []
+        for count in args.sizes:
+            sizes.append(run_size(count, args, work))
+            print(json.dumps(sizes[-1]), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results = {
+        "benchmark": "bench/fleet_bench.py",
+        "when": dt.datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
+        "hours": args.hours,
+        "requests": args.requests,
+        "sizes": sizes,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    if not args.no_docs:
+        replace_block(DOC, "fleet", render(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
