@@ -35,7 +35,8 @@ from forecasting import metrics, registry, training_runs
 from forecasting.contract import HEALTH, TARGETS, median_index
 from telemetry.settings import Settings
 from training import scoring, selection
-from training.candidates import Candidate, RunData, RunStopped, build_baseline, build_lstm, run_data
+from training.candidates import (Candidate, CandidateSkipped, RunData, RunStopped, build_base, build_baseline, build_finetuned,
+                                 build_lstm, run_data)
 from training.data import connect_store, load_training_frame, window_data
 from training.datamodule import NotEnoughData
 from training.distributed import DATA_END_ENV, DistributedSetupError, launched_from_outside, pin_data_end, pinned_data_end, process_is_rank_zero
@@ -196,23 +197,29 @@ class _Run:
     def execute(self, config: FitConfig, progress_bar: bool, stop: threading.Event | None) -> _Outcome:
         kinds = self.settings.candidate_kinds
         began = time.perf_counter()
-        for kind in (k for k in kinds if k != "lstm"):
-            self._build(kind, lambda k=kind: build_baseline(k, self.data, self.settings, self.workdir))
+        for kind in (k for k in kinds if k not in selection.LEARNED_KINDS):
+            if kind == "base":
+                self._build(kind, lambda: build_base(self.data, self.settings, self.workdir))
+            else:
+                self._build(kind, lambda k=kind: build_baseline(k, self.data, self.settings, self.workdir))
         _check(stop)
         champion = registry.current_version(self.settings.models_dir)
-        train_lstm = "lstm" in kinds and self.data.plan.lstm
-        if champion is None and self.candidates and train_lstm:
-            # A new service gets a model now, not after the LSTM: the best baseline serves meanwhile.
+        learned = [k for k in kinds if k in selection.LEARNED_KINDS]
+        train_learned = bool(learned) and self.data.plan.lstm
+        if champion is None and self.candidates and train_learned:
+            # A new service gets a model now, not after the LSTM: the best baseline (or the base model) serves meanwhile.
             interim = self._judge(None)
             if interim.winner is not None:
                 self._register(interim, interim_note=" (interim, while the LSTM trains)")
                 champion = self.promoted
-        if train_lstm:
-            self._build("lstm", lambda: build_lstm(self.data, self.settings, config, self.workdir,
-                                                   progress_bar=progress_bar, stop=stop))
-        elif "lstm" in kinds:
-            self.failed.append({"kind": "lstm", "verdict": "skipped", "error": f"{self.data.plan.rows} minutes of history; "
-                                                         f"the LSTM's split needs {self._lstm_minimum()}"})
+        builders = {"finetuned": build_finetuned, "lstm": build_lstm}
+        for kind in learned:
+            if train_learned:
+                self._build(kind, lambda b=builders[kind]: b(self.data, self.settings, config, self.workdir,
+                                                             progress_bar=progress_bar, stop=stop))
+            else:
+                self.failed.append({"kind": kind, "verdict": "skipped", "error": f"{self.data.plan.rows} minutes of history; "
+                                                             f"the LSTM's split needs {self._lstm_minimum()}"})
         _check(stop)
         fitted = time.perf_counter()
         if not self.candidates:
@@ -239,6 +246,9 @@ class _Run:
             self.candidates.append(build())
         except (RunStopped, NotEnoughData):
             raise
+        except CandidateSkipped as exc:
+            log.info("candidate %s skipped: %s", kind, exc)
+            self.failed.append({"kind": kind, "verdict": "skipped", "error": str(exc)})
         except Exception as exc:  # one kind failing never stops the others: the service still gets a model
             log.exception("candidate %s failed", kind)
             self.failed.append({"kind": kind, "verdict": "failed", "error": f"{type(exc).__name__}: {exc}"})
