@@ -116,7 +116,8 @@ def model_info(model: ModelState) -> ModelInfo:
     if scores:
         quality = Quality(int(scores.get("horizon_minutes") or 0), _r(scores.get("health_rmse")), _r(scores.get("coverage")),
                           bool(scores.get("held_back", True)))
-    return ModelInfo(model.version, model.wanted, model.problem, card.kind, trained_on, quality)
+    kind = "base" if model.zero_shot else card.kind  # the base model zero-shot, while the registry is empty
+    return ModelInfo(model.version, model.wanted, model.problem, kind, trained_on, quality)
 
 
 @dataclass(frozen=True)
