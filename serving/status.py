@@ -214,6 +214,8 @@ def compute_status(
     status = replace(status, current=CurrentHealth(minute.to_pydatetime(), _r(health), _r(row["coverage"]), flags_now))
 
     forecaster = model.forecaster
+    if forecaster is not None and model.zero_shot and int(frame["health"].notna().sum()) < settings.min_history_minutes:
+        forecaster = None  # the base model zero-shot starts where a first trained model would: min_history_minutes
     forecast = None
     if forecaster is not None:
         try:

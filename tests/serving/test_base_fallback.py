@@ -72,3 +72,10 @@ def test_without_a_base_model_an_empty_registry_still_says_no_model(settings, db
     write(service, db, 3)
     status = make_app(service, Clock(END + dt.timedelta(seconds=20))).test_client().get("/api/v1/status").get_json()
     assert (status["state"], status["reason"]) == ("unknown", "no_model")
+
+
+def test_zero_shot_forecasts_start_where_a_first_model_would(settings, db, make_app):
+    write(settings, db, 0.5)
+    status = make_app(settings, Clock(END + dt.timedelta(seconds=20))).test_client().get("/api/v1/status").get_json()
+    assert (status["state"], status["reason"]) == ("unknown", "insufficient_data") and status["model"]["kind"] == "base"
+    assert "a first model needs 60" in status["detail"]
