@@ -262,6 +262,8 @@ def build_finetuned(
     from training.pretrain import load_base_dir
 
     began = time.perf_counter()
+    if config.distributed:  # the other processes of a DDP run fit the LSTM alone (training/pipeline.py)
+        raise CandidateSkipped("fine-tuning runs on one device; this run is distributed (DDP)")
     _base_version(Path(settings.base_models_dir))
     base = load_base_dir(Path(settings.base_models_dir))
     _check_base_applies(base.card, data, settings, same_window=True)

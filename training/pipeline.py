@@ -169,6 +169,15 @@ def _run(settings, db, days, end, config, trigger, progress_bar, stop) -> RunRes
                      outcome.metrics)
 
 
+def train_frame(frame, settings: Settings, config: FitConfig, run_id: str = "in-memory") -> dict[str, Any]:
+    """One run on a frame held in memory (no store, no lock, no ``training_runs`` record), into ``settings.models_dir``;
+    returns its summary (``selection``-style: plan, candidates with versions and verdicts, promoted). For evaluations."""
+    data = run_data(frame, settings)
+    with tempfile.TemporaryDirectory(prefix="pycemaker-train-") as workdir:
+        outcome = _Run(settings, data, Path(workdir), run_id, []).execute(config, False, None)
+    return {**outcome.metrics, "version": outcome.version}
+
+
 def _existing(settings: Settings, versions: list[str]) -> list[str]:
     return [v for v in versions if (settings.models_dir / v).is_dir()]
 
