@@ -354,7 +354,8 @@ class _Run:
         winner = judged.winner
         for c in self.candidates:
             entry = verdicts.get(c.card.version)
-            if entry is None or (winner is not None and entry is winner) or c.card.version == self.promoted:
+            # The interim winner stays promoted only while it keeps serving; replaced in the same run, it is marked so.
+            if entry is None or (winner is not None and entry is winner) or (winner is None and c.card.version == self.promoted):
                 continue
             registry.reject(models, c.card.version, f"{entry.verdict}: {entry.why}")
         if winner is not None and winner.version != registry.current_version(models):
