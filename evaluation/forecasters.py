@@ -266,7 +266,8 @@ class AutoEtsMethod:
 # --- registry models, through onnxruntime -------------------------------------------------
 
 #: The backtest column of each registry kind (the baselines' ids differ from the reference methods above).
-KIND_COLUMNS = {"lstm": "lstm", "ets": "ets_model", "seasonal_naive": "seasonal_naive_model"}
+KIND_COLUMNS = {"lstm": "lstm", "ets": "ets_model", "seasonal_naive": "seasonal_naive_model", "base": "base_model",
+                "finetuned": "finetuned"}
 
 
 @dataclass

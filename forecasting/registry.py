@@ -189,6 +189,15 @@ def current_version(models_dir: Path) -> str | None:
     return name or None
 
 
+def current_or_newest(models_dir: Path) -> str | None:
+    """The version ``current`` names, else the newest readable one (a shipped base model's folder); None if none."""
+    version = current_version(models_dir)
+    if version is not None:
+        return version
+    cards = list_versions(models_dir)
+    return cards[-1].version if cards else None
+
+
 def model_path(models_dir: Path, version: str) -> Path:
     return models_dir / version / MODEL
 

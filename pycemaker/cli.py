@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "evaluation.commands",
     "testbed.commands",
     "pycemaker.demo",
+    "pycemaker.family",
 )
 
 

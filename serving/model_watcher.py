@@ -6,6 +6,10 @@ or corrupt (unreadable card, a file onnxruntime refuses, outputs of the wrong sh
 swapped in: the last good model keeps serving, the problem is logged once and reported by
 ``/readyz``, and the load is retried when the version's files change. The served version's own
 files are watched too: changed in place, they are reloaded, or reported if they no longer load.
+
+A fresh install (no ``current`` pointer, nothing served yet) serves the pretrained base model zero-shot
+(``Settings.base_models_dir``, ``pycemaker pretrain``) from the first lookback window; the first
+promoted version replaces it, and it never comes back once a registry model has been served.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ class ModelState:
     #: Why ``wanted`` is not what is served (None when all is well).
     problem: str | None = None
     loaded_at: dt.datetime | None = None
+    #: True: the base model zero-shot (the registry has no model yet), from ``base_models_dir``.
+    zero_shot: bool = False
 
     @property
     def version(self) -> str | None:
@@ -116,8 +122,9 @@ class ModelWatcher:
             self._set(state, state.wanted, f"cannot read the registry pointer ({exc})")
             return False
         if wanted is None:
-            problem = f"the registry has no current pointer; still serving {state.version}" if state.version else None
-            self._set(state, None, problem)
+            if state.version is None or state.zero_shot:
+                return self._serve_base(state)
+            self._set(state, None, f"the registry has no current pointer; still serving {state.version}")
             return False
         signature = _signature(self.models_dir, wanted)
         if wanted == state.version and signature == self._served_signature:
@@ -149,9 +156,41 @@ class ModelWatcher:
             self.on_swap(new)
         return True
 
+    def _serve_base(self, state: ModelState) -> bool:
+        """An empty registry: the base model zero-shot, if one is shipped and loads (else nothing, as before)."""
+        base_dir = Path(self.settings.base_models_dir)
+        try:
+            version = registry.current_or_newest(base_dir)
+        except OSError:
+            version = None
+        if version is None:
+            self._set(state, None, None)
+            return False
+        signature = ("base",) + _signature(base_dir, version)
+        if state.zero_shot and version == state.version and signature == self._served_signature:
+            self._set(state, None, None)
+            return False
+        if self._failed == (version, signature):
+            return False
+        try:
+            forecaster = load_forecaster(base_dir, version, self.settings, self.step_minutes)
+        except Exception as exc:  # no base model is no worse than before it existed: the status says no_model
+            self._failed = (version, signature)
+            self._set(state, None, f"the base model {version} in {base_dir} cannot be loaded: {exc}")
+            return False
+        self._failed = None
+        self._served_signature = signature
+        new = ModelState(forecaster, None, None, dt.datetime.now(UTC), zero_shot=True)
+        self._state = new
+        log.info("the registry is empty: serving the base model %s zero-shot", version)
+        self._logged_problem = None
+        if self.on_swap:
+            self.on_swap(new)
+        return True
+
     def _set(self, state: ModelState, wanted: str | None, problem: str | None) -> None:
         if (state.wanted, state.problem) != (wanted, problem):
-            self._state = ModelState(state.forecaster, wanted, problem, state.loaded_at)
+            self._state = ModelState(state.forecaster, wanted, problem, state.loaded_at, state.zero_shot)
         if problem and problem != self._logged_problem:
             log.warning("%s", problem)
         self._logged_problem = problem

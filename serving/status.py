@@ -116,7 +116,8 @@ def model_info(model: ModelState) -> ModelInfo:
     if scores:
         quality = Quality(int(scores.get("horizon_minutes") or 0), _r(scores.get("health_rmse")), _r(scores.get("coverage")),
                           bool(scores.get("held_back", True)))
-    return ModelInfo(model.version, model.wanted, model.problem, card.kind, trained_on, quality)
+    kind = "base" if model.zero_shot else card.kind  # the base model zero-shot, while the registry is empty
+    return ModelInfo(model.version, model.wanted, model.problem, kind, trained_on, quality)
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,8 @@ def compute_status(
     status = replace(status, current=CurrentHealth(minute.to_pydatetime(), _r(health), _r(row["coverage"]), flags_now))
 
     forecaster = model.forecaster
+    if forecaster is not None and model.zero_shot and int(frame["health"].notna().sum()) < settings.min_history_minutes:
+        forecaster = None  # the base model zero-shot starts where a first trained model would: min_history_minutes
     forecast = None
     if forecaster is not None:
         try:

@@ -5,6 +5,8 @@
 - :func:`build_baseline`: a baseline of :mod:`forecasting.linear`, exported by ``training/linear_export.py``.
 - :func:`build_lstm`: the Lightning LSTM (``training/fit.py``), calibrated on the validation windows and
   exported by ``training/export.py``.
+- :func:`build_base`: the shipped base model (``pycemaker pretrain``) zero-shot, its band calibrated on this service.
+- :func:`build_finetuned`: the base model fine-tuned on this service's windows, then as the LSTM.
 
 Nothing here touches the registry: ``training/pipeline.py`` judges and registers.
 """
@@ -15,7 +17,7 @@ import datetime as dt
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -182,10 +184,7 @@ def build_lstm(
     stop: threading.Event | None = None,
 ) -> Candidate:
     """Fit the LSTM on the plan's blocks, calibrate its health band on the validation windows, score, export and card it."""
-    import torch
-
     from training.data import window_data
-    from training.export import export_and_verify
     from training.fit import StopWhenSet, fit
 
     began = time.perf_counter()
@@ -195,6 +194,129 @@ def build_lstm(
     fitted = fit(windows, tuple(settings.quantiles), config, progress_bar=progress_bar, callbacks=extra)
     if stop is not None and stop.is_set():
         raise RunStopped("stopped while fitting")
+    return _learned("lstm", fitted, windows, data, settings, config, workdir, began)
+
+
+def build_base(data: RunData, settings: Settings, workdir: Path) -> Candidate:
+    """The shipped base model zero-shot (``Settings.base_models_dir``): its ONNX graph as it is, its health band
+    calibrated split-conformally on this service's fit block, scored on the same windows as every candidate."""
+    from forecasting.forecaster import OnnxForecaster
+
+    began = time.perf_counter()
+    base_dir = Path(settings.base_models_dir)
+    version = _base_version(base_dir)
+    runner = OnnxForecaster(base_dir, version, settings)
+    base_card = runner.card
+    _check_base_applies(base_card, data, settings)
+    L, H, quantiles = base_card.input_steps, base_card.horizon_steps, tuple(settings.quantiles)
+    features = feature_matrix(data.frame, runner.scaling)
+
+    def validate(origins: np.ndarray, source: str | None = None, offsets: np.ndarray | None = None) -> scoring.Validation | None:
+        origins = origins[origins >= L]
+        if not len(origins):
+            return None
+        scaled = np.concatenate([runner.predict_scaled(_windows(features, origins[i : i + 512], L))
+                                 for i in range(0, len(origins), 512)])
+        return scoring.validate(scaled, data.values, origins, runner.scaling, quantiles, L, settings,
+                                health_source=source, health_offsets=offsets)
+
+    # Split conformal on the service's own minutes before the test block: the validation windows, else the fit block's.
+    calibrating = data.plan.validation if len(data.plan.validation) else in_sample_origins(data, L)
+    raw = validate(calibrating)
+    offsets, entry, chooser = calibration.from_card(base_card.calibration), dict(base_card.calibration), None
+    if raw is not None:
+        offsets = calibration.conformal_offsets(raw.health(), raw.actual[:, :, HEALTH], quantiles)
+        entry = calibration.to_card(offsets, len(raw.origins))
+        chooser = validate(calibrating, raw.health_source, offsets)
+    source = chooser.health_source if chooser is not None else base_card.health_source
+    test = validate(data.plan.test, source, offsets)
+    in_sample = None if test is not None else validate(in_sample_origins(data, L), source, offsets)
+    onnx = {**base_card.onnx, "copied_from": f"{base_dir.name}/{version}"}
+    report = ExportReport(int(onnx.get("opset", 0)), float(onnx.get("parity_max_abs_diff", float("nan"))),
+                          int(onnx.get("parity_windows", 0)), int(onnx.get("size_bytes", 0)), str(onnx.get("exporter", "")))
+    card = _card(
+        "base", settings, data, L, H, source, entry,
+        metrics={**(chooser.metrics if chooser is not None else {}), "test": test.metrics if test is not None else {},
+                 "pretrained_calibration": base_card.calibration},
+        training={"seconds": round(time.perf_counter() - began, 2), "zero_shot": True, "base_version": version,
+                  "pretrain": base_card.training.get("pretrain"), "network": base_card.training.get("network")},
+        onnx=onnx, scaling=runner.scaling,
+    )
+    return Candidate("base", registry.model_path(base_dir, version), card, report, test, in_sample, chooser)
+
+
+def build_finetuned(
+    data: RunData,
+    settings: Settings,
+    config,
+    workdir: Path,
+    *,
+    progress_bar: bool = True,
+    stop: threading.Event | None = None,
+) -> Candidate:
+    """The base model fine-tuned on this service's windows (its weights, its scaling; at most
+    ``Settings.finetune_epochs`` epochs), then calibrated, scored and exported like the LSTM."""
+    from training.base_network import BaseLSTM
+    from training.data import window_data
+    from training.fit import StopWhenSet, fit
+    from training.pretrain import load_base_dir
+
+    began = time.perf_counter()
+    if config.distributed:  # the other processes of a DDP run fit the LSTM alone (training/pipeline.py)
+        raise CandidateSkipped("fine-tuning runs on one device; this run is distributed (DDP)")
+    _base_version(Path(settings.base_models_dir))
+    base = load_base_dir(Path(settings.base_models_dir))
+    _check_base_applies(base.card, data, settings, same_window=True)
+    net = base.card.training["network"]
+    tuned = replace(config, hidden_size=net["hidden_size"], num_layers=net["num_layers"], n_harmonics=net["n_harmonics"],
+                    health_weight=net["health_weight"], learning_rate=FINETUNE_LEARNING_RATE,
+                    max_epochs=max(1, min(config.max_epochs, settings.finetune_epochs)), patience=min(config.patience, 2))
+    windows = window_data(data.frame, settings, tuned, scaling=Scaling.from_dict(base.card.scaling))
+    windows.setup("fit")
+    extra = [StopWhenSet(stop)] if stop is not None else []
+    fitted = fit(windows, tuple(settings.quantiles), tuned, progress_bar=progress_bar, callbacks=extra, network=BaseLSTM,
+                 initial_state=base.network().state_dict())
+    if stop is not None and stop.is_set():
+        raise RunStopped("stopped while fine-tuning")
+    return _learned("finetuned", fitted, windows, data, settings, tuned, workdir, began, {"base_version": base.card.version})
+
+
+#: Fine-tuning steps more gently than a fit from scratch (FitConfig.learning_rate): the base weights are a good start.
+FINETUNE_LEARNING_RATE = 1e-3
+
+
+class CandidateSkipped(RuntimeError):
+    """A kind that does not apply to this run (no base model, other steps): recorded as skipped, never a failure."""
+
+
+def _base_version(base_dir: Path) -> str:
+    version = registry.current_or_newest(base_dir)
+    if version is None:
+        raise CandidateSkipped(f"no base model in {base_dir} (base_models_dir; `pycemaker pretrain` builds one)")
+    return version
+
+
+def _check_base_applies(card: registry.ModelCard, data: RunData, settings: Settings, same_window: bool = False) -> None:
+    """CandidateSkipped unless the base model reads and writes this run's inputs (a stream subset is fine: masked)."""
+    if list(card.features) != list(FEATURES) or list(card.targets) != list(TARGETS):
+        raise CandidateSkipped("the base model's card lists other input features or targets than this trainer builds")
+    if card.step_minutes != data.step_minutes:
+        raise CandidateSkipped(f"the base model forecasts {card.step_minutes}-minute steps; this data has "
+                               f"{data.step_minutes}-minute steps")
+    if tuple(card.quantiles) != tuple(settings.quantiles):
+        raise CandidateSkipped(f"the base model's quantiles {card.quantiles} are not the settings' {list(settings.quantiles)}")
+    if same_window and (card.input_minutes, card.horizon_minutes) != (settings.input_minutes, settings.horizon_minutes):
+        raise CandidateSkipped(f"the base model reads {card.input_minutes} and forecasts {card.horizon_minutes} minutes; "
+                               f"the settings ask {settings.input_minutes} and {settings.horizon_minutes}")
+
+
+def _learned(kind: str, fitted, windows, data: RunData, settings: Settings, config, workdir: Path, began: float,
+             extra_training: dict | None = None) -> Candidate:
+    """A fitted network (the LSTM, the fine-tuned base): health band calibrated on the validation windows, scored on the
+    test windows, exported with its parity check and carded."""
+    import torch
+
+    from training.export import export_and_verify
 
     def predict(part) -> np.ndarray:
         with torch.no_grad():
@@ -212,11 +334,11 @@ def build_lstm(
     # ... and the held-back test windows, where no choice was made, judge it (training/selection.py).
     test = validate(test_scaled, windows.test, raw.health_source, offsets)
     scored = time.perf_counter()
-    onnx_path = workdir / "lstm.onnx"
+    onnx_path = workdir / f"{kind}.onnx"
     report = export_and_verify(fitted.model, onnx_path, windows.test.inputs, windows.horizon_minutes, len(TARGETS),
                                len(settings.quantiles), threads=settings.onnx_threads)
     card = _card(
-        "lstm", settings, data, windows.input_minutes, windows.horizon_minutes, validation.health_source,
+        kind, settings, data, windows.input_minutes, windows.horizon_minutes, validation.health_source,
         calibration.to_card(offsets, len(windows.validation)),
         metrics={
             **validation.metrics,
@@ -239,14 +361,16 @@ def build_lstm(
             "world_size": fitted.world_size,
             "precision": fitted.precision,
             "config": config.to_dict(),
+            **(extra_training or {}),
         },
         onnx=report.to_dict(),
+        scaling=windows.scaling,
     )
-    return Candidate("lstm", onnx_path, card, report, test, validation=validation, fit=fitted, windows=windows)
+    return Candidate(kind, onnx_path, card, report, test, validation=validation, fit=fitted, windows=windows)
 
 
 def _card(kind: str, settings: Settings, data: RunData, input_steps: int, horizon_steps: int, health_source: str,
-          calibration_entry: dict, *, metrics: dict, training: dict, onnx: dict) -> registry.ModelCard:
+          calibration_entry: dict, *, metrics: dict, training: dict, onnx: dict, scaling: Scaling | None = None) -> registry.ModelCard:
     return registry.ModelCard(
         version=registry.new_version(suffix=f"{kind}-{secrets.token_hex(3)}"),
         created_at=dt.datetime.now(UTC).isoformat(timespec="seconds"),
@@ -259,7 +383,7 @@ def _card(kind: str, settings: Settings, data: RunData, input_steps: int, horizo
         quantiles=list(settings.quantiles),
         features=list(FEATURES),
         targets=list(TARGETS),
-        scaling=data.scaling.to_dict(),
+        scaling=(scaling or data.scaling).to_dict(),
         health_source=health_source,
         data_range=data.data_range(input_steps),
         calibration=calibration_entry,
@@ -269,5 +393,6 @@ def _card(kind: str, settings: Settings, data: RunData, input_steps: int, horizo
     )
 
 
-__all__ = ["RunData", "RunStopped", "Candidate", "run_data", "build_baseline", "build_lstm", "baseline_input_steps",
+__all__ = ["RunData", "RunStopped", "CandidateSkipped", "Candidate", "run_data", "build_baseline", "build_lstm", "build_base",
+           "build_finetuned", "baseline_input_steps",
            "in_sample_origins"]

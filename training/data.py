@@ -13,7 +13,7 @@ from telemetry import frames, store
 from telemetry.catalogue import STREAMS
 from telemetry.health import floor_step
 from telemetry.settings import Settings
-from forecasting.windows import split_origins
+from forecasting.windows import Scaling, split_origins
 from training.datamodule import FRACTIONS, NotEnoughData, WindowDataModule, minimum_minutes
 from training.fit import FitConfig
 
@@ -72,11 +72,11 @@ def steps(minutes: int, step_minutes: int) -> int:
     return max(1, minutes // step_minutes)
 
 
-def window_data(frame: pd.DataFrame, settings: Settings, config: FitConfig) -> WindowDataModule:
+def window_data(frame: pd.DataFrame, settings: Settings, config: FitConfig, scaling: Scaling | None = None) -> WindowDataModule:
     step = frame_step_minutes(frame)
     return WindowDataModule(
         frame, steps(settings.input_minutes, step), steps(settings.horizon_minutes, step),
-        batch_size=config.batch_size, train_stride=config.train_stride, seed=config.seed,
+        batch_size=config.batch_size, train_stride=config.train_stride, seed=config.seed, scaling=scaling,
     )
 
 

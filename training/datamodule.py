@@ -60,7 +60,9 @@ class WindowDataModule(L.LightningDataModule):
         train_stride: int = 1,
         fractions: tuple[float, float, float] = FRACTIONS,
         seed: int = 7,
+        scaling: Scaling | None = None,
     ):
+        """``scaling``: a fixed one (the base model's, when fine-tuning it); None: fitted on the training minutes."""
         super().__init__()
         self.frame = frame
         self.input_minutes = input_minutes
@@ -69,7 +71,7 @@ class WindowDataModule(L.LightningDataModule):
         self.train_stride = max(1, int(train_stride))
         self.fractions = fractions
         self.seed = seed
-        self.scaling: Scaling | None = None
+        self.scaling: Scaling | None = scaling
         self.split: Split | None = None
         self.train: WindowSet | None = None
         self.validation: WindowSet | None = None
@@ -98,7 +100,8 @@ class WindowDataModule(L.LightningDataModule):
         self.values = target_values(self.frame)
         # Scaling sees only the minutes the training windows cover (never validation or test).
         first, last = split.train[0] - self.input_minutes, split.train[-1] + self.horizon_minutes
-        self.scaling = Scaling.fit(self.values[first:last])
+        if self.scaling is None:
+            self.scaling = Scaling.fit(self.values[first:last])
         features = feature_matrix(self.frame, self.scaling)
         scaled_targets = self.scaling.transform(self.values)
         self.split = split

@@ -161,9 +161,11 @@ def fit(
     progress_bar: bool = True,
     callbacks: list[Callback] | None = None,
     network: type[QuantileLSTM] = QuantileLSTM,
+    initial_state: dict[str, torch.Tensor] | None = None,
 ) -> FitResult:
     """Train a :class:`QuantileLSTM` (or a subclass, ``network``) on ``data``; returns the best epoch's model,
-    on CPU in float32. ``data``: any Lightning data module with the sizes of :class:`WindowDataModule`."""
+    on CPU in float32. ``data``: any Lightning data module with the sizes of :class:`WindowDataModule`.
+    ``initial_state``: weights to start from (fine-tuning the base model); the config's sizes must match them."""
     _quiet_lightning()
     L.seed_everything(config.seed, workers=True, verbose=False)
     data.setup("fit")
@@ -184,6 +186,8 @@ def fit(
         health_weight=config.health_weight,
         n_harmonics=config.n_harmonics,
     )
+    if initial_state is not None:
+        model.load_state_dict(initial_state)
     timer = EpochTimer()
     stopper = EarlyStopping(monitor="val_loss", patience=config.patience, mode="min")
     began = time.perf_counter()

@@ -35,7 +35,8 @@ from forecasting import metrics, registry, training_runs
 from forecasting.contract import HEALTH, TARGETS, median_index
 from telemetry.settings import Settings
 from training import scoring, selection
-from training.candidates import Candidate, RunData, RunStopped, build_baseline, build_lstm, run_data
+from training.candidates import (Candidate, CandidateSkipped, RunData, RunStopped, build_base, build_baseline, build_finetuned,
+                                 build_lstm, run_data)
 from training.data import connect_store, load_training_frame, window_data
 from training.datamodule import NotEnoughData
 from training.distributed import DATA_END_ENV, DistributedSetupError, launched_from_outside, pin_data_end, pinned_data_end, process_is_rank_zero
@@ -168,6 +169,15 @@ def _run(settings, db, days, end, config, trigger, progress_bar, stop) -> RunRes
                      outcome.metrics)
 
 
+def train_frame(frame, settings: Settings, config: FitConfig, run_id: str = "in-memory") -> dict[str, Any]:
+    """One run on a frame held in memory (no store, no lock, no ``training_runs`` record), into ``settings.models_dir``;
+    returns its summary (``selection``-style: plan, candidates with versions and verdicts, promoted). For evaluations."""
+    data = run_data(frame, settings)
+    with tempfile.TemporaryDirectory(prefix="pycemaker-train-") as workdir:
+        outcome = _Run(settings, data, Path(workdir), run_id, []).execute(config, False, None)
+    return {**outcome.metrics, "version": outcome.version}
+
+
 def _existing(settings: Settings, versions: list[str]) -> list[str]:
     return [v for v in versions if (settings.models_dir / v).is_dir()]
 
@@ -196,23 +206,29 @@ class _Run:
     def execute(self, config: FitConfig, progress_bar: bool, stop: threading.Event | None) -> _Outcome:
         kinds = self.settings.candidate_kinds
         began = time.perf_counter()
-        for kind in (k for k in kinds if k != "lstm"):
-            self._build(kind, lambda k=kind: build_baseline(k, self.data, self.settings, self.workdir))
+        for kind in (k for k in kinds if k not in selection.LEARNED_KINDS):
+            if kind == "base":
+                self._build(kind, lambda: build_base(self.data, self.settings, self.workdir))
+            else:
+                self._build(kind, lambda k=kind: build_baseline(k, self.data, self.settings, self.workdir))
         _check(stop)
         champion = registry.current_version(self.settings.models_dir)
-        train_lstm = "lstm" in kinds and self.data.plan.lstm
-        if champion is None and self.candidates and train_lstm:
-            # A new service gets a model now, not after the LSTM: the best baseline serves meanwhile.
+        learned = [k for k in kinds if k in selection.LEARNED_KINDS]
+        train_learned = bool(learned) and self.data.plan.lstm
+        if champion is None and self.candidates and train_learned:
+            # A new service gets a model now, not after the LSTM: the best baseline (or the base model) serves meanwhile.
             interim = self._judge(None)
             if interim.winner is not None:
                 self._register(interim, interim_note=" (interim, while the LSTM trains)")
                 champion = self.promoted
-        if train_lstm:
-            self._build("lstm", lambda: build_lstm(self.data, self.settings, config, self.workdir,
-                                                   progress_bar=progress_bar, stop=stop))
-        elif "lstm" in kinds:
-            self.failed.append({"kind": "lstm", "verdict": "skipped", "error": f"{self.data.plan.rows} minutes of history; "
-                                                         f"the LSTM's split needs {self._lstm_minimum()}"})
+        builders = {"finetuned": build_finetuned, "lstm": build_lstm}
+        for kind in learned:
+            if train_learned:
+                self._build(kind, lambda b=builders[kind]: b(self.data, self.settings, config, self.workdir,
+                                                             progress_bar=progress_bar, stop=stop))
+            else:
+                self.failed.append({"kind": kind, "verdict": "skipped", "error": f"{self.data.plan.rows} minutes of history; "
+                                                             f"the LSTM's split needs {self._lstm_minimum()}"})
         _check(stop)
         fitted = time.perf_counter()
         if not self.candidates:
@@ -239,6 +255,9 @@ class _Run:
             self.candidates.append(build())
         except (RunStopped, NotEnoughData):
             raise
+        except CandidateSkipped as exc:
+            log.info("candidate %s skipped: %s", kind, exc)
+            self.failed.append({"kind": kind, "verdict": "skipped", "error": str(exc)})
         except Exception as exc:  # one kind failing never stops the others: the service still gets a model
             log.exception("candidate %s failed", kind)
             self.failed.append({"kind": kind, "verdict": "failed", "error": f"{type(exc).__name__}: {exc}"})
@@ -335,7 +354,8 @@ class _Run:
         winner = judged.winner
         for c in self.candidates:
             entry = verdicts.get(c.card.version)
-            if entry is None or (winner is not None and entry is winner) or c.card.version == self.promoted:
+            # The interim winner stays promoted only while it keeps serving; replaced in the same run, it is marked so.
+            if entry is None or (winner is not None and entry is winner) or (winner is None and c.card.version == self.promoted):
                 continue
             registry.reject(models, c.card.version, f"{entry.verdict}: {entry.why}")
         if winner is not None and winner.version != registry.current_version(models):

@@ -12,7 +12,8 @@
    serving can run it as any version) and ``weights.pt`` (the state dict fine-tuning starts from),
    and the run's figures to ``bench/results/pretrain.json`` (one entry per device kind).
 
-:func:`load_base` finds the newest base model. Champion/challenger selection does not use it yet.
+:func:`load_base` finds the newest base model; every training run scores it zero-shot and fine-tuned
+(``training/candidates.py``: the kinds ``base`` and ``finetuned``).
 """
 
 from __future__ import annotations
@@ -109,15 +110,16 @@ class BaseModel:
 
 def load_base(models_root: Path) -> BaseModel | None:
     """The base model in ``models_root/base``: the one ``current`` names, else the newest; None if there is none."""
-    base = Path(models_root) / BASE_DIR
-    version = registry.current_version(base)
+    return load_base_dir(Path(models_root) / BASE_DIR)
+
+
+def load_base_dir(base: Path) -> BaseModel | None:
+    """The base model in ``base`` (``Settings.base_models_dir``): its current one, else the newest; None if none."""
+    version = registry.current_or_newest(Path(base))
     if version is None:
-        cards = registry.list_versions(base)
-        if not cards:
-            return None
-        version = cards[-1].version
-    card = registry.read_card(base, version)
-    model = BaseModel(base / version, card)
+        return None
+    card = registry.read_card(Path(base), version)
+    model = BaseModel(Path(base) / version, card)
     for path in (model.onnx_path, model.weights_path):
         if not path.is_file():
             raise registry.RegistryError(f"base model {version} has no {path.name}")
@@ -332,4 +334,4 @@ def write_results(path: Path, run: dict[str, Any]) -> None:
     path.write_text(json.dumps(registry.json_safe(results), indent=2) + "\n")
 
 
-__all__ = ["BaseModel", "PretrainConfig", "app_frame", "device_name", "load_base", "pretrain", "write_results"]
+__all__ = ["BaseModel", "PretrainConfig", "app_frame", "device_name", "load_base", "load_base_dir", "pretrain", "write_results"]

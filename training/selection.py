@@ -1,7 +1,7 @@
 """Champion and challengers: which model of a run serves, judged on the held-back windows.
 
-Every training run fits every candidate kind (the baselines of :mod:`forecasting.linear` and the
-LSTM) on the same data, and scores them all, and the current model (the champion), on the same
+Every training run fits every candidate kind (the baselines of :mod:`forecasting.linear`, the
+pretrained base model zero-shot and fine-tuned, and the LSTM) on the same data, and scores them all, and the current model (the champion), on the same
 held-back test windows and the same minutes (:func:`score`):
 
 - **accuracy**: health RMSE over the first ``gate_horizon_minutes`` (G) of each window;
@@ -11,8 +11,8 @@ held-back test windows and the same minutes (:func:`score`):
 
 **Gates** (:func:`gate_failures`): a candidate is eligible when its ONNX graph matches its reference
 (parity), it was scored on held-back windows, its band's coverage is within ``gate_coverage``, and,
-for a learned model (the LSTM), its RMSE is at most ``gate_naive_ratio`` x the run's seasonal
-naive's: a model that is not better than repeating the last season does not serve. A band outside
+for a learned model (the LSTM, the fine-tuned base model) and the base model zero-shot, its RMSE is at
+most ``gate_naive_ratio`` x the run's seasonal naive's: a model that is not better than repeating the last season does not serve. A band outside
 the range still passes when the champion's is no better calibrated on the same windows (a
 miscalibrated champion must not lock out every successor).
 
@@ -48,10 +48,12 @@ from telemetry.settings import Settings
 #: Lower by more than this counts as better: the same model scored from torch and from onnxruntime
 #: differs by float noise (~1e-7).
 RMSE_MARGIN = 1e-6
-#: Learned kinds are held to the seasonal-naive gate; baselines are the reference.
-LEARNED_KINDS = frozenset({"lstm"})
+#: Kinds fitted by gradient descent on the service's windows (they need the LSTM's split of the history).
+LEARNED_KINDS = frozenset({"finetuned", "lstm"})
+#: Held to the seasonal-naive gate: the learned kinds and the base model zero-shot; baselines are the reference.
+NAIVE_GATED_KINDS = LEARNED_KINDS | {"base"}
 #: Ties (and runs with nothing to score) go to the simplest kind.
-PREFERENCE = ("seasonal_naive", "ets", "lstm")
+PREFERENCE = ("seasonal_naive", "ets", "base", "finetuned", "lstm")
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,7 @@ def gate_failures(entry: Entry, naive_rmse: float | None, settings: Settings, ch
     low, high = settings.gate_coverage
     if not (math.isfinite(s.coverage) and low <= s.coverage <= high) and not _calibrated_as_well(s, champion, settings):
         out.append(f"P10-P90 coverage {s.coverage:.1%} is outside {low:.0%}-{high:.0%}")
-    if entry.kind in LEARNED_KINDS and naive_rmse is not None and math.isfinite(naive_rmse) and naive_rmse > 0:
+    if entry.kind in NAIVE_GATED_KINDS and naive_rmse is not None and math.isfinite(naive_rmse) and naive_rmse > 0:
         ratio = s.health_rmse / naive_rmse
         if ratio > settings.gate_naive_ratio:
             out.append(f"{s.horizon_minutes}-min health RMSE {s.health_rmse:.4f} is {ratio:.2f} x seasonal naive's "

@@ -107,7 +107,7 @@ def test_a_promoted_model_is_picked_up_under_load_and_a_bad_one_never_replaces_t
 def test_the_watcher_retries_a_repaired_model_and_logs_a_problem_once(tmp_path, caplog):
     from telemetry.settings import Settings
 
-    settings = Settings(models_dir=tmp_path / "models")
+    settings = Settings(models_dir=tmp_path / "models", base_models_dir=tmp_path / "no-base")  # no zero-shot fallback
     watcher = ModelWatcher(settings)
     assert watcher.poll() is False and watcher.state.version is None and watcher.state.problem is None
 

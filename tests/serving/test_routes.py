@@ -161,8 +161,9 @@ def test_forecast_errors(scenario_settings, make_app):
     assert _get(client, "/api/v1/forecast?horizon=0", status=422)["errors"]["query"]["horizon"]
 
 
-def test_forecast_without_a_model_is_503_with_a_reason(scenario_settings, make_app):
-    response = make_app(scenario_settings, Clock(at("21:02:20"))).test_client().get("/api/v1/forecast")
+def test_forecast_without_a_model_is_503_with_a_reason(scenario_settings, make_app, tmp_path):
+    settings = dataclasses.replace(scenario_settings, base_models_dir=tmp_path / "no-base")  # no base model to fall back on
+    response = make_app(settings, Clock(at("21:02:20"))).test_client().get("/api/v1/forecast")
     assert response.status_code == 503 and response.headers["Retry-After"] == "30"
     assert "no model" in response.get_json()["message"]
 
@@ -275,8 +276,9 @@ def test_compat_current_health_and_predicted_data_in_total_seconds(scenario_sett
     assert short["predicted_remaining_time"] == 0  # 0 = no failure predicted within the hour
 
 
-def test_compat_remaining_time_while_failing_and_without_a_model(scenario_settings, make_app):
-    client = make_app(scenario_settings, Clock(at("19:30:30"))).test_client()
+def test_compat_remaining_time_while_failing_and_without_a_model(scenario_settings, make_app, tmp_path):
+    settings = dataclasses.replace(scenario_settings, base_models_dir=tmp_path / "no-base")  # no base model to fall back on
+    client = make_app(settings, Clock(at("19:30:30"))).test_client()
     body = _get(client, "/current_health/3")
     assert body["predicted_current_health"] is None and body["predicted_remaining_time"] == 1  # failing, no model
     assert client.get("/predicted_data/3").status_code == 503

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 
@@ -129,9 +130,10 @@ def test_stale_data_makes_the_status_unknown(scenario, scenario_settings, make_a
     assert "stale data" in body["detail"]
 
 
-def test_without_a_model_current_health_is_known_and_the_forecast_is_not(scenario, scenario_settings, make_app):
+def test_without_a_model_current_health_is_known_and_the_forecast_is_not(scenario, scenario_settings, make_app, tmp_path):
     now = at("21:02:20")
-    client = make_app(scenario_settings, Clock(now)).test_client()
+    settings = dataclasses.replace(scenario_settings, base_models_dir=tmp_path / "no-base")  # no base model to fall back on
+    client = make_app(settings, Clock(now)).test_client()
     body = _status(client)
     assert (body["state"], body["reason"]) == ("unknown", "no_model")
     minute = pd.Timestamp(now).floor("1min")

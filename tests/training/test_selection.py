@@ -56,6 +56,27 @@ def test_a_worse_lstm_never_replaces_a_better_baseline_and_a_better_one_does():
     assert selection.choose([better], baseline, SETTINGS, naive_rmse=0.04).winner is better
 
 
+def test_the_base_model_zero_shot_and_fine_tuned_are_held_to_the_seasonal_naive_gate_like_the_lstm():
+    naive, ets = entry("seasonal_naive", 0.04), entry("ets", 0.05)
+    base, tuned = entry("base", 0.045), entry("finetuned", 0.046)
+    chosen = selection.choose([naive, ets, base, tuned], None, SETTINGS, naive_rmse=0.04)
+    assert chosen.winner is naive
+    assert "1.12 x seasonal naive's" in base.why and "1.15 x seasonal naive's" in tuned.why and not ets.gate_failures
+    better = entry("finetuned", 0.03)
+    assert selection.choose([naive, entry("base", 0.035), better], None, SETTINGS, naive_rmse=0.04).winner is better
+
+
+def test_a_base_model_that_is_the_only_candidate_serves_an_empty_registry_even_when_refused():
+    base = entry("base", 0.05)
+    chosen = selection.choose([base], None, SETTINGS, naive_rmse=0.04)
+    assert chosen.winner is base and "no candidate passed every gate" in chosen.reason
+
+
+def test_ties_go_to_the_simplest_kind_the_base_model_before_the_learned_ones():
+    tied = [entry("lstm", 0.03, version="a"), entry("finetuned", 0.03, version="b"), entry("base", 0.03, version="c")]
+    assert selection.choose(tied, None, SETTINGS, naive_rmse=0.04).winner.kind == "base"
+
+
 @pytest.mark.parametrize("coverage", [0.6, 0.95])
 def test_a_band_that_is_too_narrow_or_too_wide_is_refused(coverage):
     wrong = entry("ets", 0.01, coverage=coverage)

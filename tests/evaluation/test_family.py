@@ -1,0 +1,54 @@
+"""Unseen family profiles (evaluation/family.py): the next day's scores, on known numbers and on one real run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evaluation import family
+from telemetry.app_family import held_out_profiles
+from telemetry.settings import Settings
+
+
+def test_a_perfect_forecast_has_mase_zero_and_seasonal_naive_is_the_unit():
+    times = pd.date_range("2026-06-01", periods=600, freq="1min", tz="UTC")
+    health = 0.9 + 0.05 * np.sin(np.arange(600) / 30.0)
+    frame = pd.DataFrame({"health": health}, index=times)
+    for name in ("cpu", "memory", "req_success", "req_fail", "response_time"):
+        frame[name] = 1.0
+    origins = np.arange(200, 500)
+    perfect = np.stack([health[o : o + 60] for o in origins])[:, :, None].repeat(3, axis=2)
+    shifted = np.stack([health[o - 60 : o] for o in origins])
+    scores = family.score_day(perfect, shifted, frame, origins, [], (0.1, 0.5, 0.9), Settings())
+    assert scores["mase_60"] == pytest.approx(0.0, abs=1e-9) and scores["seasonal_naive_mae_60"] > 0
+    assert scores["windows"] == 300 and scores["false_alarms"] == 0 and scores["episodes"] == 0
+    same = family.score_day(shifted[:, :, None].repeat(3, axis=2), shifted, frame, origins, [], (0.1, 0.5, 0.9), Settings())
+    assert same["mase_60"] == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_one_unseen_app_with_a_day_of_history_scores_every_kind_the_run_fitted(tmp_path):
+    pytest.importorskip("torch")
+    from training.fit import FitConfig
+    from training.pipeline import train_frame
+
+    def train(frame, settings):
+        return train_frame(frame, dataclasses.replace(settings, candidate_kinds=("seasonal_naive", "ets", "base", "lstm")),
+                           FitConfig(max_epochs=1))
+
+    profile = held_out_profiles(1)[0]
+    row = family.evaluate_app(profile, 1.0, Settings(), train, run_seed=3)
+    methods = row["methods"]
+    assert methods["lstm"] is None and methods["finetuned"] is None  # one day: no LSTM split
+    assert "lstm" in row["run"]["skipped"]
+    assert methods["seasonal_naive"]["mase_60"] == pytest.approx(1.0)
+    for name in ("base", "ets", "served"):
+        assert np.isfinite(methods[name]["mase_60"]) and methods[name]["windows"] == 1440
+    assert row["run"]["promoted_kind"] in ("seasonal_naive", "ets", "base")
+    summary = family.summarise([row])
+    assert summary["1"]["base"]["median_mase_60"] == pytest.approx(methods["base"]["mase_60"])
+    json.dumps(summary)
