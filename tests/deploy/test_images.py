@@ -48,7 +48,8 @@ def test_hadolint_finds_nothing(dockerfile):
 
 def test_the_serving_image_copies_and_installs_no_training_side():
     assert copied_sources(SERVE) == [
-        "requirements-telemetry.txt", "requirements-serve.txt", "pyproject.toml", "README.md", "pycemaker", "telemetry", "forecasting", "serving"
+        "requirements-telemetry.txt", "requirements-serve.txt", "pyproject.toml", "README.md", "pycemaker", "telemetry", "forecasting", "serving",
+        "models/base",
     ]
     runs = [args for op, args in instructions(SERVE) if op == "RUN"]
     installs = [found.strip() for run in runs for found in re.findall(r"pip install ([^&;]*)", run)]
@@ -111,7 +112,7 @@ def test_the_serving_image_runs_as_a_non_root_user_with_a_readiness_healthcheck(
     assert user and not user[-1].startswith(("root", "0")), user
     health = next(args for op, args in ops if op == "HEALTHCHECK")
     assert "/readyz" in health and "PYCEMAKER_PORT" in health
-    for setting in ("PYCEMAKER_HOST=0.0.0.0", "PYCEMAKER_MODELS_DIR=/data/models",
+    for setting in ("PYCEMAKER_HOST=0.0.0.0", "PYCEMAKER_MODELS_DIR=/data/models", "PYCEMAKER_BASE_MODELS_DIR=/app/models/base",
                     "PYCEMAKER_COLLECTOR_SPILL_PATH=/data/spill/collector.jsonl", "PROMETHEUS_MULTIPROC_DIR="):
         assert setting in env, setting
     # The directories the non-root user writes are created and handed to it before USER.
@@ -130,7 +131,7 @@ def test_the_training_image_installs_the_variant_s_torch_before_the_requirements
     torch_step = next(i for i, r in enumerate(runs) if "download.pytorch.org/whl/cpu" in r)
     assert "download.pytorch.org/whl/${CUDA_TAG}" in runs[torch_step]
     assert next(i for i, r in enumerate(runs) if "-r requirements-train.txt" in r) > torch_step
-    assert copied_sources(TRAIN)[-4:] == ["pycemaker", "telemetry", "forecasting", "training"]
+    assert copied_sources(TRAIN)[-5:] == ["pycemaker", "telemetry", "forecasting", "training", "models/base"]
     assert "serving" not in copied_sources(TRAIN)
     user = [a for op, a in ops if op == "USER"]
     assert user and not user[-1].startswith(("root", "0"))
