@@ -64,9 +64,11 @@ audit: $(STAMP)
 	$(PY) -m pip_audit -r requirements-serve.txt -r requirements-train.txt
 
 ## evaluate: backtests against baselines, time-to-failure scoring and the NAB runs; rewrites docs/evaluation.md
-## (about 5 min on 2 cores; trains a model first if the registry has none).
+## (about 13 min on 2 cores; trains a model first if the registry has none), then apps the base model never saw
+## (docs/evaluation-family.md, about 8 min).
 evaluate: $(STAMP)
 	$(PY) scripts/evaluate.py $(EVALUATE_ARGS)
+	$(VENV)/bin/pycemaker evaluate-family
 
 ## images: build the serving and training images (needs a Docker engine; not run in CI).
 images:

@@ -22,11 +22,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="wall-clock limit of each fit, from scratch and fine-tuning (default 30 s: the whole run stays near 10 min on 2 cores)")
     p.add_argument("--max-epochs", type=int, default=30, help="the LSTM's epoch limit (fine-tuning: finetune_epochs)")
     p.add_argument("--out", default="bench/results/family_eval.json", help="JSON written (default bench/results/family_eval.json)")
+    p.add_argument("--doc", default="docs/evaluation-family.md", help="the page written from it (default docs/evaluation-family.md; '' for none)")
+    p.add_argument("--render-only", action="store_true", help="rewrite --doc from the existing --out JSON, running nothing")
     p.set_defaults(handler=run_family_eval)
 
 
 def run_family_eval(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
     from evaluation import family
+
+    if args.render_only:
+        _document(json.loads(Path(args.out).read_text()), args)
+        return 0
     from training.fit import FitConfig
     from training.pipeline import train_frame
 
@@ -38,4 +46,16 @@ def run_family_eval(args: argparse.Namespace, settings: Settings) -> int:
         cells = ", ".join(f"{m} {v['median_mase_60']:.2f}" for m, v in methods.items() if v and v.get("median_mase_60") is not None)
         print(f"{days} day(s) of history: 60-min MASE vs seasonal naive (median over apps): {cells}")
     print(f"wrote {args.out} in {result['seconds']:.0f} s")
+    _document(result, args)
     return 0
+
+
+def _document(result: dict, args: argparse.Namespace) -> None:
+    import os
+
+    from evaluation import family_document
+
+    if args.doc:
+        doc = Path(args.doc)
+        family_document.write(result, doc, os.path.relpath(args.out, doc.parent))
+        print(f"wrote {doc}")

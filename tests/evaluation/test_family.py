@@ -52,3 +52,17 @@ def test_one_unseen_app_with_a_day_of_history_scores_every_kind_the_run_fitted(t
     summary = family.summarise([row])
     assert summary["1"]["base"]["median_mase_60"] == pytest.approx(methods["base"]["mase_60"])
     json.dumps(summary)
+
+
+def test_the_family_page_is_what_its_json_renders():
+    """docs/evaluation-family.md holds exactly what `pycemaker evaluate-family --render-only` writes from the JSON."""
+    import json
+
+    from evaluation import family_document
+    from tests.conftest import REPO
+
+    result = json.loads((REPO / "bench/results/family_eval.json").read_text())
+    page = (REPO / "docs/evaluation-family.md").read_text()
+    assert page == family_document.render(result, "../bench/results/family_eval.json")
+    served_one_day = result["summary"]["1"]["served"]["median_mase_60"]
+    assert f"| served 60-min MASE <= 0.8 x seasonal naive's, 1 day of history | {served_one_day:.2f} |" in page
