@@ -25,6 +25,7 @@ from typing import Callable
 from pymongo.database import Database
 
 from serving.minute_cache import MinuteCache
+from serving.periodic import Periodic
 from serving.model_watcher import ModelWatcher
 from serving.service_directory import ServiceData, ServiceDirectory
 from serving.status import FAILING_NOW, FAILURE_PREDICTED, NO_FAILURE, Status
@@ -66,8 +67,7 @@ class Fleet:
         self.on_round = on_round
         self._lock = threading.Lock()
         self._statuses: OrderedDict[str, StatusService] = OrderedDict()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._refresher = Periodic("fleet-refresh", self._round, lambda: self.ttl_s)
         #: Seconds the last background round took to bring every service's status up to date.
         self.last_round_s: float | None = None
 
@@ -119,7 +119,7 @@ class Fleet:
         began = time.perf_counter()
         names = list(self.directory.services(max_age_s=self.directory.refresh_s))
         for name in names:
-            if self._stop.is_set():
+            if self._refresher.stopping:
                 break
             status = self.status(name)
             if status is self.default and self.default.background:
@@ -142,27 +142,17 @@ class Fleet:
         return sorted(rows, key=lambda row: fleet_order(*row))
 
     def _running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._refresher.running
 
     def start(self) -> None:
-        """Start the round-robin refresher (again after a fork: a forked child's copy of the thread is not alive)."""
-        if self._running():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="fleet-refresh", daemon=True)
-        self._thread.start()
+        """Start the round-robin refresher (again after a fork: serving/periodic.py)."""
+        self._refresher.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._refresher.stop()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.refresh_all()
-            except Exception:  # never let the refresher die (a database outage: the next round retries)
-                log.exception("fleet refresh failed")
-            self._stop.wait(self.ttl_s)
-
+    def _round(self) -> None:
+        self.refresh_all()
 
 def fleet_order(name: str, status: Status | None) -> tuple:
     """Sort key of ``GET /api/v1/fleet``: failing now (by name), failure predicted (by expected, then earliest

@@ -24,9 +24,10 @@ from typing import Callable
 import numpy as np
 
 from forecasting import registry
-from forecasting.forecaster import OnnxForecaster
-from telemetry.settings import Settings
 from forecasting.contract import FEATURES, TARGETS
+from forecasting.forecaster import OnnxForecaster
+from serving.periodic import Periodic
+from telemetry.settings import Settings
 
 log = logging.getLogger(__name__)
 UTC = dt.timezone.utc
@@ -98,8 +99,7 @@ class ModelWatcher:
         #: The files the served model was loaded from (a change is reloaded, or reported if it no longer loads).
         self._served_signature: tuple | None = None
         self._logged_problem: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller = Periodic("model-watcher", self.poll, lambda: self.settings.model_poll_seconds, wait_first=True)
 
     @property
     def state(self) -> ModelState:
@@ -197,18 +197,7 @@ class ModelWatcher:
 
     # --- background polling -------------------------------------------------------
     def start(self) -> None:
-        if self._thread and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
-        self._thread.start()
+        self._poller.start()
 
     def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.settings.model_poll_seconds):
-            try:
-                self.poll()
-            except Exception:  # never let the watcher die
-                log.exception("model watcher poll failed")
+        self._poller.stop()

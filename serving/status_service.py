@@ -24,6 +24,7 @@ import pandas as pd
 from forecasting.forecaster import Forecast
 from serving.minute_cache import MinuteCache
 from serving.model_watcher import ModelState, ModelWatcher
+from serving.periodic import Periodic
 from serving.schemas import StatusSchema
 from serving.status import Status, compute_status
 from telemetry.settings import Settings
@@ -77,8 +78,7 @@ class StatusService:
         self._lock = threading.Lock()
         self._extended: OrderedDict[tuple, Forecast] = OrderedDict()
         self._extended_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._refresher = Periodic("status-refresh", self.refresh, lambda: self.ttl_s)
 
     def snapshot(self) -> Snapshot:
         """The cached status; recomputed here only when none exists yet or it is older than the TTL
@@ -94,8 +94,7 @@ class StatusService:
 
     @property
     def background(self) -> bool:
-        own = self._thread is not None and self._thread.is_alive()
-        return own or (self.refreshed_by is not None and self.refreshed_by())
+        return self._refresher.running or (self.refreshed_by is not None and self.refreshed_by())
 
     @property
     def service(self) -> str:
@@ -155,24 +154,11 @@ class StatusService:
 
     # --- background refresh ----------------------------------------------------------
     def start(self) -> None:
-        """Start the refresher (again after a fork: a forked child's copy of the thread is not alive)."""
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="status-refresh", daemon=True)
-        self._thread.start()
+        """Start the refresher (again after a fork: serving/periodic.py)."""
+        self._refresher.start()
 
     def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.refresh()
-            except Exception:  # never let the refresher die
-                log.exception("status refresh failed")
-            self._stop.wait(self.ttl_s)
-
+        self._refresher.stop()
 
 def scored_until(latest: dict[str, dt.datetime | None], grid_seconds: float) -> tuple:
     """The newest grid point every stream has reached, and which streams ever spoke.

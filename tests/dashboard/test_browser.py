@@ -7,6 +7,7 @@ The page's timers run on playwright's fake clock, paused: the countdown shown is
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import time
@@ -181,8 +182,9 @@ def test_the_dashboard_shows_what_the_api_answers(scenario_settings, make_app, b
             phone.close()
 
 
-def test_without_a_model_or_with_stale_data_the_page_says_so(scenario_settings, make_app, browser):
-    no_model = make_app(scenario_settings, Clock(at("21:02:20")))  # no model installed yet
+def test_without_a_model_or_with_stale_data_the_page_says_so(scenario_settings, make_app, browser, tmp_path):
+    empty = dataclasses.replace(scenario_settings, base_models_dir=tmp_path / "no-base")  # no base model to fall back on
+    no_model = make_app(empty, Clock(at("21:02:20")))  # no model installed yet
     with serving(no_model) as base:
         status = no_model.test_client().get("/api/v1/status").get_json()
         assert (status["state"], status["reason"]) == ("unknown", "no_model")
