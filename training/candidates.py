@@ -56,6 +56,10 @@ class RunData:
     targets_scaled: np.ndarray
     features: np.ndarray
     season: Season
+    #: A fleet run's services (the primary, whose frame this is, first), and the other services' frames: the LSTM is
+    #: fitted on all of them and every candidate scored on each held-back block. Empty: a one-service run.
+    services: tuple[str, ...] = ()
+    pool: tuple[tuple[str, pd.DataFrame], ...] = ()
 
     def steps(self, minutes: int) -> int:
         """Whole rows in ``minutes`` (at least one)."""
@@ -74,7 +78,8 @@ class RunData:
         return out
 
 
-def run_data(frame: pd.DataFrame, settings: Settings) -> RunData:
+def run_data(frame: pd.DataFrame, settings: Settings, services: tuple[str, ...] = (),
+             pool: tuple[tuple[str, pd.DataFrame], ...] = ()) -> RunData:
     step = frame_step_minutes(frame)
     plan = plan_run(len(frame), settings, step)
     values = target_values(frame)
@@ -83,7 +88,8 @@ def run_data(frame: pd.DataFrame, settings: Settings) -> RunData:
     season = detect_season(values[: plan.fit_end], cadence_minutes=step, horizon_steps=gate)
     cadence = frame.attrs.get("cadence")
     tolerance = cadence.tolerance_s if cadence is not None else settings.alignment_tolerance_s
-    return RunData(frame, plan, step, tolerance, values, scaling, scaling.transform(values), feature_matrix(frame, scaling), season)
+    return RunData(frame, plan, step, tolerance, values, scaling, scaling.transform(values), feature_matrix(frame, scaling), season,
+                   tuple(services), tuple(pool))
 
 
 @dataclass
@@ -166,7 +172,8 @@ def build_baseline(kind: str, data: RunData, settings: Settings, workdir: Path) 
         kind, settings, data, L, H, source, {},
         metrics={**(chooser.metrics if chooser is not None else {}), "test": test.metrics if test is not None else {},
                  "season": data.season.to_dict()},
-        training={"seconds": round(time.perf_counter() - began, 2), "fit": model.params, "season_steps": model.season_steps},
+        training={"seconds": round(time.perf_counter() - began, 2), "fit": model.params, "season_steps": model.season_steps,
+                  **({"services": list(data.services[:1])} if data.services else {})},
         onnx=report.to_dict(),
     )
     return Candidate(kind, onnx_path, card, report, test, in_sample, chooser)
@@ -184,13 +191,21 @@ def build_lstm(
     """Fit the LSTM on the plan's blocks, calibrate its health band on the validation windows, score, export and card it."""
     import torch
 
-    from training.data import window_data
+    from training.data import steps as whole_steps, window_data
+    from training.datamodule import PooledWindowDataModule
     from training.export import export_and_verify
     from training.fit import StopWhenSet, fit
 
     began = time.perf_counter()
-    windows = window_data(data.frame, settings, config)
+    if data.pool:  # one fit across the fleet, one scaling (the served contract's)
+        windows = PooledWindowDataModule(
+            [data.frame] + [frame for _, frame in data.pool], whole_steps(settings.input_minutes, data.step_minutes),
+            whole_steps(settings.horizon_minutes, data.step_minutes), batch_size=config.batch_size,
+            train_stride=config.train_stride, seed=config.seed)
+    else:
+        windows = window_data(data.frame, settings, config)
     windows.setup("fit")
+    pooled = [data.services[0]] + [data.pool[i - 1][0] for i in windows.used[1:]] if data.pool else []
     extra = [StopWhenSet(stop)] if stop is not None else []
     fitted = fit(windows, tuple(settings.quantiles), config, progress_bar=progress_bar, callbacks=extra)
     if stop is not None and stop.is_set():
@@ -239,14 +254,17 @@ def build_lstm(
             "world_size": fitted.world_size,
             "precision": fitted.precision,
             "config": config.to_dict(),
+            **({"services": pooled} if pooled else {}),
         },
         onnx=report.to_dict(),
+        scaling=windows.scaling if data.pool else None,
     )
     return Candidate("lstm", onnx_path, card, report, test, validation=validation, fit=fitted, windows=windows)
 
 
 def _card(kind: str, settings: Settings, data: RunData, input_steps: int, horizon_steps: int, health_source: str,
-          calibration_entry: dict, *, metrics: dict, training: dict, onnx: dict) -> registry.ModelCard:
+          calibration_entry: dict, *, metrics: dict, training: dict, onnx: dict,
+          scaling: Scaling | None = None) -> registry.ModelCard:
     return registry.ModelCard(
         version=registry.new_version(suffix=f"{kind}-{secrets.token_hex(3)}"),
         created_at=dt.datetime.now(UTC).isoformat(timespec="seconds"),
@@ -259,7 +277,7 @@ def _card(kind: str, settings: Settings, data: RunData, input_steps: int, horizo
         quantiles=list(settings.quantiles),
         features=list(FEATURES),
         targets=list(TARGETS),
-        scaling=data.scaling.to_dict(),
+        scaling=(scaling or data.scaling).to_dict(),
         health_source=health_source,
         data_range=data.data_range(input_steps),
         calibration=calibration_entry,
