@@ -191,19 +191,11 @@ def build_lstm(
     """Fit the LSTM on the plan's blocks, calibrate its health band on the validation windows, score, export and card it."""
     import torch
 
-    from training.data import steps as whole_steps, window_data
-    from training.datamodule import PooledWindowDataModule
     from training.export import export_and_verify
     from training.fit import StopWhenSet, fit
 
     began = time.perf_counter()
-    if data.pool:  # one fit across the fleet, one scaling (the served contract's)
-        windows = PooledWindowDataModule(
-            [data.frame] + [frame for _, frame in data.pool], whole_steps(settings.input_minutes, data.step_minutes),
-            whole_steps(settings.horizon_minutes, data.step_minutes), batch_size=config.batch_size,
-            train_stride=config.train_stride, seed=config.seed)
-    else:
-        windows = window_data(data.frame, settings, config)
+    windows = lstm_windows(data, settings, config)
     windows.setup("fit")
     pooled = [data.services[0]] + [data.pool[i - 1][0] for i in windows.used[1:]] if data.pool else []
     extra = [StopWhenSet(stop)] if stop is not None else []
@@ -262,6 +254,19 @@ def build_lstm(
     return Candidate("lstm", onnx_path, card, report, test, validation=validation, fit=fitted, windows=windows)
 
 
+def lstm_windows(data: RunData, settings: Settings, config):
+    """The LSTM's data module: the frame's windows, or in a fleet run every service's pooled with one scaling
+    (the served contract's: :class:`training.datamodule.PooledWindowDataModule`)."""
+    from training.data import window_data
+    from training.datamodule import PooledWindowDataModule
+
+    if not data.pool:
+        return window_data(data.frame, settings, config)
+    return PooledWindowDataModule(
+        [data.frame] + [frame for _, frame in data.pool], data.steps(settings.input_minutes), data.steps(settings.horizon_minutes),
+        batch_size=config.batch_size, train_stride=config.train_stride, seed=config.seed)
+
+
 def _card(kind: str, settings: Settings, data: RunData, input_steps: int, horizon_steps: int, health_source: str,
           calibration_entry: dict, *, metrics: dict, training: dict, onnx: dict,
           scaling: Scaling | None = None) -> registry.ModelCard:
@@ -288,4 +293,4 @@ def _card(kind: str, settings: Settings, data: RunData, input_steps: int, horizo
 
 
 __all__ = ["RunData", "RunStopped", "Candidate", "run_data", "build_baseline", "build_lstm", "baseline_input_steps",
-           "in_sample_origins"]
+           "in_sample_origins", "lstm_windows"]

@@ -35,9 +35,9 @@ from forecasting import metrics, registry, training_runs
 from forecasting.contract import HEALTH, TARGETS, median_index
 from telemetry.settings import Settings
 from training import scoring, selection
-from training.candidates import Candidate, RunData, RunStopped, build_baseline, build_lstm, run_data
+from training.candidates import Candidate, RunData, RunStopped, build_baseline, build_lstm, lstm_windows, run_data
 from forecasting.windows import target_values
-from training.data import connect_store, load_fleet_frames, load_training_frame, only_the_default, plan_run, training_services, window_data
+from training.data import connect_store, load_fleet_frames, load_training_frame, only_the_default, plan_run, training_services
 from training.datamodule import NotEnoughData
 from training.distributed import DATA_END_ENV, DistributedSetupError, launched_from_outside, pin_data_end, pinned_data_end, process_is_rank_zero
 from training.export import ExportError
@@ -120,9 +120,20 @@ def _follow(settings: Settings, db, days: float | None, config: FitConfig) -> Ru
     began = time.perf_counter()
     db = db if db is not None else connect_store(settings)
     days = settings.train_days if days is None else days
-    frame = load_training_frame(db, settings, days, end=pinned_data_end())
-    fit(window_data(frame, settings, config), tuple(settings.quantiles), config, progress_bar=False)
+    data = _read(db, settings, days, pinned_data_end())
+    fit(lstm_windows(data, settings, config), tuple(settings.quantiles), config, progress_bar=False)
     return RunResult(None, FOLLOWER, seconds=time.perf_counter() - began)
+
+
+def _read(db, settings: Settings, days: float, end: dt.datetime | None) -> RunData:
+    """What a run trains on: the default service's frame alone (the one-service run), or one model for the fleet:
+    the primary service's frame with the other services' pooled (``train_services``; docs/model.md)."""
+    services = training_services(db, settings)
+    if only_the_default(services):
+        return run_data(load_training_frame(db, settings, days, end=end), settings)
+    fleet = load_fleet_frames(db, settings, days, services, end=end)
+    log.info("training across %d service(s): %s", len(fleet), ", ".join(name for name, _ in fleet))
+    return run_data(fleet[0][1], settings, tuple(name for name, _ in fleet), tuple(fleet[1:]))
 
 
 def _run(settings, db, days, end, config, trigger, progress_bar, stop) -> RunResult:
@@ -134,16 +145,8 @@ def _run(settings, db, days, end, config, trigger, progress_bar, stop) -> RunRes
     registered: list[str] = []
     log.info("training run %s (%s) started", run_id, trigger)
     try:
-        services = training_services(db, settings)
-        until = end or (pinned_data_end() if config.distributed else None)
-        if only_the_default(services):
-            frame = load_training_frame(db, settings, days, end=until)
-            data = run_data(frame, settings)
-        else:  # one model for the fleet: the primary service's frame, the others pooled (docs/model.md)
-            fleet = load_fleet_frames(db, settings, days, services, end=until)
-            frame = fleet[0][1]
-            data = run_data(frame, settings, tuple(name for name, _ in fleet), tuple(fleet[1:]))
-            log.info("training across %d service(s): %s", len(fleet), ", ".join(data.services))
+        data = _read(db, settings, days, end or (pinned_data_end() if config.distributed else None))
+        frame = data.frame
         read_seconds = time.perf_counter() - began
         log.info("%d minutes of history: %s plan; season %s", len(frame), data.plan.name,
                  f"{data.season.minutes} min" if data.season.minutes else "none found")
