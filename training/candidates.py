@@ -197,7 +197,7 @@ def build_lstm(
     began = time.perf_counter()
     windows = lstm_windows(data, settings, config)
     windows.setup("fit")
-    pooled = [data.services[0]] + [data.pool[i - 1][0] for i in windows.used[1:]] if data.pool else []
+    pooled = [data.services[0]] + [data.pool[i - 1][0] for i in windows.used[1:]] if data.pool else list(data.services)
     extra = [StopWhenSet(stop)] if stop is not None else []
     fitted = fit(windows, tuple(settings.quantiles), config, progress_bar=progress_bar, callbacks=extra)
     if stop is not None and stop.is_set():

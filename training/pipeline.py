@@ -33,10 +33,10 @@ import numpy as np
 
 from forecasting import metrics, registry, training_runs
 from forecasting.contract import HEALTH, TARGETS, median_index
+from forecasting.windows import target_values
 from telemetry.settings import Settings
 from training import scoring, selection
 from training.candidates import Candidate, RunData, RunStopped, build_baseline, build_lstm, lstm_windows, run_data
-from forecasting.windows import target_values
 from training.data import connect_store, load_fleet_frames, load_training_frame, only_the_default, plan_run, training_services
 from training.datamodule import NotEnoughData
 from training.distributed import DATA_END_ENV, DistributedSetupError, launched_from_outside, pin_data_end, pinned_data_end, process_is_rank_zero
@@ -205,7 +205,7 @@ class _Run:
         self.failed: list[dict[str, str]] = []
         self.promoted: str | None = None
         #: A fleet run's services whose held-back block the last judgement scored.
-        self.scored_services: list[str] = []
+        self.scored_services: list[str] = list(data.services[:1])
 
     def execute(self, config: FitConfig, progress_bar: bool, stop: threading.Event | None) -> _Outcome:
         kinds = self.settings.candidate_kinds

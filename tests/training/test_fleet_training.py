@@ -90,3 +90,23 @@ def test_pooled_scores_sum_counts_and_average_errors_over_services():
     assert pooled.health_rmse == pytest.approx(0.2) and pooled.coverage == pytest.approx(0.7)
     assert pooled.healthy_hours == 12.0 and pooled.stream_error == pytest.approx(0.2)
     assert pooled_scores([a]) is a
+
+
+def test_a_store_with_only_the_default_service_trains_as_before(mongo_uri, one_day_simulation, tmp_path):
+    base = Settings(mongo_uri=mongo_uri, database=f"fleet_default_{uuid.uuid4().hex[:10]}")
+    db = store.connect(base, autostart=False)
+    try:
+        simulator.write(db, one_day_simulation, base)
+        settings = dataclasses.replace(base, models_dir=tmp_path / "models", candidate_kinds=("seasonal_naive", "ets"), **TINY)
+        assert [(s.name, s.default) for s in training_services(db, settings)] == [("default", True)]
+        result = train_once(settings, db, progress_bar=False)
+        named = train_once(dataclasses.replace(settings, models_dir=tmp_path / "named", train_services="default"), db,
+                           progress_bar=False)
+    finally:
+        db.client.close()
+    assert result.status == "succeeded" and result.promoted, result.error
+    assert "services" not in result.metrics and "scored_services" not in result.metrics
+    assert all("services" not in c.training for c in registry.list_versions(settings.models_dir))
+    # The one-service run, whatever train_services says: the same windows, the same scores.
+    scores = [{c["kind"]: c["scores"] for c in r.metrics["candidates"]} for r in (result, named)]
+    assert scores[0] == scores[1] and scores[0]["ets"]["windows"] > 0
