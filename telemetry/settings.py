@@ -107,6 +107,9 @@ class Settings:
     horizon_minutes: int = 180
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
     train_days: float = 7.0
+    #: The services a training run reads (training/data.py): ``all`` (every service with samples), or a comma list of
+    #: names. One model is trained across them (docs/model.md, "One model for the fleet").
+    train_services: str = "all"
     train_interval_hours: float = 3.0
     max_epochs: int = 30
     seed: int = 7
@@ -294,6 +297,9 @@ def _validate(s: Settings) -> None:
 
     if not valid_name(s.default_service):
         raise SettingsError(f"default_service: not a valid service name: {s.default_service!r}")
+    names = [n.strip() for n in s.train_services.split(",")]
+    if s.train_services.strip() != "all" and not all(valid_name(n) for n in names):
+        raise SettingsError(f"train_services: 'all' or a comma list of service names, got {s.train_services!r}")
     if s.max_services < 1 or s.services_refresh_s <= 0 or s.services_scan_hours <= 0 or s.metrics_services < 0:
         raise SettingsError("max_services, services_refresh_s and services_scan_hours must be positive, metrics_services at least 0")
     if s.warning_minutes <= 0 or s.warning_hold_minutes < 1:

@@ -58,6 +58,10 @@ class RunData:
     targets_scaled: np.ndarray
     features: np.ndarray
     season: Season
+    #: A fleet run's services (the primary, whose frame this is, first), and the other services' frames: the LSTM is
+    #: fitted on all of them and every candidate scored on each held-back block. Empty: a one-service run.
+    services: tuple[str, ...] = ()
+    pool: tuple[tuple[str, pd.DataFrame], ...] = ()
 
     def steps(self, minutes: int) -> int:
         """Whole rows in ``minutes`` (at least one)."""
@@ -76,7 +80,8 @@ class RunData:
         return out
 
 
-def run_data(frame: pd.DataFrame, settings: Settings) -> RunData:
+def run_data(frame: pd.DataFrame, settings: Settings, services: tuple[str, ...] = (),
+             pool: tuple[tuple[str, pd.DataFrame], ...] = ()) -> RunData:
     step = frame_step_minutes(frame)
     plan = plan_run(len(frame), settings, step)
     values = target_values(frame)
@@ -85,7 +90,8 @@ def run_data(frame: pd.DataFrame, settings: Settings) -> RunData:
     season = detect_season(values[: plan.fit_end], cadence_minutes=step, horizon_steps=gate)
     cadence = frame.attrs.get("cadence")
     tolerance = cadence.tolerance_s if cadence is not None else settings.alignment_tolerance_s
-    return RunData(frame, plan, step, tolerance, values, scaling, scaling.transform(values), feature_matrix(frame, scaling), season)
+    return RunData(frame, plan, step, tolerance, values, scaling, scaling.transform(values), feature_matrix(frame, scaling), season,
+                   tuple(services), tuple(pool))
 
 
 @dataclass
@@ -168,7 +174,8 @@ def build_baseline(kind: str, data: RunData, settings: Settings, workdir: Path) 
         kind, settings, data, L, H, source, {},
         metrics={**(chooser.metrics if chooser is not None else {}), "test": test.metrics if test is not None else {},
                  "season": data.season.to_dict()},
-        training={"seconds": round(time.perf_counter() - began, 2), "fit": model.params, "season_steps": model.season_steps},
+        training={"seconds": round(time.perf_counter() - began, 2), "fit": model.params, "season_steps": model.season_steps,
+                  **({"services": list(data.services[:1])} if data.services else {})},
         onnx=report.to_dict(),
     )
     return Candidate(kind, onnx_path, card, report, test, in_sample, chooser)
@@ -184,17 +191,17 @@ def build_lstm(
     stop: threading.Event | None = None,
 ) -> Candidate:
     """Fit the LSTM on the plan's blocks, calibrate its health band on the validation windows, score, export and card it."""
-    from training.data import window_data
     from training.fit import StopWhenSet, fit
 
     began = time.perf_counter()
-    windows = window_data(data.frame, settings, config)
+    windows = lstm_windows(data, settings, config)
     windows.setup("fit")
+    pooled = [data.services[0]] + [data.pool[i - 1][0] for i in windows.used[1:]] if data.pool else list(data.services)
     extra = [StopWhenSet(stop)] if stop is not None else []
     fitted = fit(windows, tuple(settings.quantiles), config, progress_bar=progress_bar, callbacks=extra)
     if stop is not None and stop.is_set():
         raise RunStopped("stopped while fitting")
-    return _learned("lstm", fitted, windows, data, settings, config, workdir, began)
+    return _learned("lstm", fitted, windows, data, settings, config, workdir, began, {"services": pooled} if pooled else None)
 
 
 def build_base(data: RunData, settings: Settings, workdir: Path) -> Candidate:
@@ -239,6 +246,7 @@ def build_base(data: RunData, settings: Settings, workdir: Path) -> Candidate:
         metrics={**(chooser.metrics if chooser is not None else {}), "test": test.metrics if test is not None else {},
                  "pretrained_calibration": base_card.calibration},
         training={"seconds": round(time.perf_counter() - began, 2), "zero_shot": True, "base_version": version,
+                  **({"services": list(data.services[:1])} if data.services else {}),
                   "pretrain": base_card.training.get("pretrain"), "network": base_card.training.get("network")},
         onnx=onnx, scaling=runner.scaling,
     )
@@ -278,7 +286,8 @@ def build_finetuned(
                  initial_state=base.network().state_dict())
     if stop is not None and stop.is_set():
         raise RunStopped("stopped while fine-tuning")
-    return _learned("finetuned", fitted, windows, data, settings, tuned, workdir, began, {"base_version": base.card.version})
+    return _learned("finetuned", fitted, windows, data, settings, tuned, workdir, began,
+                    {"base_version": base.card.version, **({"services": list(data.services[:1])} if data.services else {})})
 
 
 #: Fine-tuning steps more gently than a fit from scratch (FitConfig.learning_rate): the base weights are a good start.
@@ -369,6 +378,19 @@ def _learned(kind: str, fitted, windows, data: RunData, settings: Settings, conf
     return Candidate(kind, onnx_path, card, report, test, validation=validation, fit=fitted, windows=windows)
 
 
+def lstm_windows(data: RunData, settings: Settings, config):
+    """The LSTM's data module: the frame's windows, or in a fleet run every service's pooled with one scaling
+    (the served contract's: :class:`training.datamodule.PooledWindowDataModule`)."""
+    from training.data import window_data
+    from training.datamodule import PooledWindowDataModule
+
+    if not data.pool:
+        return window_data(data.frame, settings, config)
+    return PooledWindowDataModule(
+        [data.frame] + [frame for _, frame in data.pool], data.steps(settings.input_minutes), data.steps(settings.horizon_minutes),
+        batch_size=config.batch_size, train_stride=config.train_stride, seed=config.seed)
+
+
 def _card(kind: str, settings: Settings, data: RunData, input_steps: int, horizon_steps: int, health_source: str,
           calibration_entry: dict, *, metrics: dict, training: dict, onnx: dict, scaling: Scaling | None = None) -> registry.ModelCard:
     return registry.ModelCard(
@@ -394,5 +416,4 @@ def _card(kind: str, settings: Settings, data: RunData, input_steps: int, horizo
 
 
 __all__ = ["RunData", "RunStopped", "CandidateSkipped", "Candidate", "run_data", "build_baseline", "build_lstm", "build_base",
-           "build_finetuned", "baseline_input_steps",
-           "in_sample_origins"]
+           "build_finetuned", "baseline_input_steps", "in_sample_origins", "lstm_windows"]

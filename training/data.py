@@ -12,6 +12,7 @@ import pandas as pd
 from telemetry import frames, store
 from telemetry.catalogue import STREAMS
 from telemetry.health import floor_step
+from telemetry.services import DEFAULT_SERVICE, Service, service_named
 from telemetry.settings import Settings
 from forecasting.windows import Scaling, split_origins
 from training.datamodule import FRACTIONS, NotEnoughData, WindowDataModule, minimum_minutes
@@ -32,7 +33,9 @@ def connect_store(settings: Settings):
     return store.connect(settings, socket_timeout_ms=int(settings.train_read_timeout_s * 1000))
 
 
-def load_training_frame(db, settings: Settings, days: float, end: dt.datetime | None = None) -> pd.DataFrame:
+def load_training_frame(
+    db, settings: Settings, days: float, end: dt.datetime | None = None, service: Service = DEFAULT_SERVICE
+) -> pd.DataFrame:
     """The last ``days`` of whole steps in the store (up to ``end`` when given), as a frame of the service's streams.
 
     The frame cadence follows the data (:func:`telemetry.frames.service_cadence`: a minute for streams
@@ -40,19 +43,19 @@ def load_training_frame(db, settings: Settings, days: float, end: dt.datetime | 
     ``attrs["cadence"]``. The newest step may still be filling, so it is left out; steps before the
     first scored one are trimmed.
     """
-    newest = store.newest_sample_times(db, streams=settings.stream_set)  # once: past data makes this a scan
+    newest = store.newest_sample_times(db, streams=settings.stream_set, service=service)  # once: past data makes this a scan
     known_newest = [t for t in newest.values() if t is not None]
     if not known_newest:
         raise NotEnoughData(f"no samples of {', '.join(settings.streams)} in the database: run `pycemaker simulate`, "
                             "`pycemaker collect` or `pycemaker import-csv` first")
-    cadence = frames.service_cadence(db, settings, newest)
+    cadence = frames.service_cadence(db, settings, newest, service=service)
     step = cadence.step_minutes
     if end is None:
         end = max(known_newest)
     end = floor_step(end, step)
     start = end - dt.timedelta(days=days)
     log.info("reading %s .. %s from the store (%d-minute steps)", start.isoformat(), end.isoformat(), step)
-    frame = frames.load_minute_frame(db, start, end, settings, cadence)
+    frame = frames.load_minute_frame(db, start, end, settings, cadence, service=service)
     known = frame.index[frame["health"].notna()]
     if len(known) == 0:
         raise NotEnoughData(f"no scorable step between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M}")
@@ -60,6 +63,44 @@ def load_training_frame(db, settings: Settings, days: float, end: dt.datetime | 
     frame = frame.loc[known[0] + pd.Timedelta(minutes=step) :].copy()
     frame.attrs["cadence"] = cadence
     return frame
+
+
+def training_services(db, settings: Settings) -> list[Service]:
+    """The services a run reads (setting ``train_services``): every service with samples of the first stream
+    (one scan of its collection), or the names listed; the default service first when it is among them."""
+    if settings.train_services.strip() == "all":
+        names = list(store.list_services(db, settings.stream_set[:1], default_name=settings.default_service))
+    else:
+        names = [n.strip() for n in settings.train_services.split(",") if n.strip()]
+    names = sorted(set(names), key=lambda n: (n != settings.default_service, n))
+    return [service_named(n, settings.default_service) for n in names]
+
+
+def only_the_default(services: list[Service]) -> bool:
+    """Whether a run reads the default service alone (the one-service run, unchanged since before fleets)."""
+    return not services or (len(services) == 1 and services[0].default)
+
+
+def load_fleet_frames(
+    db, settings: Settings, days: float, services: list[Service], end: dt.datetime | None = None
+) -> list[tuple[str, pd.DataFrame]]:
+    """Each service's frame (:func:`load_training_frame`), the first (the primary: the default service when it has
+    data) first; a service without enough data, or with another cadence than the primary's, is left out (logged)."""
+    found: list[tuple[str, pd.DataFrame]] = []
+    for service in services:
+        try:
+            frame = load_training_frame(db, settings, days, end, service=service)
+        except NotEnoughData as exc:
+            log.info("service %s left out of the run: %s", service.name, exc)
+            continue
+        if found and frame_step_minutes(frame) != frame_step_minutes(found[0][1]):
+            log.info("service %s left out of the run: %d-minute steps, the run's are %d", service.name,
+                     frame_step_minutes(frame), frame_step_minutes(found[0][1]))
+            continue
+        found.append((service.name, frame))
+    if not found:
+        raise NotEnoughData(f"no service of {', '.join(s.name for s in services)} has enough data to train on")
+    return found
 
 
 def frame_step_minutes(frame: pd.DataFrame) -> int:

@@ -62,7 +62,8 @@ class WindowDataModule(L.LightningDataModule):
         seed: int = 7,
         scaling: Scaling | None = None,
     ):
-        """``scaling``: a fixed one (the base model's, when fine-tuning it); None: fitted on the training minutes."""
+        """``scaling``: a fixed one (the base model's when fine-tuning it; a pooled run's, :mod:`training.pooled`);
+        None: fitted on the training minutes."""
         super().__init__()
         self.frame = frame
         self.input_minutes = input_minutes
@@ -148,3 +149,53 @@ class WindowDataModule(L.LightningDataModule):
             "validation": span(self.split.validation, L_, H_),
             "test": span(self.split.test, L_, H_),
         }
+
+
+def _joined(parts: list[WindowSet]) -> WindowSet:
+    return WindowSet(np.concatenate([p.origins for p in parts]), np.concatenate([p.inputs for p in parts]),
+                     np.concatenate([p.targets for p in parts]))
+
+
+class PooledWindowDataModule(WindowDataModule):
+    """Several services' frames, one fit: every frame's training windows pooled, every frame's validation
+    windows pooled for early stopping, all scaled with one scaling fitted on every frame's training span
+    (the served contract has one scaling per model: docs/model.md, "One model for the fleet").
+
+    The first frame (the run's primary service) keeps its own parts in ``validation``, ``test`` and
+    ``values``: the band is calibrated and the model judged on them as in a one-service run. A frame
+    too short for the split is left out (``used``: the frames that were kept).
+    """
+
+    def __init__(self, frames: list[pd.DataFrame], input_minutes: int, horizon_minutes: int, **kwargs):
+        super().__init__(frames[0], input_minutes, horizon_minutes, **kwargs)
+        self.frames = list(frames)
+        self.pooled_validation: WindowSet | None = None
+        self.used: list[int] = []
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train is not None:
+            return
+        L_, H_ = self.input_minutes, self.horizon_minutes
+        need = minimum_minutes(L_, H_, self.fractions)
+        spans = []
+        for i, frame in enumerate(self.frames):
+            split = split_origins(len(frame), L_, H_, self.fractions)
+            if len(frame) < need or not all(len(part) for part in (split.train, split.validation, split.test)):
+                if i == 0:
+                    raise NotEnoughData(f"{len(frame)} minutes of data; at least {need} are needed for L={L_}, H={H_}")
+                continue
+            self.used.append(i)
+            spans.append(target_values(frame)[split.train[0] - L_ : split.train[-1] + H_])
+        scaling = Scaling.fit(np.concatenate(spans))
+        parts = [WindowDataModule(self.frames[i], L_, H_, self.batch_size, self.train_stride, self.fractions, self.seed,
+                                  scaling=scaling) for i in self.used]
+        for part in parts:
+            part.setup(stage)
+        first = parts[0]
+        self.scaling, self.split, self.values = scaling, first.split, first.values
+        self.train = _joined([p.train for p in parts])
+        self.validation, self.test = first.validation, first.test
+        self.pooled_validation = _joined([p.validation for p in parts])
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.pooled_validation, shuffle=False)

@@ -33,11 +33,12 @@ import numpy as np
 
 from forecasting import metrics, registry, training_runs
 from forecasting.contract import HEALTH, TARGETS, median_index
+from forecasting.windows import target_values
 from telemetry.settings import Settings
 from training import scoring, selection
 from training.candidates import (Candidate, CandidateSkipped, RunData, RunStopped, build_base, build_baseline, build_finetuned,
-                                 build_lstm, run_data)
-from training.data import connect_store, load_training_frame, window_data
+                                 build_lstm, lstm_windows, run_data)
+from training.data import connect_store, load_fleet_frames, load_training_frame, only_the_default, plan_run, training_services
 from training.datamodule import NotEnoughData
 from training.distributed import DATA_END_ENV, DistributedSetupError, launched_from_outside, pin_data_end, pinned_data_end, process_is_rank_zero
 from training.export import ExportError
@@ -120,9 +121,20 @@ def _follow(settings: Settings, db, days: float | None, config: FitConfig) -> Ru
     began = time.perf_counter()
     db = db if db is not None else connect_store(settings)
     days = settings.train_days if days is None else days
-    frame = load_training_frame(db, settings, days, end=pinned_data_end())
-    fit(window_data(frame, settings, config), tuple(settings.quantiles), config, progress_bar=False)
+    data = _read(db, settings, days, pinned_data_end())
+    fit(lstm_windows(data, settings, config), tuple(settings.quantiles), config, progress_bar=False)
     return RunResult(None, FOLLOWER, seconds=time.perf_counter() - began)
+
+
+def _read(db, settings: Settings, days: float, end: dt.datetime | None) -> RunData:
+    """What a run trains on: the default service's frame alone (the one-service run), or one model for the fleet:
+    the primary service's frame with the other services' pooled (``train_services``; docs/model.md)."""
+    services = training_services(db, settings)
+    if only_the_default(services):
+        return run_data(load_training_frame(db, settings, days, end=end), settings)
+    fleet = load_fleet_frames(db, settings, days, services, end=end)
+    log.info("training across %d service(s): %s", len(fleet), ", ".join(name for name, _ in fleet))
+    return run_data(fleet[0][1], settings, tuple(name for name, _ in fleet), tuple(fleet[1:]))
 
 
 def _run(settings, db, days, end, config, trigger, progress_bar, stop) -> RunResult:
@@ -134,9 +146,9 @@ def _run(settings, db, days, end, config, trigger, progress_bar, stop) -> RunRes
     registered: list[str] = []
     log.info("training run %s (%s) started", run_id, trigger)
     try:
-        frame = load_training_frame(db, settings, days, end=end or (pinned_data_end() if config.distributed else None))
+        data = _read(db, settings, days, end or (pinned_data_end() if config.distributed else None))
+        frame = data.frame
         read_seconds = time.perf_counter() - began
-        data = run_data(frame, settings)
         log.info("%d minutes of history: %s plan; season %s", len(frame), data.plan.name,
                  f"{data.season.minutes} min" if data.season.minutes else "none found")
         with tempfile.TemporaryDirectory(prefix="pycemaker-train-") as workdir:
@@ -202,6 +214,8 @@ class _Run:
         self.candidates: list[Candidate] = []
         self.failed: list[dict[str, str]] = []
         self.promoted: str | None = None
+        #: A fleet run's services whose held-back block the last judgement scored.
+        self.scored_services: list[str] = list(data.services[:1])
 
     def execute(self, config: FitConfig, progress_bar: bool, stop: threading.Event | None) -> _Outcome:
         kinds = self.settings.candidate_kinds
@@ -240,6 +254,7 @@ class _Run:
             log.info("pruned %d old version(s): %s", len(pruned), ", ".join(pruned))
         best = final.winner or selection.best_challenger([e for e in final.entries if not e.champion]) or final.entries[-1]
         summary = {"plan": self.data.plan.name, "season_minutes": self.data.season.minutes, **final.to_dict(),
+                   **({"services": list(self.data.services), "scored_services": self.scored_services} if self.data.services else {}),
                    "failed": self.failed, "promoted": self.promoted,
                    "seconds": {"candidates": {c.kind: c.card.training.get("seconds") for c in self.candidates},
                                "fit_all": round(fitted - began, 2), "judge_and_register": round(time.perf_counter() - fitted, 2)}}
@@ -313,6 +328,8 @@ class _Run:
                                              data.values[: origins[0], STREAM_TARGETS])
             for entry in entries:
                 entry.scores = replace(entry.scores, stream_error=errors.get(entry.version, float("nan")))
+            if data.pool:
+                self._score_across_services(entries, outside, longest)
         else:  # no held-back block: each candidate on the windows it was fitted on
             for c in self.candidates:
                 v = c.in_sample
@@ -333,6 +350,51 @@ class _Run:
         candidates = [e for e in entries if not e.champion or e.version in by_version]
         champion_entry = next((e for e in entries if e.champion), None)
         return selection.choose(candidates, champion_entry, settings, naive)
+
+    def _score_across_services(self, entries: list[selection.Entry], outside: str | None, longest: int) -> None:
+        """A fleet run: every entry scored on each other service's held-back block too, through its exported
+        model as serving runs it, then its scores pooled over the services (:func:`pooled_scores`)."""
+        settings, data = self.settings, self.data
+        staged = self.workdir / "staged"
+        for c in self.candidates:
+            if not (staged / c.card.version).is_dir():
+                registry.add_version(staged, c.onnx_path, c.card)
+        per_version = {e.version: [e.scores] for e in entries}
+        self.scored_services = [data.services[0]]
+        gate = data.steps(settings.gate_horizon_minutes)
+        for name, frame in data.pool:
+            try:
+                plan = plan_run(len(frame), settings, data.step_minutes)
+            except NotEnoughData:
+                continue
+            origins = plan.test[plan.test >= longest]
+            if not len(origins):
+                continue
+            served: dict[str, tuple[np.ndarray, tuple[float, ...]]] = {}
+            for e in entries:
+                try:
+                    values, card = scoring.registry_model_values(settings.models_dir if e.version == outside else staged,
+                                                                 e.version, frame, origins, settings)
+                    served[e.version] = (values, tuple(card.quantiles))
+                except scoring.NotComparable as exc:
+                    log.warning("%s cannot be scored on service %s: %s", e.version, name, exc)
+            if not served:
+                continue
+            series = target_values(frame)
+            leads = min([gate] + [v.shape[1] for v, _ in served.values()])
+            actual = scoring.horizon_actuals(series, origins, leads)
+            mask = metrics.common_mask(actual[:, :, HEALTH], *[v[:, :leads, HEALTH, median_index(q)] for v, q in served.values()])
+            errors = selection.stream_errors({k: v[:, :leads][:, :, STREAM_TARGETS, median_index(q)] for k, (v, q) in served.items()},
+                                             actual[:, :, STREAM_TARGETS], series[: origins[0], STREAM_TARGETS])
+            for version, (values, levels) in served.items():
+                health = values[:, :, HEALTH, :]
+                scores = selection.score(health, scoring.horizon_actuals(series, origins, health.shape[1])[:, :, HEALTH],
+                                         frame.index, frame["health"].to_numpy(), origins, mask, levels, settings,
+                                         step_minutes=data.step_minutes)
+                per_version[version].append(replace(scores, stream_error=errors.get(version, float("nan"))))
+            self.scored_services.append(name)
+        for e in entries:
+            e.scores = pooled_scores(per_version[e.version])
 
     # --- the registry -----------------------------------------------------------------------
     def _register(self, judged: selection.Selection, interim_note: str = "") -> None:
@@ -361,6 +423,26 @@ class _Run:
         if winner is not None and winner.version != registry.current_version(models):
             registry.activate(models, winner.version, reason=judged.reason + interim_note)
             self.promoted = winner.version
+
+
+def _mean(values: list[float]) -> float:
+    known = [v for v in values if not np.isnan(v)]
+    return float(np.mean(known)) if known else float("nan")
+
+
+def pooled_scores(scores: list[selection.Scores]) -> selection.Scores:
+    """One model's scores over several services' held-back blocks: windows, episodes, warnings, false alarms
+    and healthy hours summed; health RMSE, coverage and stream error the mean over the services (each service
+    counts once, whatever its length); the shortest horizon scored."""
+    if len(scores) == 1:
+        return scores[0]
+    return selection.Scores(
+        windows=sum(s.windows for s in scores), horizon_minutes=min(s.horizon_minutes for s in scores),
+        health_rmse=_mean([s.health_rmse for s in scores]), coverage=_mean([s.coverage for s in scores]),
+        episodes=sum(s.episodes for s in scores), warned=sum(s.warned for s in scores),
+        false_alarms=sum(s.false_alarms for s in scores), healthy_hours=sum(s.healthy_hours for s in scores),
+        held_back=all(s.held_back for s in scores), stream_error=_mean([s.stream_error for s in scores]),
+    )
 
 
 def _with_status(stored: registry.ModelCard, fresh: registry.ModelCard) -> registry.ModelCard:

@@ -1,0 +1,113 @@
+"""One model for the fleet: `train --once` across every service with data (training/pipeline.py, training/data.py)."""
+
+import dataclasses
+import datetime as dt
+import uuid
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from forecasting import registry  # noqa: E402
+from telemetry import simulator, store  # noqa: E402
+from telemetry.settings import Settings, SettingsError, load_settings  # noqa: E402
+from tests.training.conftest import START, TINY, tiny_fit_config  # noqa: E402
+from training.data import only_the_default, training_services  # noqa: E402
+from training.datamodule import PooledWindowDataModule, WindowDataModule  # noqa: E402
+from training.pipeline import pooled_scores, train_once  # noqa: E402
+from training.selection import Scores  # noqa: E402
+
+SERVICES = ["svc-01", "svc-02", "svc-03"]
+
+
+@pytest.fixture(scope="module")
+def fleet_store(mongo_uri):
+    """Three simulated services (a day each, each its own app parameters) and nothing for the default service."""
+    base = Settings(mongo_uri=mongo_uri, database=f"fleet_{uuid.uuid4().hex[:10]}")
+    db = store.connect(base, autostart=False)
+    for i in (1, 2, 3):
+        name, seed, scale = simulator.fleet_service(42, i, 3)
+        sim = simulator.simulate(START, START + dt.timedelta(days=1), seed, base, capacity_scale=scale)
+        simulator.write(db, sim, base, service=name)
+    db.client.close()
+    return base
+
+
+def test_a_fleet_run_trains_one_model_across_every_service_and_scores_each(fleet_store, tmp_path):
+    settings = dataclasses.replace(fleet_store, models_dir=tmp_path / "models", gate_naive_ratio=3.0, **TINY)
+    db = store.connect(settings, autostart=False)
+    try:
+        assert [s.name for s in training_services(db, settings)] == SERVICES
+        result = train_once(settings, db, config=tiny_fit_config(), progress_bar=False)
+    finally:
+        db.client.close()
+    assert result.status == "succeeded" and result.promoted, result.error
+    assert result.metrics["services"] == SERVICES and result.metrics["scored_services"] == SERVICES
+    current = registry.read_card(settings.models_dir, registry.current_version(settings.models_dir))
+    assert set(current.training["services"]) <= set(SERVICES) and current.training["services"]
+    cards = registry.list_versions(settings.models_dir)
+    lstm = next(c for c in cards if c.kind == "lstm")
+    assert lstm.training["services"] == SERVICES  # pooled windows of all three
+    # the baselines, the zero-shot base and its fine-tuning: fitted (or calibrated) on the first service
+    assert {c.training["services"][0] for c in cards if c.kind != "lstm"} == {"svc-01"}
+    # Every candidate was judged on the three held-back blocks: its windows are the three blocks' together.
+    candidates = result.metrics["candidates"]
+    naive = next(c for c in candidates if c["kind"] == "seasonal_naive")
+    assert naive["scores"]["windows"] > lstm.data_range["test"]["windows"]
+    assert all(np.isfinite(c["scores"]["health_rmse"]) for c in candidates)
+
+
+def test_train_services_picks_the_services_named(fleet_store, monkeypatch):
+    db = store.connect(fleet_store, autostart=False)
+    try:
+        named = dataclasses.replace(fleet_store, train_services="svc-03, default")
+        assert [(s.name, s.default) for s in training_services(db, named)] == [("default", True), ("svc-03", False)]
+        assert not only_the_default(training_services(db, named))
+        assert only_the_default(training_services(db, dataclasses.replace(fleet_store, train_services="default")))
+    finally:
+        db.client.close()
+    monkeypatch.setenv("PYCEMAKER_TRAIN_SERVICES", "svc-01,no good")
+    with pytest.raises(SettingsError, match="train_services"):
+        load_settings()
+
+
+def test_the_pooled_module_scales_every_service_alike_and_keeps_the_first_services_parts(two_days_frame):
+    other = two_days_frame.copy()
+    one = WindowDataModule(two_days_frame, 120, 60, train_stride=2)
+    both = PooledWindowDataModule([two_days_frame, other, two_days_frame.iloc[:50]], 120, 60, train_stride=2)
+    one.setup()
+    both.setup()
+    assert both.used == [0, 1]  # the 50-minute frame is too short for the split
+    assert len(both.train) == 2 * len(one.train) and len(both.pooled_validation) == 2 * len(one.validation)
+    assert np.array_equal(both.test.origins, one.test.origins) and np.array_equal(both.validation.inputs, one.validation.inputs)
+
+
+def test_pooled_scores_sum_counts_and_average_errors_over_services():
+    a = Scores(10, 60, 0.1, 0.8, episodes=2, warned=1, false_alarms=1, healthy_hours=5.0, stream_error=0.2)
+    b = Scores(20, 30, 0.3, 0.6, episodes=1, warned=1, false_alarms=0, healthy_hours=7.0, stream_error=float("nan"))
+    pooled = pooled_scores([a, b])
+    assert (pooled.windows, pooled.horizon_minutes, pooled.episodes, pooled.warned, pooled.false_alarms) == (30, 30, 3, 2, 1)
+    assert pooled.health_rmse == pytest.approx(0.2) and pooled.coverage == pytest.approx(0.7)
+    assert pooled.healthy_hours == 12.0 and pooled.stream_error == pytest.approx(0.2)
+    assert pooled_scores([a]) is a
+
+
+def test_a_store_with_only_the_default_service_trains_as_before(mongo_uri, one_day_simulation, tmp_path):
+    base = Settings(mongo_uri=mongo_uri, database=f"fleet_default_{uuid.uuid4().hex[:10]}")
+    db = store.connect(base, autostart=False)
+    try:
+        simulator.write(db, one_day_simulation, base)
+        settings = dataclasses.replace(base, models_dir=tmp_path / "models", candidate_kinds=("seasonal_naive", "ets"), **TINY)
+        assert [(s.name, s.default) for s in training_services(db, settings)] == [("default", True)]
+        result = train_once(settings, db, progress_bar=False)
+        named = train_once(dataclasses.replace(settings, models_dir=tmp_path / "named", train_services="default"), db,
+                           progress_bar=False)
+    finally:
+        db.client.close()
+    assert result.status == "succeeded" and result.promoted, result.error
+    assert "services" not in result.metrics and "scored_services" not in result.metrics
+    assert all("services" not in c.training for c in registry.list_versions(settings.models_dir))
+    # The one-service run, whatever train_services says: the same windows, the same scores.
+    scores = [{c["kind"]: c["scores"] for c in r.metrics["candidates"]} for r in (result, named)]
+    assert scores[0] == scores[1] and scores[0]["ets"]["windows"] > 0
