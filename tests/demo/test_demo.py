@@ -66,10 +66,12 @@ def test_the_demo_serves_a_trained_forecast_and_stops_cleanly(tmp_path):
                 status = requests.get(base + "/api/v1/status", timeout=5).json()
             except (requests.RequestException, ValueError):
                 status = None
-            if status and status.get("model", {}).get("version") and status.get("predicted_current"):
+            current = tmp_path / "models" / "current"  # (before the first run: the shipped base model, zero-shot)
+            trained = current.read_text().strip() if current.exists() else None
+            if status and trained and status.get("model", {}).get("version") == trained and status.get("predicted_current"):
                 break
             time.sleep(2)
-        assert status and status["model"]["version"], "no model served within 7 minutes:\n" + "".join(output[-40:])
+        assert status and status["model"]["version"], "no trained model served within 7 minutes:\n" + "".join(output[-40:])
         assert status["state"] in ("failure_predicted", "failing_now", "no_failure_within_horizon"), status
         assert status["horizon"]["minutes"] > 0 and 0.0 <= status["predicted_current"]["p50"] <= 1.0
         assert (tmp_path / "models" / "current").read_text().strip() == status["model"]["version"]
