@@ -191,16 +191,11 @@ def build_lstm(
     stop: threading.Event | None = None,
 ) -> Candidate:
     """Fit the LSTM on the plan's blocks, calibrate its health band on the validation windows, score, export and card it."""
-    from training.fit import StopWhenSet, fit
-
     began = time.perf_counter()
     windows = lstm_windows(data, settings, config)
     windows.setup("fit")
     pooled = [data.services[0]] + [data.pool[i - 1][0] for i in windows.used[1:]] if data.pool else list(data.services)
-    extra = [StopWhenSet(stop)] if stop is not None else []
-    fitted = fit(windows, tuple(settings.quantiles), config, progress_bar=progress_bar, callbacks=extra)
-    if stop is not None and stop.is_set():
-        raise RunStopped("stopped while fitting")
+    fitted = _fit(windows, settings, config, progress_bar, stop, "fitting")
     return _learned("lstm", fitted, windows, data, settings, config, workdir, began, {"services": pooled} if pooled else None)
 
 
@@ -266,7 +261,6 @@ def build_finetuned(
     ``Settings.finetune_epochs`` epochs), then calibrated, scored and exported like the LSTM."""
     from training.base_network import BaseLSTM
     from training.data import window_data
-    from training.fit import StopWhenSet, fit
     from training.pretrain import load_base_dir
 
     began = time.perf_counter()
@@ -281,13 +275,22 @@ def build_finetuned(
                     max_epochs=max(1, min(config.max_epochs, settings.finetune_epochs)), patience=min(config.patience, 2))
     windows = window_data(data.frame, settings, tuned, scaling=Scaling.from_dict(base.card.scaling))
     windows.setup("fit")
-    extra = [StopWhenSet(stop)] if stop is not None else []
-    fitted = fit(windows, tuple(settings.quantiles), tuned, progress_bar=progress_bar, callbacks=extra, network=BaseLSTM,
-                 initial_state=base.network().state_dict())
-    if stop is not None and stop.is_set():
-        raise RunStopped("stopped while fine-tuning")
+    fitted = _fit(windows, settings, tuned, progress_bar, stop, "fine-tuning", network=BaseLSTM,
+                  initial_state=base.network().state_dict())
     return _learned("finetuned", fitted, windows, data, settings, tuned, workdir, began,
                     {"base_version": base.card.version, **({"services": list(data.services[:1])} if data.services else {})})
+
+
+def _fit(windows, settings: Settings, config, progress_bar: bool, stop: threading.Event | None, doing: str, **network):
+    """Fit a network on ``windows`` (``network``: fit()'s network and initial_state), ending early when ``stop`` is set;
+    a stopped fit raises :class:`RunStopped`."""
+    from training.fit import StopWhenSet, fit
+
+    extra = [StopWhenSet(stop)] if stop is not None else []
+    fitted = fit(windows, tuple(settings.quantiles), config, progress_bar=progress_bar, callbacks=extra, **network)
+    if stop is not None and stop.is_set():
+        raise RunStopped(f"stopped while {doing}")
+    return fitted
 
 
 #: Fine-tuning steps more gently than a fit from scratch (FitConfig.learning_rate): the base weights are a good start.

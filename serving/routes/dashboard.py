@@ -23,17 +23,19 @@ CONTENT_SECURITY_POLICY = (
 blp = Blueprint("dashboard", __name__)
 
 
-@blp.route("/")
-def dashboard():
-    response = send_from_directory(PAGE_DIR, "index.html", max_age=0)
+def _page(directory):
+    """A page's index.html under the dashboard's content security policy, never cached."""
+    response = send_from_directory(directory, "index.html", max_age=0)
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["Cache-Control"] = "no-cache"
     return response
+
+
+@blp.route("/")
+def dashboard():
+    return _page(PAGE_DIR)
 
 
 @blp.route("/fleet")
 def fleet():
-    response = send_from_directory(FLEET_DIR, "index.html", max_age=0)
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    response.headers["Cache-Control"] = "no-cache"
-    return response
+    return _page(FLEET_DIR)

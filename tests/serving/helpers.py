@@ -1,4 +1,4 @@
-"""A real HTTP server around an app, on a loopback port, in a thread (for browsers and concurrent clients)."""
+"""Test-side HTTP helpers: a real server around an app (for browsers and concurrent clients), and a checked GET."""
 
 from __future__ import annotations
 
@@ -20,3 +20,14 @@ def serving(app) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(10)
+
+
+def get_json(client, url: str, schema=None, status: int = 200):
+    """GET ``url`` through a Flask test client: the status code must be ``status``, the body valid for ``schema`` (if
+    given); returns the JSON body."""
+    response = client.get(url)
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    if schema is not None:
+        assert schema().validate(body) == {}
+    return body

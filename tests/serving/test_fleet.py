@@ -14,18 +14,10 @@ from serving.status import FAILING_NOW, FAILURE_PREDICTED, NO_FAILURE, UNKNOWN
 from telemetry.catalogue import STREAMS
 from tests.serving.conftest import Clock
 from tests.serving.fleet_data import END, NOW, PEAK, SERVICES, STALE, START
+from tests.serving.helpers import get_json as _get
 
 UTC = dt.timezone.utc
 ORDER = {FAILING_NOW: 0, FAILURE_PREDICTED: 1, NO_FAILURE: 2, UNKNOWN: 3}
-
-
-def _get(client, url, schema=None, status=200):
-    response = client.get(url)
-    assert response.status_code == status, response.get_data(as_text=True)
-    body = response.get_json()
-    if schema is not None:
-        assert schema().validate(body) == {}
-    return body
 
 
 def _seconds(crossing):

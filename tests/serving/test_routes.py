@@ -23,19 +23,11 @@ from serving.schemas import (
 from forecasting import registry
 from telemetry.frames import minute_frame
 from tests.serving.conftest import Clock, at
+from tests.serving.helpers import get_json as _get
 from tests.serving.onnx_models import declining_model, persistence_model
 
 UTC = dt.timezone.utc
 FLAGS = ("cpu", "memory", "request_rate", "response_time")
-
-
-def _get(client, url, schema=None, status=200):
-    response = client.get(url)
-    assert response.status_code == status, response.get_data(as_text=True)
-    body = response.get_json()
-    if schema is not None:
-        assert schema().validate(body) == {}
-    return body
 
 
 # --- /api/v1/health ------------------------------------------------------------------
