@@ -33,11 +33,11 @@ def test_the_page_and_every_asset_it_loads_come_from_this_server(scenario_settin
     parser = _Assets()
     parser.feed(page.get_data(as_text=True))
     local = [u for u in parser.urls if not u.startswith("data:")]
-    assert {"static/dashboard/dashboard.js", "static/dashboard/vendor/uPlot.iife.min.js"} <= set(local)
+    assert {"static/dashboard/format.js", "static/dashboard/dashboard.js", "static/dashboard/vendor/uPlot.iife.min.js"} <= set(local)
     for url in local:
         assert not urlparse(url).scheme and not url.startswith("//"), url
         assert client.get("/" + url).status_code == 200, url
-    for name in ("index.html", "dashboard.js", "dashboard.css"):
+    for name in ("index.html", "format.js", "dashboard.js", "dashboard.css"):
         text = (PAGE_DIR / name).read_text()
         assert not re.search(r"https?://|//cdn|@import|url\(", text), name  # no CDN, no web fonts
     script = (PAGE_DIR / "dashboard.js").read_text()
@@ -55,7 +55,7 @@ def test_the_fleet_page_and_its_assets_come_from_this_server(scenario_settings, 
     parser = _Assets()
     parser.feed(page.get_data(as_text=True))
     local = [u for u in parser.urls if not u.startswith("data:")]
-    assert "static/fleet/fleet.js" in local
+    assert local.index("static/dashboard/format.js") < local.index("static/fleet/fleet.js")  # shared formats first
     for url in local:
         assert not urlparse(url).scheme and not url.startswith("//"), url
         assert client.get("/" + url.lstrip("./")).status_code == 200, url

@@ -37,18 +37,7 @@
 
   // ---- formatting (tests/dashboard mirrors these) --------------------------------------
 
-  function pad(n) {
-    return String(n).padStart(2, "0");
-  }
-
-  function pct(value) {
-    return value == null ? "unknown" : (value * 100).toFixed(1) + "%";
-  }
-
-  function countdown(seconds) {
-    var s = Math.max(0, Math.ceil(seconds));
-    return Math.floor(s / 3600) + ":" + pad(Math.floor((s % 3600) / 60)) + ":" + pad(s % 60);
-  }
+  var pad = window.pycemakerFormat.pad, pct = window.pycemakerFormat.pct, countdown = window.pycemakerFormat.countdown;
 
   function horizonText(minutes) {
     if (minutes % 60 === 0) return minutes / 60 + " h";

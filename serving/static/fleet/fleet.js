@@ -11,19 +11,8 @@
   };
   var state = { filter: "", timer: null, busy: false };
 
-  function pad(n) {
-    return String(n).padStart(2, "0");
-  }
-
-  // The same formats as the service page (dashboard.js): tests/dashboard mirrors them.
-  function pct(value) {
-    return value == null ? "unknown" : (value * 100).toFixed(1) + "%";
-  }
-
-  function countdown(seconds) {
-    var s = Math.max(0, Math.ceil(seconds));
-    return Math.floor(s / 3600) + ":" + pad(Math.floor((s % 3600) / 60)) + ":" + pad(s % 60);
-  }
+  // The same formats as the service page (static/dashboard/format.js).
+  var pad = window.pycemakerFormat.pad, pct = window.pycemakerFormat.pct, countdown = window.pycemakerFormat.countdown;
 
   function bound(crossing) {
     return crossing ? countdown(crossing.seconds) : "beyond horizon";
