@@ -43,7 +43,19 @@ class WindowSet:
         return len(self.origins)
 
 
-class WindowDataModule(L.LightningDataModule):
+class ForecastDataModule(L.LightningDataModule):
+    """What the network is built from: the number of input features and of forecast targets (the contract's)."""
+
+    @property
+    def n_features(self) -> int:
+        return len(FEATURES)
+
+    @property
+    def n_targets(self) -> int:
+        return len(TARGETS)
+
+
+class WindowDataModule(ForecastDataModule):
     """Train / validation / test windows of one per-minute frame.
 
     ``train_stride`` > 1 keeps every n-th training window (neighbouring windows overlap by
@@ -78,14 +90,6 @@ class WindowDataModule(L.LightningDataModule):
         self.validation: WindowSet | None = None
         self.test: WindowSet | None = None
         self.values: np.ndarray | None = None
-
-    @property
-    def n_features(self) -> int:
-        return len(FEATURES)
-
-    @property
-    def n_targets(self) -> int:
-        return len(TARGETS)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train is not None:

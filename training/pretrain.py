@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import torch
@@ -48,6 +47,7 @@ from telemetry.frames import cadence_for, minute_frame
 from telemetry.settings import Settings
 from training import scoring
 from training.base_network import BaseLSTM
+from training.datamodule import ForecastDataModule
 from training.fit import FitConfig, device_name, fit
 from training.provenance import git_commit, package_versions
 
@@ -145,7 +145,7 @@ def app_windows(
     return x, y, origins
 
 
-class FamilyWindows(L.LightningDataModule):
+class FamilyWindows(ForecastDataModule):
     """Windows of many apps, held in memory: training ones shuffled, validation ones in order."""
 
     def __init__(self, train: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndarray, np.ndarray],
@@ -154,14 +154,6 @@ class FamilyWindows(L.LightningDataModule):
         self.train, self.validation = train, validation
         self.batch_size, self.seed = batch_size, seed
         self.input_minutes, self.horizon_minutes = train[0].shape[1], train[1].shape[1]
-
-    @property
-    def n_features(self) -> int:
-        return len(FEATURES)
-
-    @property
-    def n_targets(self) -> int:
-        return len(TARGETS)
 
     def setup(self, stage: str | None = None) -> None:
         pass
