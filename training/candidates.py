@@ -266,8 +266,9 @@ def build_finetuned(
     began = time.perf_counter()
     if config.distributed:  # the other processes of a DDP run fit the LSTM alone (training/pipeline.py)
         raise CandidateSkipped("fine-tuning runs on one device; this run is distributed (DDP)")
-    _base_version(Path(settings.base_models_dir))
     base = load_base_dir(Path(settings.base_models_dir))
+    if base is None:
+        raise _no_base(Path(settings.base_models_dir))
     _check_base_applies(base.card, data, settings, same_window=True)
     net = base.card.training["network"]
     tuned = replace(config, hidden_size=net["hidden_size"], num_layers=net["num_layers"], n_harmonics=net["n_harmonics"],
@@ -304,8 +305,12 @@ class CandidateSkipped(RuntimeError):
 def _base_version(base_dir: Path) -> str:
     version = registry.current_or_newest(base_dir)
     if version is None:
-        raise CandidateSkipped(f"no base model in {base_dir} (base_models_dir; `pycemaker pretrain` builds one)")
+        raise _no_base(base_dir)
     return version
+
+
+def _no_base(base_dir: Path) -> CandidateSkipped:
+    return CandidateSkipped(f"no base model in {base_dir} (base_models_dir; `pycemaker pretrain` builds one)")
 
 
 def _check_base_applies(card: registry.ModelCard, data: RunData, settings: Settings, same_window: bool = False) -> None:
