@@ -141,8 +141,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         wait_until(lambda: http_ok(url + "/-/ready"), 30, "Prometheus", [prometheus])
         client = PrometheusClient(url)
-        # The tests query up to 5 s back, and irate needs two scrapes: six scrapes of every exporter.
-        wait_until(lambda: (client.query('min(count_over_time(up{job=~"checkout|api"}[1m]))') or _none).value >= 6
+        # The tests query up to 5 s back, and irate needs two samples: eight of every exporter's counter.
+        counted = 'min(count_over_time(http_server_requests_seconds_count{outcome="SUCCESS",uri="/usuarios"}[1m]))'
+        wait_until(lambda: (client.query(counted) or _none).value >= 8
                    and (client.query('count(up == 1)') or _none).value == 3, 30, "three scrapes", [prometheus])
         yield Stack(url, f"127.0.0.1:{ports['api-eu']}")
     finally:
@@ -288,3 +289,39 @@ def test_a_target_query_prometheus_refuses_is_reported_not_zero(tsettings, db, c
     assert "rejected" in caplog.text
     assert all(docs(db, c) == [] for c in COLLECTIONS)
 
+
+
+def test_a_target_matching_several_instances_keeps_only_its_aggregated_streams(tsettings, db, caplog) -> None:
+    """``api={job="api"}`` holds two instances: the sums are the job's, the per-instance CPU is reported, never mixed."""
+    both = with_settings(tsettings, collector_targets='api={job="api"}')
+    collector = Collector(both, PrometheusClient(both.prometheus_url), db)
+    at = grid_floor(dt.datetime.now(UTC), 1.0) - dt.timedelta(seconds=1)
+    report = collector.tick(at)
+    assert report.missing == ("api/cpu_usage",)
+    assert "several series for service 'api'" in caplog.text
+    eu, us = APPS["api-eu"], APPS["api-us"]
+    [memory] = docs(db, "jvm_memory_usage")
+    assert memory["service"] == "api"
+    assert memory["value"] == pytest.approx((eu.heap_used + us.heap_used) / (eu.heap_max + us.heap_max), rel=1e-6)
+    [requests] = docs(db, "request_count")
+    assert requests["value_success"] == pytest.approx(eu.success_per_s + us.success_per_s, rel=1e-6)
+    assert requests["value_fail"] == pytest.approx(eu.fail_per_s + us.fail_per_s, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        'sum by (job) (rate(process_cpu_usage[5m] offset 1m)) / on(job) group_left() count without(instance)(up{a!="}"}) > bool 0',
+        "histogram_quantile(0.9, sum by (le) (rate(http_server_requests_seconds_count[5m:1m])))",
+        '{__name__=~"process_cpu_.*"}',
+        'label_replace(up, "a", "$1", "job", "(.*)")',
+        "max(process_cpu_usage @ end()) - Inf",
+        "sum(jvm_memory_used_bytes) and ignoring(x) sum(jvm_memory_max_bytes) unless sum(absent_metric)",
+    ],
+)
+def test_restricted_queries_are_valid_promql_for_prometheus(stack: Stack, expr: str) -> None:
+    from telemetry.targets import combined_query, parse_targets
+
+    client = PrometheusClient(stack.prometheus_url)
+    query = combined_query(expr, parse_targets('checkout={job="checkout"}; api={job="api"}'))
+    client.query_series(query, dt.datetime.now(UTC))  # Prometheus rejecting it raises QueryError

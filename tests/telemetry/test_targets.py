@@ -125,7 +125,7 @@ def test_every_default_query_is_restricted_in_every_selector() -> None:
         ('{__name__=~"a.*"}', '{t="1",__name__=~"a.*"}'),
         ('label_replace(up, "a", "$1", "b", "(.*)")', 'label_replace(up{t="1"}, "a", "$1", "b", "(.*)")'),
         ("a:rate5m{} and ignoring(x) b or c unless d", 'a:rate5m{t="1"} and ignoring(x) b{t="1"} or c{t="1"} unless d{t="1"}'),
-        ("max(x) @ end() - Inf", 'max(x{t="1"}) @ end() - Inf'),
+        ("max(x @ end()) - Inf", 'max(x{t="1"} @ end()) - Inf'),
     ],
 )
 def test_restrict_finds_the_selectors_of_any_expression(expr: str, expected: str) -> None:
