@@ -15,6 +15,10 @@ Nothing is lost (see docs/collector.md):
   ``MAX_CATCH_UP`` back) is looked up *before* the waiting file is written, and everything
   from there is backfilled from Prometheus: a crash mid-outage, or samples the full file
   dropped, leave no hole. A restart resumes the same way.
+
+With targets (setting ``collector_targets``, telemetry/targets.py) one query per stream column
+per tick answers for every service: each returned series is mapped to its service, and a
+service's documents carry its ``service`` field (none for the default service).
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ from telemetry import store
 from telemetry.catalogue import Stream, to_document
 from telemetry.collector_metrics import CollectorMetrics
 from telemetry.prometheus import PrometheusClient, PrometheusUnavailable, QueryError, Sample
+from telemetry.services import Service, service_named
 from telemetry.settings import Settings
 from telemetry.store import DatabaseUnavailable
+from telemetry.targets import Target, by_service, combined_query
 from telemetry.wal import Item, WriteAheadLog, write_grouped
 
 log = logging.getLogger(__name__)
@@ -59,13 +65,15 @@ Document = dict[str, Any]
 
 @dataclass(frozen=True)
 class StreamQuery:
-    """The PromQL behind one stream: frame column -> expression."""
+    """The PromQL behind one stream: frame column -> expression (with targets, one query for all of them)."""
 
     stream: Stream
     exprs: Mapping[str, str]
 
 
-def stream_queries(settings: Settings) -> tuple[StreamQuery, ...]:
+def stream_queries(settings: Settings, targets: Sequence[Target] | None = None) -> tuple[StreamQuery, ...]:
+    """Each configured stream's queries; with targets (default: the settings'), each combined for all of them."""
+    targets = settings.targets() if targets is None else targets
     by_column = {
         "cpu": settings.query_cpu,
         "memory": settings.query_memory,
@@ -73,6 +81,8 @@ def stream_queries(settings: Settings) -> tuple[StreamQuery, ...]:
         "req_fail": settings.query_fail,
         "response_time": settings.query_response_time,
     }
+    if targets:
+        by_column = {c: combined_query(expr, targets) for c, expr in by_column.items()}
     return tuple(StreamQuery(s, {c: by_column[c] for c in s.columns}) for s in settings.stream_set)
 
 
@@ -164,11 +174,11 @@ class Backoff:
 @dataclass(frozen=True)
 class TickReport:
     time: dt.datetime
-    #: Documents this tick produced (0..4).
+    #: Documents this tick produced (0..4 per service).
     collected: int
     #: New documents stored during this tick (backlog and backfills included).
     written: int
-    #: Collections with no data at this tick.
+    #: Collections with no data at this tick (with targets: ``service/collection``).
     missing: tuple[str, ...]
     #: Documents still waiting for the database.
     pending: int
@@ -194,7 +204,12 @@ class Collector:
         self.client = client
         self.db = db
         self.interval_s = settings.collect_interval_s
-        self.queries = stream_queries(settings)
+        self.targets: tuple[Target, ...] = settings.targets()
+        #: The services collected, keyed by name: the targets', or the default service alone.
+        self.services: dict[str, Service] = {
+            t.service: service_named(t.service, settings.default_service) for t in self.targets
+        } or {settings.default_service: Service(settings.default_service, True)}
+        self.queries = stream_queries(settings, self.targets)
         self.wal = WriteAheadLog(settings.collector_spill_path, settings.collector_spill_max_bytes)
         self.metrics = CollectorMetrics()
         self.metrics.wal_max_bytes.set(self.wal.max_bytes)
@@ -229,46 +244,85 @@ class Collector:
             if self._gap_since is None:
                 log.warning("%s; backfilling from %s once it answers", exc, at.isoformat())
                 self._gap_since = at
-            items, missing = [], tuple(q.stream.collection for q in self.queries)
+            items, missing = [], tuple(self._missing_name(n, q.stream) for n in self.services for q in self.queries)
         self._report_missing(missing)
         self._append(items)
         written = self.flush()
         if answered and self._gap_since is not None and not self._db_retry.failures:
             written += self._fill_gap(self._gap_since, at)
         self.metrics.samples.inc(len(items))
+        self._count_by_service(items, missing)
         self.metrics.last_tick.set(at.timestamp())
         self._observe()
         return TickReport(at, len(items), written, missing, len(self.wal))
 
     def _collect_at(self, at: dt.datetime, deadline: float) -> tuple[list[Item], tuple[str, ...]]:
+        """One round: one query per stream column (for every service at once), then each service's documents."""
         items: list[Item] = []
         missing: list[str] = []
         for query in self.queries:
-            found: dict[str, Sample | None] = {}
+            found: dict[str, dict[str, Sample | None]] = {name: {} for name in self.services}
             for column, expr in query.exprs.items():
                 try:
-                    found[column] = self._query(expr, at, deadline)
+                    per_service = self._query(expr, at, deadline)
                 except QueryError as exc:
                     self._report_once(str(exc))
-            point = stream_values(query.stream, found)
-            if point is None:
-                missing.append(query.stream.collection)
-            else:
-                items.append(self._item(query.stream, *point))
+                    continue
+                for name, sample in per_service.items():
+                    found[name][column] = sample
+            for name in self.services:
+                point = stream_values(query.stream, found[name])
+                if point is None:
+                    missing.append(self._missing_name(name, query.stream))
+                else:
+                    items.append(self._item(query.stream, name, *point))
         return items, tuple(missing)
 
-    def _query(self, expr: str, at: dt.datetime, deadline: float) -> Sample | None:
+    def _query(self, expr: str, at: dt.datetime, deadline: float) -> dict[str, Sample | None]:
+        """Each service's value of ``expr`` at ``at`` (None: no series); a service left out has no usable answer."""
         for delay in (*self._retry_delays_s, None):
             try:
-                return self.client.query(expr, at)
+                if not self.targets:
+                    return {name: self.client.query(expr, at) for name in self.services}
+                return self._per_service(expr, self.client.query_series(expr, at), None)
             except PrometheusUnavailable:
                 if delay is None or self._clock() + delay > deadline:
                     raise
                 self._sleep(delay)
         raise AssertionError("unreachable")
 
-    def _item(self, stream: Stream, at: dt.datetime, values: Mapping[str, float]) -> Item:
-        return stream.collection, to_document(stream, at, values, self._cuts[stream.flag])
+    def _per_service(self, expr: str, series: Sequence[tuple[Mapping[str, str], Any]], absent: Any) -> dict[str, Any]:
+        """A combined query's series -> service -> value (``absent`` for a target with no series)."""
+        found, several = by_service(series)
+        for name in several:
+            self._report_once(
+                f"query {expr!r} returned several series for service {name!r}; "
+                "aggregate the query (sum(...), avg(...)) or narrow the target's selector"
+            )
+        return {name: found.get(name, absent) for name in self.services if name not in several}
+
+    def _item(self, stream: Stream, service: str, at: dt.datetime, values: Mapping[str, float]) -> Item:
+        doc = to_document(stream, at, values, self._cuts[stream.flag])
+        field = self.services[service].field()
+        if field is not None:
+            doc["service"] = field
+        return stream.collection, doc
+
+    def _missing_name(self, service: str, stream: Stream) -> str:
+        return f"{service}/{stream.collection}" if self.targets else stream.collection
+
+    def _count_by_service(self, items: Sequence[Item], missing: Sequence[str]) -> None:
+        """Per-service metrics (bounded: the configured targets, or the default service)."""
+        default = next(iter(self.services))
+        counts = dict.fromkeys(self.services, 0)
+        for _, doc in items:
+            counts[doc.get("service") or default] += 1
+        gaps = dict.fromkeys(self.services, 0)
+        for name in missing:
+            gaps[name.split("/", 1)[0] if self.targets else default] += 1
+        for name, count in counts.items():
+            self.metrics.service_samples.labels(name).inc(count)
+            self.metrics.service_missing.labels(name).set(gaps[name])
 
     # --- an interval ---------------------------------------------------------------------
 
@@ -294,26 +348,32 @@ class Collector:
     def _backfill_window(self, first: dt.datetime, last: dt.datetime) -> int:
         items: list[Item] = []
         for query in self.queries:
-            found: dict[str, dict[dt.datetime, Sample]] = {}
+            found: dict[str, dict[str, dict[dt.datetime, Sample]]] = {name: {} for name in self.services}
             for column, expr in query.exprs.items():
                 try:
-                    samples = self._range(expr, first, last)
+                    per_service = self._range(expr, first, last)
                 except QueryError as exc:
                     self._report_once(str(exc))
                     continue
-                found[column] = {s.time: s for s in samples}
+                for name, samples in per_service.items():
+                    found[name][column] = {s.time: s for s in samples}
             primary = query.stream.columns[0]
-            for t in sorted(found.get(primary, {})):
-                point = stream_values(query.stream, {c: by_time.get(t) for c, by_time in found.items()})
-                if point is not None:
-                    items.append(self._item(query.stream, *point))
+            for name, columns in found.items():
+                for t in sorted(columns.get(primary, {})):
+                    point = stream_values(query.stream, {c: by_time.get(t) for c, by_time in columns.items()})
+                    if point is not None:
+                        items.append(self._item(query.stream, name, *point))
         self._backfill_stored += self._store_directly(items)
         return len(items)
 
-    def _range(self, expr: str, first: dt.datetime, last: dt.datetime) -> list[Sample]:
+    def _range(self, expr: str, first: dt.datetime, last: dt.datetime) -> dict[str, list[Sample]]:
+        """Each service's samples of ``expr`` over the grid points ``first..last``."""
         for delay in (*self._retry_delays_s, None):
             try:
-                return self.client.query_range(expr, first, last, self.interval_s)
+                if not self.targets:
+                    return {name: self.client.query_range(expr, first, last, self.interval_s) for name in self.services}
+                series = self.client.query_range_series(expr, first, last, self.interval_s)
+                return self._per_service(expr, series, [])
             except PrometheusUnavailable:
                 if delay is None:
                     raise
@@ -341,9 +401,13 @@ class Collector:
         self._check_store = True
 
     def _newest_stored(self) -> dt.datetime | None:
-        """The oldest of the streams' newest samples within ``MAX_CATCH_UP`` (None: none that recent)."""
+        """The oldest of the services' streams' newest samples within ``MAX_CATCH_UP`` (None: none that recent)."""
         now = self.now()
-        latest = [store.newest_sample_time(self.db, q.stream, before=now, after=now - MAX_CATCH_UP) for q in self.queries]
+        latest = [
+            store.newest_sample_time(self.db, q.stream, before=now, after=now - MAX_CATCH_UP, service=service)
+            for service in self.services.values()
+            for q in self.queries
+        ]
         known = [t for t in latest if t is not None]
         return min(known) if known else None
 
@@ -445,6 +509,8 @@ class Collector:
         self._observe()
         at = grid_ceil(self.now(), self.interval_s)
         log.info("collecting from %s every %g s", self.client.base_url, self.interval_s)
+        if self.targets:
+            log.info("%d targets: %s", len(self.targets), "; ".join(str(t) for t in self.targets))
         # Query a moment after each grid point: a scrape stamped just before it may still be in flight.
         settle_s = min(0.5, 0.1 * self.interval_s)
         while not stop.is_set():
@@ -481,7 +547,7 @@ class Collector:
             if missing:
                 log.info("no data at this tick for: %s", ", ".join(missing))
             elif self._missing is not None:
-                log.info("all four streams present again")
+                log.info("every stream present again")
             self._missing = missing
 
     def _report_once(self, message: str) -> None:

@@ -33,6 +33,16 @@ class CollectorMetrics:
         self.database_up = Gauge("pycemaker_collector_database_up", "1 when the last write to the database succeeded.", registry=r)
         self.last_tick = Gauge("pycemaker_collector_last_tick_timestamp_seconds", "Grid time of the last tick (Unix seconds).", registry=r)
         self.samples = Counter("pycemaker_collector_samples", "Samples collected by live ticks.", registry=r)
+        # Labelled by service: the configured targets (or the default service), so the label set is bounded.
+        self.service_samples = Counter(
+            "pycemaker_collector_service_samples", "Samples collected by live ticks, per service.", ["service"], registry=r
+        )
+        self.service_missing = Gauge(
+            "pycemaker_collector_service_missing_streams",
+            "Streams of the service with no data at the last tick (its target not scraped, or a query failing).",
+            ["service"],
+            registry=r,
+        )
 
     def serve(self, port: int, host: str) -> None:
         """Serve ``/metrics`` from a daemon thread."""

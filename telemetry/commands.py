@@ -43,6 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hours", type=float, help="backfill the last HOURS with query_range, then exit")
     p.add_argument("--start", help="backfill from this ISO 8601 time with a zone (2024-05-01T10:00Z)")
     p.add_argument("--end", help="end of the backfill (default: now)")
+    p.add_argument("--target", action="append", metavar="SERVICE=SELECTOR",
+                   help='collect SERVICE from the series SELECTOR matches, e.g. checkout=\'{job="checkout"}\' '
+                        "(repeat for more; default: $PYCEMAKER_COLLECTOR_TARGETS, or the default service alone)")
+    p.add_argument("--targets-file", metavar="PATH",
+                   help="read the targets from PATH, one SERVICE=SELECTOR a line (default: $PYCEMAKER_COLLECTOR_TARGETS_FILE)")
     p.set_defaults(handler=run_collect)
 
     p = sub.add_parser("import-csv", help="load a timestamp,value CSV into one stream (naive times are UTC)")
@@ -132,6 +137,22 @@ def run_health(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _with_targets(settings: Settings, args: argparse.Namespace) -> Settings:
+    """``--target`` (repeated) or ``--targets-file`` replace the configured targets, whichever way they were given."""
+    import dataclasses
+    from pathlib import Path
+
+    if args.target and args.targets_file:
+        from telemetry.settings import SettingsError
+
+        raise SettingsError("--target and --targets-file are both given: use one")
+    if args.target:
+        return dataclasses.replace(settings, collector_targets="\n".join(args.target), collector_targets_file=None)
+    if args.targets_file:
+        return dataclasses.replace(settings, collector_targets="", collector_targets_file=Path(args.targets_file))
+    return settings
+
+
 def run_collect(args: argparse.Namespace, settings: Settings) -> int:
     import signal
     import threading
@@ -141,7 +162,7 @@ def run_collect(args: argparse.Namespace, settings: Settings) -> int:
     from telemetry.prometheus import PrometheusClient, PrometheusError
     from telemetry.settings import SettingsError
 
-    settings = override(settings, prometheus_url=args.prometheus_url, collect_interval_s=args.interval)
+    settings = override(_with_targets(settings, args), prometheus_url=args.prometheus_url, collect_interval_s=args.interval)
     if settings.collect_interval_s <= 0:
         raise SettingsError("collect_interval_s must be positive")
     try:

@@ -63,6 +63,12 @@ def _value(raw: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _sample(point: Any) -> Sample | None:
+    """A ``[timestamp, "value"]`` pair -> a sample, None unless its value is finite."""
+    value = _value(point[1])
+    return None if value is None else Sample(to_datetime(point[0]), value)
+
+
 class PrometheusClient:
     """Queries one Prometheus server. ``base_url`` may carry a path prefix (``http://h:9090/prom``)."""
 
@@ -83,27 +89,52 @@ class PrometheusClient:
             points = [series["value"] for series in _one_series(expr, result)]
         else:
             raise QueryError(f"query {expr!r} returned a {kind}, not a number")
-        if not points:
-            return None
-        value = _value(points[0][1])
-        return None if value is None else Sample(to_datetime(points[0][0]), value)
+        return _sample(points[0]) if points else None
+
+    def query_series(self, expr: str, at: dt.datetime) -> list[tuple[dict[str, str], Sample | None]]:
+        """Every series of the expression at ``at``, with its labels (a value that is not finite: None)."""
+        data = self._call("/api/v1/query", {"query": expr, "time": to_timestamp(at)})
+        if data.get("resultType") != "vector":
+            raise QueryError(f"query {expr!r} returned a {data.get('resultType')}, not a vector")
+        return [(series.get("metric", {}), _sample(series["value"])) for series in data.get("result") or []]
+
+    def query_range_series(
+        self, expr: str, start: dt.datetime, end: dt.datetime, step_s: float
+    ) -> list[tuple[dict[str, str], list[Sample]]]:
+        """Every series of the expression at ``start, start + step, ... <= end``, with its labels; missing points left out.
+
+        Long ranges are split like :meth:`query_range`'s; a series' points from several chunks are joined.
+        """
+        joined: dict[tuple, tuple[dict[str, str], list[Sample]]] = {}
+        for labels, samples in self._range_series(expr, start, end, step_s):
+            key = tuple(sorted(labels.items()))
+            joined.setdefault(key, (labels, []))[1].extend(samples)
+        return list(joined.values())
 
     def query_range(self, expr: str, start: dt.datetime, end: dt.datetime, step_s: float) -> list[Sample]:
         """The expression at ``start, start + step, ... <= end``; missing points are left out.
 
         Long ranges are split so that no request exceeds Prometheus's points limit.
         """
+        samples: list[Sample] = []
+        for series in self._range_series(expr, start, end, step_s, one=True):
+            samples.extend(series[1])
+        return samples
+
+    def _range_series(
+        self, expr: str, start: dt.datetime, end: dt.datetime, step_s: float, one: bool = False
+    ) -> list[tuple[dict[str, str], list[Sample]]]:
         if step_s <= 0:
             raise ValueError("step_s must be positive")
         step = dt.timedelta(seconds=step_s)
         chunk = step * (MAX_POINTS_PER_QUERY - 1)
-        samples: list[Sample] = []
+        out: list[tuple[dict[str, str], list[Sample]]] = []
         chunk_start = start
         while chunk_start <= end:
             chunk_end = min(end, chunk_start + chunk)
-            samples.extend(self._range_chunk(expr, chunk_start, chunk_end, step_s))
+            out.extend(self._range_chunk(expr, chunk_start, chunk_end, step_s, one))
             chunk_start = chunk_end + step
-        return samples
+        return out
 
     def ready(self) -> bool:
         """Whether the server answers ``/-/ready`` (it has loaded its storage and config)."""
@@ -113,7 +144,9 @@ class PrometheusClient:
         except (OSError, urllib.error.URLError):
             return False
 
-    def _range_chunk(self, expr: str, start: dt.datetime, end: dt.datetime, step_s: float) -> list[Sample]:
+    def _range_chunk(
+        self, expr: str, start: dt.datetime, end: dt.datetime, step_s: float, one: bool
+    ) -> list[tuple[dict[str, str], list[Sample]]]:
         params = {
             "query": expr,
             "start": to_timestamp(start),
@@ -123,12 +156,11 @@ class PrometheusClient:
         data = self._call("/api/v1/query_range", params)
         if data.get("resultType") != "matrix":
             raise QueryError(f"range query {expr!r} returned a {data.get('resultType')}, not a matrix")
+        result = _one_series(expr, data.get("result")) if one else data.get("result") or []
         out = []
-        for series in _one_series(expr, data.get("result")):
-            for timestamp, raw in series.get("values", []):
-                value = _value(raw)
-                if value is not None:
-                    out.append(Sample(to_datetime(timestamp), value))
+        for series in result:
+            points = [_sample(point) for point in series.get("values", [])]
+            out.append((series.get("metric", {}), [p for p in points if p is not None]))
         return out
 
     def _call(self, path: str, params: dict[str, str]) -> dict[str, Any]:

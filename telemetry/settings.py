@@ -172,6 +172,12 @@ class Settings:
     collector_spill_max_bytes: int = 64 * 1024 * 1024
     #: Port of the collector's own ``/metrics`` (on ``host``); 0: not served.
     collector_metrics_port: int = 9109
+    #: Services the collector reads from one Prometheus: ``service={label selector}`` entries separated by ``;``
+    #: or new lines (``checkout={job="checkout"}; api-eu={job="api",instance=~"eu-.*"}``). Empty: one default
+    #: service, the queries as written. See docs/collector.md, "Many services".
+    collector_targets: str = ""
+    #: A file holding the targets in the same format (one a line, ``#`` comments); instead of ``collector_targets``.
+    collector_targets_file: Path | None = None
 
     # --- Simulator -------------------------------------------------------
     simulator_seed: int = 42
@@ -198,6 +204,18 @@ class Settings:
             "response_time": self.response_time_cuts,
             "request_rate": self.request_rate_cuts,
         }
+
+    def targets(self) -> tuple:
+        """The collector's targets (:class:`telemetry.targets.Target`); empty: the default service alone."""
+        from telemetry.targets import parse_targets
+
+        if self.collector_targets_file is None:
+            return parse_targets(self.collector_targets)
+        try:
+            text = Path(self.collector_targets_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"collector_targets_file: cannot read {self.collector_targets_file} ({exc})") from None
+        return parse_targets(text)
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict, secrets masked (safe to log)."""
@@ -302,6 +320,15 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"train_services: 'all' or a comma list of service names, got {s.train_services!r}")
     if s.max_services < 1 or s.services_refresh_s <= 0 or s.services_scan_hours <= 0 or s.metrics_services < 0:
         raise SettingsError("max_services, services_refresh_s and services_scan_hours must be positive, metrics_services at least 0")
+    if s.collector_targets.strip() and s.collector_targets_file is not None:
+        raise SettingsError("collector_targets and collector_targets_file are both set: use one")
+    from telemetry.targets import TargetError
+
+    try:
+        s.targets()
+    except TargetError as exc:
+        where = "collector_targets_file" if s.collector_targets_file is not None else "collector_targets"
+        raise SettingsError(f"{where}: {exc}") from None
     if s.warning_minutes <= 0 or s.warning_hold_minutes < 1:
         raise SettingsError("warning_minutes must be positive and warning_hold_minutes at least 1")
 
