@@ -100,6 +100,10 @@ def test_a_collector_killed_mid_outage_loses_nothing_and_duplicates_nothing(tmp_
         first = start("collector-1", command, tmp_path, cwd=REPO, env=env)
         services.append(first)
         wait_until(lambda: all(newest(s) for s in STREAMS), 60, "all four streams stored", [*servers, first])
+        # Some ticks more before the outage: the span checked below starts 4 s before it, after the first tick.
+        stored_at = dt.datetime.now(UTC)
+        wait_until(lambda: all(newest(s) >= stored_at + dt.timedelta(seconds=5) for s in STREAMS), 30,
+                   "five more seconds stored", [*servers, first])
 
         db_server.stop()
         down_at = dt.datetime.now(UTC)
