@@ -15,6 +15,9 @@ Nothing is lost (see docs/collector.md):
   ``MAX_CATCH_UP`` back) is looked up *before* the waiting file is written, and everything
   from there is backfilled from Prometheus: a crash mid-outage, or samples the full file
   dropped, leave no hole. A restart resumes the same way.
+
+After each write (a tick, a replay of the file, a backfill window) the per-step rollups of the
+steps the new samples touch are recomputed (telemetry/rollups.py): one or two steps per tick.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from typing import Any, Callable, Mapping, Sequence
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from telemetry import store
+from telemetry import rollups, store
 from telemetry.catalogue import Stream, to_document
 from telemetry.collector_metrics import CollectorMetrics
+from telemetry.frames import cadence_for
 from telemetry.prometheus import PrometheusClient, PrometheusUnavailable, QueryError, Sample
 from telemetry.settings import Settings
 from telemetry.store import DatabaseUnavailable
@@ -211,6 +215,9 @@ class Collector:
         self._backfill_stored = 0
         self._missing: tuple[str, ...] | None = None
         self._reported: set[str] = set()
+        #: Oldest and newest sample stored since the rollups were last updated (None: nothing new).
+        self._rollup_span: tuple[dt.datetime, dt.datetime] | None = None
+        self._cadence = cadence_for(settings.collect_interval_s, settings)
         self._observe()
 
     def now(self) -> dt.datetime:
@@ -375,6 +382,7 @@ class Collector:
             self._database_failed(exc)
             return 0
         self._database_answered()
+        self._update_rollups()
         return written
 
     def _store_directly(self, items: Sequence[Item]) -> int:
@@ -389,9 +397,26 @@ class Collector:
                 self._database_failed(exc)
             else:
                 self._database_answered()
+                self._update_rollups()
                 return written
         self._append(items)
         return 0
+
+    def _update_rollups(self) -> None:
+        """Recompute the rollup steps the samples stored since the last update touch (telemetry/rollups.py), from
+        one interval before the oldest: the first tick of a step also closes the step before. A failure keeps
+        the span for the next write (the samples are stored; only their rows wait)."""
+        if self._rollup_span is None or not self.settings.rollups:
+            self._rollup_span = None
+            return
+        first, last = self._rollup_span
+        try:
+            rollups.update(self.db, self.settings, first - dt.timedelta(seconds=self.interval_s), last, self._cadence,
+                           now=max(self.now(), last))
+        except (DatabaseUnavailable, PyMongoError) as exc:
+            log.warning("rollups from %s not updated (%s); retried at the next write", first.isoformat(), exc)
+            return
+        self._rollup_span = None
 
     def _append(self, items: Sequence[Item]) -> None:
         dropped = self.wal.append(items)
@@ -419,7 +444,9 @@ class Collector:
 
     def _write(self, collection: str, docs: list[Document]) -> int:
         try:
-            return store.insert_idempotent(self.db, collection, docs).inserted
+            written = store.insert_idempotent(self.db, collection, docs).inserted
+            self._note_written(docs)
+            return written
         except BulkWriteError as exc:
             # Not a duplicate and not an outage: the server refuses these documents, and always will.
             errors = exc.details.get("writeErrors", [])
@@ -430,6 +457,15 @@ class Collector:
                 errors[0].get("errmsg") if errors else exc,
             )
             return int(exc.details.get("nInserted", 0))
+
+    def _note_written(self, docs: Sequence[Document]) -> None:
+        times = [d["time_series"] for d in docs if isinstance(d.get("time_series"), dt.datetime)]
+        if not times:
+            return
+        first, last = min(times), max(times)
+        if self._rollup_span is not None:
+            first, last = min(first, self._rollup_span[0]), max(last, self._rollup_span[1])
+        self._rollup_span = (first, last)
 
     def _observe(self) -> None:
         self.metrics.wal_samples.set(len(self.wal))

@@ -98,7 +98,23 @@ def load_minute_frame(
     db: Database, start: dt.datetime, end: dt.datetime, settings: Settings, cadence: Cadence | None = None,
     service: Service = DEFAULT_SERVICE,
 ) -> pd.DataFrame:
-    """:func:`minute_frame` of ``service`` over ``[start, end)`` read from the store (the configured streams only).
+    """:func:`minute_frame` of ``service`` over ``[start, end)`` from the store (the configured streams only).
+
+    With ``settings.rollups`` (the default): the stored per-step rows where they exist, the other steps from
+    the samples (:func:`telemetry.rollups.read_frame`; the same frame). Otherwise: :func:`raw_minute_frame`.
+    """
+    if settings.rollups:
+        from telemetry.rollups import read_frame
+
+        return read_frame(db, start, end, settings, cadence, service)
+    return raw_minute_frame(db, start, end, settings, cadence, service)
+
+
+def raw_minute_frame(
+    db: Database, start: dt.datetime, end: dt.datetime, settings: Settings, cadence: Cadence | None = None,
+    service: Service = DEFAULT_SERVICE,
+) -> pd.DataFrame:
+    """:func:`minute_frame` of ``service`` over ``[start, end)`` computed from the raw samples.
 
     Reads from the tolerance before ``start`` so the first step's grid points have their as-of samples.
     """
