@@ -4,7 +4,7 @@ Reading a week of one service's raw samples costs the embedded server ~17 s (fou
 document every 5 s); the same week as frame rows is one document a minute. Each rollup document
 (collection ``rollups``) is one frame step of one service framed one way::
 
-    {service (null: the default service), recipe, step, tolerance_s, time, open, computed_at, cpu, memory, ..., health, coverage, flag_*}
+    {service (null: the default service), recipe, step, tolerance_s, time, computed_at, cpu, memory, ..., health, coverage, flag_*}
 
 - ``recipe`` names everything a row depends on (the cadence's step and as-of tolerance, the grid,
   the configured streams, the health cut points: :func:`recipe`), so a row is never read for a frame
@@ -12,13 +12,14 @@ document every 5 s); the same week as frame rows is one document a minute. Each 
 - A row is computed by :func:`telemetry.frames.minute_frame` itself over whole steps, from the samples
   of ``[step - tolerance, step end)``: the very values the raw path gives (a step depends on no other
   sample). NaN values are left out of the document and read back as NaN.
-- Writers recompute the steps their samples touch (:func:`update`; idempotent upserts, so a late or
-  replayed sample just recomputes its step). A row computed before its step ended is ``open``: readers
-  treat it as missing and compute that step from the samples, and the next write after the step ends
-  recomputes it (the collector always recomputes the step before its tick's).
-- Readers (:func:`read_frame`, used by :func:`telemetry.frames.load_minute_frame`) take the closed rows
-  of the whole steps within ``[start, end)`` and compute the rest (partial first/last steps, steps no
-  writer covered, open rows) from the samples: the frame is identical to the raw path's.
+- Closed steps only: writers recompute the steps their samples touch that have ended (:func:`update`;
+  idempotent upserts, so a late or replayed sample just recomputes its step). The step still filling has
+  no row: readers compute it from the samples (one step), and the first write after it ends (the
+  collector recomputes from one tick back: the first tick of a step closes the step before) stores it.
+  So a collector tick costs nothing at 11 ticks of 12, and one step's read and upsert at the first.
+- Readers (:func:`read_frame`, used by :func:`telemetry.frames.load_minute_frame`) take the rows of the
+  whole steps within ``[start, end)`` and compute the rest (partial first/last steps, the step still
+  filling, steps no writer covered) from the samples: the frame is identical to the raw path's.
 - Samples written by another tool leave rows stale: ``pycemaker rollup --rebuild`` recomputes a range.
 """
 
@@ -38,6 +39,7 @@ from pymongo.errors import PyMongoError
 
 from telemetry import store
 from telemetry.catalogue import FLAG_NAMES, ROLLUPS_COLLECTION, STREAM_COLUMNS
+from telemetry.framing import Cadence, minute_frame, raw_minute_frame, service_cadence
 from telemetry.health import floor_step
 from telemetry.services import DEFAULT_SERVICE, Service
 from telemetry.settings import Settings
@@ -53,7 +55,7 @@ WRITE_CHUNK_STEPS = 1440
 MERGE_GAP_STEPS = 30
 
 
-def recipe(settings: Settings, cadence: Any) -> str:
+def recipe(settings: Settings, cadence: Cadence) -> str:
     """What a row depends on besides the samples, as a short key: ``1m/15s/g5/<hash of streams and cuts>``."""
     cuts = settings.cuts()
     basis = json.dumps(
@@ -64,23 +66,29 @@ def recipe(settings: Settings, cadence: Any) -> str:
     return f"{cadence.step_minutes}m/{cadence.tolerance_s:g}s/g{settings.grid_seconds:g}/{digest}"
 
 
-def usable(settings: Settings, cadence: Any) -> bool:
+def usable(settings: Settings, cadence: Cadence) -> bool:
     """Whether steps can be framed one by one: the health grid must restart on every step boundary
     (``grid_seconds`` divides the step; the grid is anchored on a frame's first step)."""
     ratio = cadence.step_minutes * 60 / settings.grid_seconds
     return abs(ratio - round(ratio)) < 1e-9
 
 
+#: Databases whose index this process has ensured (by client and name): a collector tick costs no extra round trip.
+_indexed: set[tuple[int, str]] = set()
+
+
 def ensure_indexes(db: Database) -> None:
     """Unique ``(service, recipe, time)``: one row per step of a service framed one way. Idempotent."""
+    key = (id(db.client), db.name)
+    if key in _indexed:
+        return
     db[ROLLUPS_COLLECTION].create_index(
         [("service", ASCENDING), ("recipe", ASCENDING), ("time", ASCENDING)], unique=True, name="service_recipe_time_unique"
     )
+    _indexed.add(key)
 
 
-def _default_cadence(settings: Settings, cadence: Any) -> Any:
-    from telemetry.frames import Cadence
-
+def _default_cadence(settings: Settings, cadence: Cadence | None) -> Cadence:
     return cadence or Cadence(1, settings.alignment_tolerance_s)
 
 
@@ -89,7 +97,7 @@ def _key(service: Service) -> str | None:
     return None if service.default else service.name
 
 
-def _step(cadence: Any) -> dt.timedelta:
+def _step(cadence: Cadence) -> dt.timedelta:
     return dt.timedelta(minutes=cadence.step_minutes)
 
 
@@ -103,13 +111,12 @@ def _utc(t: dt.datetime) -> dt.datetime:
 
 
 def write_steps(
-    db: Database, settings: Settings, first: dt.datetime, end: dt.datetime, cadence: Any = None,
+    db: Database, settings: Settings, first: dt.datetime, end: dt.datetime, cadence: Cadence | None = None,
     service: Service = DEFAULT_SERVICE, now: dt.datetime | None = None,
 ) -> int:
     """Recompute and upsert the rows of every step from the one holding ``first`` to the one holding ``end``
-    (exclusive of a step starting at ``end``), from the samples. Returns the rows written."""
-    from telemetry.frames import minute_frame
-
+    (exclusive of a step starting at ``end``), from the samples; only steps ended by ``now`` (default: the
+    clock). Returns the rows written."""
     cadence = _default_cadence(settings, cadence)
     if not usable(settings, cadence):
         return 0
@@ -117,7 +124,10 @@ def write_steps(
     step = _step(cadence)
     tolerance = dt.timedelta(seconds=cadence.tolerance_s)
     a = floor_step(_utc(first), cadence.step_minutes)
-    last = floor_step(_utc(end) - dt.timedelta(microseconds=1), cadence.step_minutes)
+    last = min(floor_step(_utc(end) - dt.timedelta(microseconds=1), cadence.step_minutes),
+               floor_step(now, cadence.step_minutes) - step)
+    if last < a:
+        return 0
     key = recipe(settings, cadence)
     ensure_indexes(db)
     written = 0
@@ -139,13 +149,12 @@ def write_steps(
     return written
 
 
-def _documents(frame: pd.DataFrame, service: Service, key: str, cadence: Any, now: dt.datetime) -> Iterable[dict]:
-    step = _step(cadence)
+def _documents(frame: pd.DataFrame, service: Service, key: str, cadence: Cadence, now: dt.datetime) -> Iterable[dict]:
     values = {c: frame[c].to_numpy(dtype=float) for c in FRAME_COLUMNS}
     for i, t in enumerate(frame.index.to_pydatetime()):
         doc: dict[str, Any] = {
             "service": _key(service), "recipe": key, "step": cadence.step_minutes, "tolerance_s": cadence.tolerance_s,
-            "time": t, "open": bool(now < t + step), "computed_at": now,
+            "time": t, "computed_at": now,
         }
         for column, array in values.items():
             if not np.isnan(array[i]):
@@ -154,11 +163,11 @@ def _documents(frame: pd.DataFrame, service: Service, key: str, cadence: Any, no
 
 
 def update(
-    db: Database, settings: Settings, first_sample: dt.datetime, last_sample: dt.datetime, cadence: Any = None,
+    db: Database, settings: Settings, first_sample: dt.datetime, last_sample: dt.datetime, cadence: Cadence | None = None,
     service: Service = DEFAULT_SERVICE, now: dt.datetime | None = None,
 ) -> int:
     """After samples in ``[first_sample, last_sample]`` were written: recompute the steps they touch (a sample
-    counts at grid points up to the tolerance after it), but none starting after ``now``. Returns the rows written."""
+    counts at grid points up to the tolerance after it) that ``now`` has ended. Returns the rows written."""
     cadence = _default_cadence(settings, cadence)
     now = _utc(now) if now is not None else dt.datetime.now(UTC)
     last_sample = _utc(last_sample)
@@ -171,12 +180,10 @@ def update(
 
 def rebuild(
     db: Database, settings: Settings, start: dt.datetime | None = None, end: dt.datetime | None = None,
-    cadence: Any = None, service: Service = DEFAULT_SERVICE, now: dt.datetime | None = None,
+    cadence: Cadence | None = None, service: Service = DEFAULT_SERVICE, now: dt.datetime | None = None,
 ) -> int:
     """Recompute ``service``'s rows over ``[start, end)`` (default: its whole data range) from the samples,
     at ``cadence`` (default: the service's own, :func:`telemetry.frames.service_cadence`). Returns the rows written."""
-    from telemetry.frames import service_cadence
-
     if start is None or end is None:
         span = store.data_range(db, settings.stream_set, service)
         if span is None:
@@ -203,15 +210,15 @@ def delete(db: Database, service: Service, start: dt.datetime, end: dt.datetime)
 
 
 def read_rows(
-    db: Database, settings: Settings, start: dt.datetime, end: dt.datetime, cadence: Any = None,
+    db: Database, settings: Settings, start: dt.datetime, end: dt.datetime, cadence: Cadence | None = None,
     service: Service = DEFAULT_SERVICE,
 ) -> pd.DataFrame:
-    """The closed rows of ``service`` at ``cadence`` with ``start <= time < end``: :data:`FRAME_COLUMNS`, UTC index."""
+    """The rows of ``service`` at ``cadence`` with ``start <= time < end``: :data:`FRAME_COLUMNS`, UTC index."""
     cadence = _default_cadence(settings, cadence)
     query = {"service": _key(service), "recipe": recipe(settings, cadence), "time": {"$gte": _utc(start), "$lt": _utc(end)}}
-    projection = {"_id": 0, "time": 1, "open": 1, **{c: 1 for c in FRAME_COLUMNS}}
+    projection = {"_id": 0, "time": 1, **{c: 1 for c in FRAME_COLUMNS}}
     try:
-        docs = [d for d in db[ROLLUPS_COLLECTION].find(query, projection) if not d.get("open")]
+        docs = list(db[ROLLUPS_COLLECTION].find(query, projection))
     except PyMongoError as exc:
         raise store.unavailable(db, exc) from exc
     index = pd.DatetimeIndex([d["time"] for d in docs], name="time")
@@ -221,13 +228,11 @@ def read_rows(
 
 
 def read_frame(
-    db: Database, start: dt.datetime, end: dt.datetime, settings: Settings, cadence: Any = None,
+    db: Database, start: dt.datetime, end: dt.datetime, settings: Settings, cadence: Cadence | None = None,
     service: Service = DEFAULT_SERVICE,
 ) -> pd.DataFrame:
-    """:func:`telemetry.frames.minute_frame` of ``service`` over ``[start, end)``: closed rollup rows for the whole
+    """:func:`telemetry.frames.minute_frame` of ``service`` over ``[start, end)``: rollup rows for the whole
     steps that have one, the other steps computed from the samples. Identical to the raw path's frame."""
-    from telemetry.frames import raw_minute_frame
-
     cadence = _default_cadence(settings, cadence)
     start, end = _utc(start), _utc(end)
     freq = f"{cadence.step_minutes}min"

@@ -55,7 +55,6 @@ def test_rollup_frames_equal_raw_frames_across_streams_gaps_services_and_cadence
     default, other = DEFAULT_SERVICE, service_named("svc-b")
     # Written as the samples were; the step after the last sample has grid points within its tolerance.
     assert len(_rows(db)) == HOURS * 60 + 1 and len(_rows(db, other)) == HOURS * 60 + 1
-    assert not any(r["open"] for r in _rows(db))
 
     cadence = service_cadence(db, settings, service=default)
     assert cadence == Cadence(1, 15.0)
@@ -99,7 +98,7 @@ def store_coarse(db, settings):
     return service
 
 
-def test_late_samples_and_the_open_step_are_recomputed(settings, db) -> None:
+def test_late_samples_are_recomputed_and_the_step_still_filling_waits(settings, db) -> None:
     sim = _simulate(settings, 6, None)
     cut = START + dt.timedelta(minutes=20, seconds=30)
     early = simulator.Simulation({c: f[f.index < cut] for c, f in sim.samples.items()}, [])
@@ -109,10 +108,10 @@ def test_late_samples_and_the_open_step_are_recomputed(settings, db) -> None:
         frame = early.samples[stream.collection]
         kept = frame[(frame.index < START + dt.timedelta(minutes=10)) | (frame.index >= START + dt.timedelta(minutes=19))]
         store.insert_idempotent(db, stream.collection, simulator.documents(stream, kept, settings))
-    # As a collector would at cut: the minute holding it is still filling.
-    assert rollups.update(db, settings, START, cut, now=cut) == 21
+    # As a collector would at cut: the minute holding it is still filling, so it has no row yet.
+    assert rollups.update(db, settings, START, cut, now=cut) == 20
     rows = _rows(db)
-    assert [r["open"] for r in rows] == [False] * 20 + [True]
+    assert [r["time"] for r in rows] == [START + dt.timedelta(minutes=m) for m in range(20)]
     assert rows[12].get("cpu") is None and rows[12]["coverage"] == 0.0
     cadence = Cadence(1, 15.0)
     _assert_same(db, settings, START, START + dt.timedelta(minutes=25), cadence, DEFAULT_SERVICE)
@@ -124,7 +123,7 @@ def test_late_samples_and_the_open_step_are_recomputed(settings, db) -> None:
     for _ in range(2):
         rollups.update(db, settings, START + dt.timedelta(minutes=10), START + dt.timedelta(minutes=40), now=later)
     rows = _rows(db)
-    assert len(rows) == 41 and not any(r["open"] for r in rows)  # computed at 41 min: minute 40 has ended
+    assert len(rows) == 41  # computed at 41 min: minute 40 has ended
     assert rows[12]["cpu"] == pytest.approx(late["cpu_usage"]["cpu"].loc[START + dt.timedelta(minutes=12):].iloc[:11].mean())
     frame = _assert_same(db, settings, START, later, cadence, DEFAULT_SERVICE)
     assert frame["cpu"].iloc[:40].notna().all()
@@ -138,7 +137,6 @@ def test_the_collector_keeps_the_rollups_of_its_ticks(csettings, db) -> None:  #
     rows = _rows(db)
     # From the step before the first tick's (empty) to the last tick's.
     assert [r["time"] for r in rows] == [T0 + dt.timedelta(minutes=m) for m in range(-1, 4)]
-    assert not any(r["open"] for r in rows)  # the collector's clock is past 2024
     assert rows[0]["coverage"] == 0.0 and rows[2]["coverage"] == 1.0 and rows[4]["coverage"] > 0
     _assert_same(db, csettings, T0, T0 + dt.timedelta(minutes=3, seconds=10), Cadence(1, 15.0), DEFAULT_SERVICE)
 
@@ -200,3 +198,27 @@ def test_reading_with_rollups_off_gives_the_same_frames(settings, db) -> None:
     db[ROLLUPS_COLLECTION].update_many({}, {"$set": {"cpu": -1.0}})  # off: rows are not read at all
     pd.testing.assert_frame_equal(load_minute_frame(db, start, end, off), off_frame, check_exact=True)
     assert (load_minute_frame(db, start, end, settings)["cpu"].iloc[1:-1] == -1.0).all()
+
+
+def test_the_collector_stores_a_step_once_it_has_ended(csettings, db) -> None:  # noqa: F811
+    from telemetry.collector import Collector
+    from telemetry.prometheus import PrometheusClient
+
+    now = {"t": T0}
+    collector = Collector(csettings, PrometheusClient(csettings.prometheus_url, timeout_s=2.0), db,
+                          clock=lambda: now["t"].timestamp() + 0.5, sleep=lambda s: None, db_retry_delays_s=(0.0,))
+    for k in range(12, 24):  # 12:01:00 .. 12:01:55, each tick half a second after its grid point
+        now["t"] = T0 + dt.timedelta(seconds=5 * k)
+        collector.tick(now["t"])
+    minute = T0 + dt.timedelta(minutes=1)
+    assert db[ROLLUPS_COLLECTION].find_one({"time": minute}) is None
+    # The minute still filling is computed from the samples.
+    frame = _assert_same(db, csettings, minute, minute + dt.timedelta(minutes=1), Cadence(1, 15.0), DEFAULT_SERVICE)
+    assert frame["health"].notna().all()
+
+    now["t"] = T0 + dt.timedelta(minutes=2)
+    collector.tick(now["t"])  # the first tick of the next minute closes this one
+    row = db[ROLLUPS_COLLECTION].find_one({"time": minute})
+    assert row["coverage"] == 1.0 and row["computed_at"] == T0 + dt.timedelta(minutes=2, seconds=0.5)
+    assert db[ROLLUPS_COLLECTION].find_one({"time": T0 + dt.timedelta(minutes=2)}) is None
+    _assert_same(db, csettings, T0, T0 + dt.timedelta(minutes=2, seconds=3), Cadence(1, 15.0), DEFAULT_SERVICE)
