@@ -222,3 +222,15 @@ def test_the_collector_stores_a_step_once_it_has_ended(csettings, db) -> None:  
     assert row["coverage"] == 1.0 and row["computed_at"] == T0 + dt.timedelta(minutes=2, seconds=0.5)
     assert db[ROLLUPS_COLLECTION].find_one({"time": T0 + dt.timedelta(minutes=2)}) is None
     _assert_same(db, csettings, T0, T0 + dt.timedelta(minutes=2, seconds=3), Cadence(1, 15.0), DEFAULT_SERVICE)
+
+
+def test_a_backtest_from_the_store_reads_the_same_series_through_the_rollups(settings, db) -> None:
+    from evaluation import series
+
+    simulator.write(db, _simulate(settings, 10, None), settings)
+    start, end = START + dt.timedelta(minutes=30), START + dt.timedelta(hours=2)
+    fast = series.from_store(db, settings, start, end)
+    raw = series.from_store(db, with_settings(settings, rollups=False), start, end)
+    assert len(fast) == len(raw) == 1 and fast[0].multivariate and fast[0].name == raw[0].name
+    pd.testing.assert_frame_equal(fast[0].frame, raw[0].frame, check_exact=True)
+    assert (fast[0].channels, fast[0].season_steps, fast[0].source) == (raw[0].channels, raw[0].season_steps, raw[0].source)
