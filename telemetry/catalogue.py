@@ -93,6 +93,8 @@ STREAM_COLUMNS: tuple[str, ...] = tuple(c for s in STREAMS for c in s.columns)
 #: The health inputs, in a fixed order.
 FLAG_NAMES: tuple[str, ...] = tuple(s.flag for s in STREAMS)
 INCIDENTS_COLLECTION = "incidents"
+#: Per-service, per-step frame rows (telemetry/rollups.py).
+ROLLUPS_COLLECTION = "rollups"
 
 
 def streams_named(names: Sequence[str]) -> tuple[Stream, ...]:

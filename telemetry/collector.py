@@ -19,6 +19,9 @@ Nothing is lost (see docs/collector.md):
 With targets (setting ``collector_targets``, telemetry/targets.py) one query per stream column
 per tick answers for every service: each returned series is mapped to its service, and a
 service's documents carry its ``service`` field (none for the default service).
+
+After each write (a tick, a replay of the file, a backfill window) the per-step rollups of the
+steps the new samples touch are recomputed (telemetry/rollups.py): one or two steps per tick.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ from typing import Any, Callable, Mapping, Sequence
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from telemetry import store
+from telemetry import rollups, store
 from telemetry.catalogue import Stream, to_document
 from telemetry.collector_metrics import CollectorMetrics
+from telemetry.frames import cadence_for
 from telemetry.prometheus import PrometheusClient, PrometheusUnavailable, QueryError, Sample
 from telemetry.services import Service, service_named
 from telemetry.settings import Settings
@@ -226,6 +230,10 @@ class Collector:
         self._backfill_stored = 0
         self._missing: tuple[str, ...] | None = None
         self._reported: set[str] = set()
+        #: Oldest and newest sample stored since the rollups were last updated (None: nothing new).
+        #: Per service name (None: the default service), the span of samples stored since its rollups were updated.
+        self._rollup_spans: dict[str | None, tuple[dt.datetime, dt.datetime]] = {}
+        self._cadence = cadence_for(settings.collect_interval_s, settings)
         self._observe()
 
     def now(self) -> dt.datetime:
@@ -439,6 +447,7 @@ class Collector:
             self._database_failed(exc)
             return 0
         self._database_answered()
+        self._update_rollups()
         return written
 
     def _store_directly(self, items: Sequence[Item]) -> int:
@@ -453,9 +462,28 @@ class Collector:
                 self._database_failed(exc)
             else:
                 self._database_answered()
+                self._update_rollups()
                 return written
         self._append(items)
         return 0
+
+    def _update_rollups(self) -> None:
+        """Recompute the rollup steps the samples stored since the last update touch (telemetry/rollups.py), per
+        service, from one interval before the oldest: the first tick of a step also closes the step before. A
+        failure keeps the service's span for the next write (the samples are stored; only their rows wait)."""
+        if not self.settings.rollups:
+            self._rollup_spans.clear()
+            return
+        for name, (first, last) in list(self._rollup_spans.items()):
+            service = service_named(name, self.settings.default_service)
+            try:
+                rollups.update(self.db, self.settings, first - dt.timedelta(seconds=self.interval_s), last, self._cadence,
+                               service=service, now=max(self.now(), last))
+            except (DatabaseUnavailable, PyMongoError) as exc:
+                log.warning("rollups of %s from %s not updated (%s); retried at the next write", service.name,
+                            first.isoformat(), exc)
+                continue
+            del self._rollup_spans[name]
 
     def _append(self, items: Sequence[Item]) -> None:
         dropped = self.wal.append(items)
@@ -483,7 +511,9 @@ class Collector:
 
     def _write(self, collection: str, docs: list[Document]) -> int:
         try:
-            return store.insert_idempotent(self.db, collection, docs).inserted
+            written = store.insert_idempotent(self.db, collection, docs).inserted
+            self._note_written(docs)
+            return written
         except BulkWriteError as exc:
             # Not a duplicate and not an outage: the server refuses these documents, and always will.
             errors = exc.details.get("writeErrors", [])
@@ -494,6 +524,15 @@ class Collector:
                 errors[0].get("errmsg") if errors else exc,
             )
             return int(exc.details.get("nInserted", 0))
+
+    def _note_written(self, docs: Sequence[Document]) -> None:
+        for doc in docs:
+            at = doc.get("time_series")
+            if not isinstance(at, dt.datetime):
+                continue
+            name = doc.get("service")
+            span = self._rollup_spans.get(name)
+            self._rollup_spans[name] = (at, at) if span is None else (min(at, span[0]), max(at, span[1]))
 
     def _observe(self) -> None:
         self.metrics.wal_samples.set(len(self.wal))

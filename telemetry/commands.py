@@ -1,4 +1,4 @@
-"""Subcommands for the data side: ``db``, ``simulate``, ``health``, ``collect``, ``import-csv``."""
+"""Subcommands for the data side: ``db``, ``simulate``, ``health``, ``collect``, ``import-csv``, ``rollup``."""
 
 from __future__ import annotations
 
@@ -55,6 +55,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stream", required=True, help="cpu_usage, jvm_memory_usage, request_count (value = successes/s) or response_time")
     p.add_argument("--scale", default="1", help="multiply every value: 0.01 for percent -> ratio, 1/300 for per-5-min counts -> per second")
     p.set_defaults(handler=run_import_csv)
+
+    p = sub.add_parser("rollup", help="recompute the per-step frame rows (rollups) from the samples")
+    p.add_argument("--rebuild", action="store_true", required=True, help="recompute the rows of the range from the raw samples")
+    p.add_argument("--service", help="only this service (default: every service with samples)")
+    p.add_argument("--start", help="from this ISO 8601 time with a zone (default: the service's oldest sample)")
+    p.add_argument("--end", help="up to this ISO 8601 time with a zone (default: its newest sample)")
+    p.set_defaults(handler=run_rollup)
 
 
 def run_db(args: argparse.Namespace, settings: Settings) -> int:
@@ -220,6 +227,35 @@ def run_import_csv(args: argparse.Namespace, settings: Settings) -> int:
         f"{result.stream}: {result.rows} rows, {result.inserted} new, {result.duplicates} already stored, "
         f"{result.skipped} skipped; {result.first:%Y-%m-%d %H:%M} .. {result.last:%Y-%m-%d %H:%M} UTC\n"
     )
+    return 0
+
+
+def run_rollup(args: argparse.Namespace, settings: Settings) -> int:
+    """Rebuild each service's rows over the range at its own cadence; prints one JSON line per service."""
+    import json
+
+    from telemetry import rollups, store
+    from telemetry.collector import parse_time
+    from telemetry.services import service_named
+    from telemetry.settings import SettingsError
+
+    try:
+        start = parse_time(args.start) if args.start else None
+        end = parse_time(args.end) if args.end else None
+        services = [service_named(args.service, settings.default_service)] if args.service else None
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
+    if start is not None and end is not None and end <= start:
+        raise SettingsError("--end must be after --start")
+    if not settings.rollups:
+        log.warning("PYCEMAKER_ROLLUPS is off: the rows are rebuilt, but neither kept up to date nor read")
+    db = store.connect(settings)
+    if services is None:
+        names = store.list_services(db, settings.stream_set, default_name=settings.default_service)
+        services = [service_named(name, settings.default_service) for name in names]
+    for service in services:
+        rows = rollups.rebuild(db, settings, start, end, service=service)
+        sys.stdout.write(json.dumps({"service": service.name, "rows": rows}) + "\n")
     return 0
 
 

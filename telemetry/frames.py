@@ -9,99 +9,30 @@ sample of a stream is NaN for that stream (never 0); how the model sees gaps is 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
-from typing import Mapping
 
 import pandas as pd
 from pymongo.database import Database
 
-from telemetry import store
-from telemetry.catalogue import STREAM_COLUMNS, STREAMS
-from telemetry.health import minute_health
+from telemetry import rollups
+from telemetry.framing import STEPS_WITHIN_AN_HOUR, Cadence, cadence_for, minute_frame, raw_minute_frame, service_cadence
 from telemetry.services import DEFAULT_SERVICE, Service
 from telemetry.settings import Settings
-
-
-@dataclass(frozen=True)
-class Cadence:
-    """How a service's samples become frames: the step of a frame row, and how old an as-of sample may be.
-
-    A service scraped every few seconds: one-minute steps, the original's 15-second tolerance. Scraped
-    less often (every 15-60 s): one-minute steps, a tolerance of 1.5 scrape intervals (so that the
-    streams, scraped out of step, still meet at the grid points). Coarser than a minute (a 5-minute
-    CloudWatch export): steps of the data's own spacing. Found once per service (:func:`service_cadence`)
-    and recorded in the model card, so that serving frames the data as training did.
-    """
-
-    step_minutes: int = 1
-    tolerance_s: float = 15.0
-
-    def to_dict(self) -> dict:
-        return {"step_minutes": self.step_minutes, "tolerance_s": self.tolerance_s}
-
-
-def cadence_for(spacing_s: float | None, settings: Settings) -> Cadence:
-    """The cadence of samples ``spacing_s`` apart (settings ``frame_minutes`` / ``scrape_interval_s`` win when set)."""
-    spacing = settings.scrape_interval_s or spacing_s
-    tolerance = max(settings.alignment_tolerance_s, 1.5 * spacing) if spacing else settings.alignment_tolerance_s
-    if settings.frame_minutes:
-        step = settings.frame_minutes
-    elif spacing is None or spacing <= 60 * 1.5:
-        step = 1
-    elif spacing >= 3600:
-        step = int(round(spacing / 3600)) * 60
-    else:
-        step = min(STEPS_WITHIN_AN_HOUR, key=lambda s: abs(s - spacing / 60))  # steps tile the hour
-    return Cadence(step, round(tolerance, 3))
-
-
-def service_cadence(
-    db: Database, settings: Settings, newest_times: Mapping[str, dt.datetime | None] | None = None,
-    service: Service = DEFAULT_SERVICE,
-) -> Cadence:
-    """The cadence of ``service`` (default: the default one), from its newest samples (or the settings).
-
-    ``newest_times``: each stream's newest sample by collection, when the caller knows them already.
-    """
-    if settings.scrape_interval_s:
-        return cadence_for(None, settings)
-    return cadence_for(store.recent_spacing_s(db, settings.stream_set, newest_times=newest_times, service=service), settings)
-
-
-def minute_frame(
-    samples: Mapping[str, pd.DataFrame], start: dt.datetime, end: dt.datetime, settings: Settings,
-    cadence: Cadence | None = None,
-) -> pd.DataFrame:
-    """Columns: every stream column (mean over the step; NaN for a stream the service does not have),
-    ``health``, ``coverage`` and ``flag_*``, per step of the cadence (a minute by default)."""
-    cadence = cadence or Cadence(1, settings.alignment_tolerance_s)
-    step_minutes = cadence.step_minutes
-    health = minute_health(samples, start, end, settings, step_minutes, cadence.tolerance_s)
-    frame = pd.DataFrame(index=health.index)
-    freq = f"{step_minutes}min"
-    configured = {s.collection for s in settings.stream_set}
-    for stream in STREAMS:
-        data = samples.get(stream.collection) if stream.collection in configured else None
-        for column in stream.columns:
-            if data is None or data.empty:
-                frame[column] = float("nan")
-            else:
-                frame[column] = data[column].groupby(data.index.floor(freq)).mean().reindex(frame.index)
-    return pd.concat([frame[list(STREAM_COLUMNS)], health], axis=1)
-
-
-#: Frame steps shorter than an hour divide it, so every step lies within one hour.
-STEPS_WITHIN_AN_HOUR = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)
 
 
 def load_minute_frame(
     db: Database, start: dt.datetime, end: dt.datetime, settings: Settings, cadence: Cadence | None = None,
     service: Service = DEFAULT_SERVICE,
 ) -> pd.DataFrame:
-    """:func:`minute_frame` of ``service`` over ``[start, end)`` read from the store (the configured streams only).
+    """:func:`minute_frame` of ``service`` over ``[start, end)`` from the store (the configured streams only).
 
-    Reads from the tolerance before ``start`` so the first step's grid points have their as-of samples.
+    With ``settings.rollups`` (the default): the stored per-step rows where they exist, the other steps from
+    the samples (:func:`telemetry.rollups.read_frame`; the same frame). Otherwise: :func:`raw_minute_frame`.
     """
-    cadence = cadence or Cadence(1, settings.alignment_tolerance_s)
-    samples = store.read_samples(db, start - dt.timedelta(seconds=cadence.tolerance_s), end, settings.stream_set, service)
-    return minute_frame(samples, start, end, settings, cadence)
+    if settings.rollups:
+        return rollups.read_frame(db, start, end, settings, cadence, service)
+    return raw_minute_frame(db, start, end, settings, cadence, service)
+
+
+__all__ = [
+    "STEPS_WITHIN_AN_HOUR", "Cadence", "cadence_for", "service_cadence", "minute_frame", "load_minute_frame", "raw_minute_frame",
+]

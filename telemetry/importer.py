@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from telemetry import store
+from telemetry import frames, rollups, store
 from telemetry.catalogue import REQUESTS, STREAMS_BY_COLLECTION, Stream, to_document
 from telemetry.settings import Settings
 
@@ -122,6 +122,9 @@ def import_csv(db, path: Path | str, stream_name: str, settings: Settings, scale
         inserted += result.inserted
         duplicates += result.duplicates
     first, last = values.index[0].to_pydatetime(), values.index[-1].to_pydatetime()
+    if settings.rollups:
+        rollups.update(db, settings, values.index.min().to_pydatetime(), values.index.max().to_pydatetime(),
+                       frames.service_cadence(db, settings))
     log.info("%s -> %s: %d rows, %d new, %d already stored, %d skipped (%s .. %s)",
              path, stream.collection, len(values), inserted, duplicates, skipped, first.isoformat(), last.isoformat())
     return ImportResult(stream.collection, len(values), inserted, duplicates, skipped, first, last)

@@ -48,6 +48,9 @@ class Settings:
     embedded_port: int = 27217
     #: Server selection / connect timeout: a database that is down fails fast.
     mongo_timeout_ms: int = 2000
+    #: Keep per-step frame rows (collection ``rollups``, telemetry/rollups.py) as samples are written, and read
+    #: frames from them (the same frames as from the raw samples, much faster). Off: neither written nor read.
+    rollups: bool = True
 
     # --- The service's streams ----------------------------------------------
     #: Which of the catalogue's streams this service has (cpu, memory, requests, response_time): health is

@@ -33,11 +33,12 @@ import numpy as np
 import pandas as pd
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from telemetry import store, traffic
+from telemetry import frames, rollups, store, traffic
 from telemetry.app_family import AppProfile, app_settings, seed_profile
 from telemetry.catalogue import CRITICITY_LABELS, INCIDENTS_COLLECTION, STREAMS, Stream, flag_of
 from telemetry.frames import cadence_for
 from telemetry.health import floor_minute, minute_health
+from telemetry.services import service_named
 from telemetry.settings import Settings
 from telemetry.traffic import SPAWN_RATE, STAGE_SECONDS, STAGE_USERS, users_profile  # noqa: F401 (the seed's load shape)
 
@@ -295,6 +296,11 @@ def write(
                 progress(len(chunk))
     incidents = [inc.document() | ({"service": service} if service is not None else {}) for inc in simulation.incidents]
     store.insert_idempotent(db, INCIDENTS_COLLECTION, incidents)
+    times = [f.index for f in simulation.samples.values() if len(f)]
+    if settings.rollups and times:
+        who = service_named(service, settings.default_service)
+        first, last = min(t[0] for t in times).to_pydatetime(), max(t[-1] for t in times).to_pydatetime()
+        rollups.update(db, settings, first, last, frames.service_cadence(db, settings, service=who), who)
     return inserted
 
 
@@ -348,6 +354,7 @@ def run_live(
     app = app_settings(settings, profile) if profile else settings  # what the documents' criticity labels follow
     written_until = clock()
     indexed = False
+    cadence: frames.Cadence | None = None
     down_since: dt.datetime | None = None
     day = 0
     while not stop():
@@ -368,6 +375,11 @@ def run_live(
                     frame = sim.samples[stream.collection]
                     due = frame[(frame.index >= written_until) & (frame.index < now)]
                     store.insert_idempotent(db, stream.collection, documents(stream, due, app))
+                if app.rollups and now > written_until:
+                    # From a step before: the first write of a step also closes the one before it.
+                    cadence = cadence or frames.service_cadence(db, app)
+                    rollups.update(db, app, written_until - dt.timedelta(minutes=cadence.step_minutes), now, cadence,
+                                   now=clock())
             except BulkWriteError:
                 raise  # not an outage: the server refuses these documents, and always would
             except (store.DatabaseUnavailable, PyMongoError) as exc:

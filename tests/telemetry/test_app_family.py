@@ -23,7 +23,7 @@ from telemetry.app_family import (
     sample_profile,
     seed_profile,
 )
-from telemetry.catalogue import STREAM_NAMES, STREAMS_BY_NAME
+from telemetry.catalogue import ROLLUPS_COLLECTION, STREAM_NAMES, STREAMS_BY_NAME
 from telemetry.commands import format_family
 from telemetry.settings import Settings
 from telemetry.traffic import TRAFFIC_SHAPES
@@ -154,7 +154,7 @@ def test_a_stream_subset_writes_only_its_collections(db, streams):
     assert set(sim.samples) == wanted
     simulator.write(db, sim, settings)
     holding = {c for c in db.list_collection_names() if db[c].count_documents({})}  # indexes exist for every stream
-    assert holding == wanted | {"incidents"}
+    assert holding == wanted | {"incidents", ROLLUPS_COLLECTION}  # and the frame rows (telemetry/rollups.py)
     assert db["incidents"].count_documents({}) == len(sim.incidents) > 0
 
 
@@ -224,7 +224,7 @@ def test_simulate_command_writes_a_sampled_app(settings, db, tmp_path):
     profile = sample_profile(0)
     assert main(["--config", str(config), "simulate", "--days", "0.1", "--profile-seed", "0", "--no-progress"]) == 0
     wanted = {STREAMS_BY_NAME[n].collection for n in profile.streams}
-    assert {c for c in db.list_collection_names() if db[c].count_documents({})} - {"incidents"} == wanted
+    assert {c for c in db.list_collection_names() if db[c].count_documents({})} - {"incidents", ROLLUPS_COLLECTION} == wanted
     times = [d["time_series"] for d in db[next(iter(wanted))].find({}, {"time_series": 1}).sort("time_series", 1)]
     gaps = np.diff([t.timestamp() for t in times])
     assert np.median(gaps) == pytest.approx(profile.scrape_interval_s * 11 / 12, rel=0.1)
