@@ -168,10 +168,6 @@ class Fleet:
             snaps = refresh_batched(todo[first : first + BATCH])
             if self.replicas is not None:
                 self._store(snaps)
-        if self.replicas is not None and self.default.background and self.settings.default_service in mine:
-            snap = self.default.current()
-            if snap is not None:
-                self._store([(self.settings.default_service, snap)])
         self.last_round_s = time.perf_counter() - began
         if self.on_round is not None:
             self.on_round(self.ranked(mine))
@@ -188,10 +184,12 @@ class Fleet:
         with self._lock:
             for name in names:
                 self._statuses.pop(name, None)
+        self.replicas.forget(names)
 
     def _store(self, computed: list[tuple[str, Snapshot]]) -> None:
         rows = [(name, snap.body, fleet_entry(name, snap.status), snap.model.version if snap.model else None)
-                for name, snap in computed if snap.error is None and snap.status is not None]
+                for name, snap in computed if snap.error is None and snap.status is not None
+                and name != self.settings.default_service]  # every replica computes the default service's
         try:
             self.replicas.write(rows)
         except Exception:  # the statuses are still served here; the others see them at the next write

@@ -148,6 +148,11 @@ class Replicas:
                 self._written[service] = body
         return len(ops)
 
+    def forget(self, services: Iterable[str]) -> None:
+        """Services now owned elsewhere: their next write here (if they come back) is not skipped as unchanged."""
+        for service in services:
+            self._written.pop(service, None)
+
     def stored(self, service: str) -> StoredStatus | None:
         """The stored row of ``service`` as of the last heartbeat (None: none yet)."""
         return self._stored.get(service)

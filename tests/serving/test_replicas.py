@@ -132,3 +132,17 @@ def test_two_replicas_split_the_fleet_and_one_takes_over_when_the_other_dies(spl
                     process.wait(30)
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_rendezvous_ownership_moves_only_the_services_of_a_replica_that_leaves():
+    services = [f"svc-{i:03d}" for i in range(300)]
+    three = ["r-a", "r-b", "r-c"]
+    before = {name: owner(name, three) for name in services}
+    counts = {replica: list(before.values()).count(replica) for replica in three}
+    assert all(60 <= count <= 140 for count in counts.values()), counts  # about a third each
+    after = {name: owner(name, ["r-a", "r-c"]) for name in services}
+    moved = [name for name in services if before[name] != after[name]]
+    assert moved and all(before[name] == "r-b" for name in moved)  # only r-b's services move
+    assert sorted(moved) == sorted(name for name in services if before[name] == "r-b")
+    assert owner("svc-001", reversed(three)) == before["svc-001"]  # the order of the live set does not matter
+    assert owner("svc-001", []) is None
