@@ -8,11 +8,17 @@ What it does, per fleet size (everything in one process, on loopback):
 2. builds the API (``create_app``, the fixture LSTM ``tests/fixtures/models/v1`` serving every
    service) on a fixed clock, and times the status rounds of :class:`serving.fleet.Fleet`:
    ``cold`` (every status created: 3 h of minutes read and forecast per service), ``new_samples``
-   (the clock moves 5 s: every service has a new grid point, every status is recomputed) and
-   ``quiet`` (nothing new: only the newest-sample checks);
+   (the clock moves 5 s: every service has a new grid point, every status is recomputed, in batches:
+   serving/batch.py), ``new_samples_one_by_one`` (the same, each status refreshed on its own, as before
+   batching; the two alternate ``--repeats`` times, medians kept) and ``quiet`` (nothing new: only the newest-sample checks); the resident memory the
+   statuses added (RSS after the cold round less before, per service);
 3. serves it with a threaded werkzeug server and times ``GET /api/v1/fleet`` over one keep-alive
    connection: ``idle`` (statuses cached) and ``refreshing`` (the round-robin refresher recomputing
-   every status meanwhile, the clock moving 5 s a round: production's steady state).
+   every status meanwhile, the clock moving 5 s a round: production's steady state). The staleness bound
+   is that round's time plus the refresher's 1-s pause: no status is older while every service changes.
+
+1,000 services (``--sizes 1000``) take long to populate (writing samples and the cold round grow with the
+services: about 25 min and 6 min on 2 cores); ``--hours 2.5`` keeps the history at what the model reads.
 
 Figures go to ``bench/results/fleet.json`` and docs/scaling.md (between its ``figures:fleet`` markers).
 
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import http.client
 import json
 import logging
@@ -50,6 +57,7 @@ UTC = dt.timezone.utc
 FIXTURE = REPO / "tests" / "fixtures" / "models" / "v1"
 DOC = REPO / "docs" / "scaling.md"
 END = dt.datetime(2026, 3, 2, 0, 50, tzinfo=UTC)  # recovering from an hourly peak: a mix of states
+PAUSE_S = 1.0  # the background refresher's pause between rounds in production (status_ttl_s, at least 1 s)
 AHEAD = dt.timedelta(minutes=10)  # samples written past the clock: later rounds find new ones
 
 
@@ -110,6 +118,14 @@ def frames_bytes(fleet) -> int:
     return total
 
 
+def rss_bytes() -> int:
+    """This process's resident memory (Linux /proc; 0 elsewhere)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def run_size(count: int, args, work: Path) -> dict:
     from werkzeug.serving import make_server
 
@@ -136,9 +152,22 @@ def run_size(count: int, args, work: Path) -> dict:
         result["directory_scan_s"]["incremental"] = round(time.perf_counter() - began, 3)
         assert len(listed) == count, (len(listed), count)
 
+        gc.collect()
+        rss_before = rss_bytes()
         rounds = {"cold": fleet.refresh_all()}
-        clock.advance(5)
-        rounds["new_samples"] = fleet.refresh_all()
+        gc.collect()
+        result["rss_kib_per_service"] = round((rss_bytes() - rss_before) / count / 1024, 1)
+        batched, one_by_one = [], []
+        for _ in range(args.repeats):  # alternated, so a busy moment of the machine weighs on both alike
+            clock.advance(5)
+            batched.append(fleet.refresh_all())
+            clock.advance(5)
+            began = time.perf_counter()
+            for name in listed:  # as rounds were before batching: each status on its own, the model run per service
+                fleet.status(name).refresh()
+            one_by_one.append(time.perf_counter() - began)
+        rounds["new_samples"] = float(np.median(batched))
+        rounds["new_samples_one_by_one"] = float(np.median(one_by_one))
         rounds["quiet"] = fleet.refresh_all()
         result["status_round_s"] = {k: round(v, 3) for k, v in rounds.items()}
         result["status_round_ms_per_service"] = {k: round(1000 * v / count, 2) for k, v in rounds.items()}
@@ -175,6 +204,8 @@ def run_size(count: int, args, work: Path) -> dict:
             background.join(600)
             result["fleet_refreshing"] = percentiles(busy)
             result["status_round_under_requests_s"] = round(float(np.mean(refresh_rounds)), 3) if refresh_rounds else None
+            worst = max(refresh_rounds) if refresh_rounds else rounds["new_samples"]
+            result["staleness_bound_s"] = round(worst + PAUSE_S, 2)
         finally:
             http.shutdown()
         rt.stop()
@@ -188,27 +219,33 @@ def render(results: dict) -> str:
     """The docs/scaling.md block, from the JSON."""
     lines = [
         f"Measured by `bench/fleet_bench.py` ({results['machine']}, {results['when']}; {results['hours']} h of samples per",
-        "service, the fixture LSTM serving every service, one API process):",
+        "service, the fixture LSTM serving every service, one API process, statuses recomputed in batches):",
         "",
-        "| services | status round: cold | new samples | quiet | `/api/v1/fleet` p50 / p99 idle | while refreshing | frames per service |",
-        "|---|---|---|---|---|---|---|",
+        "| services | status round: cold | new samples | one by one (before batching) | quiet | staleness bound "
+        "| `/api/v1/fleet` p50 / p99 idle | while refreshing | memory per service (RSS) | frames per service |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for size in results["sizes"]:
         r, ms = size["status_round_s"], size["status_round_ms_per_service"]
+        one = f"{r['new_samples_one_by_one']:.2f} s ({ms['new_samples_one_by_one']:.0f} ms each)" if "new_samples_one_by_one" in r else "-"
+        stale = f"{size['staleness_bound_s']:.1f} s" if size.get("staleness_bound_s") is not None else "-"
+        rss = f"{size['rss_kib_per_service']:.0f} KiB" if "rss_kib_per_service" in size else "-"
         lines.append(
-            f"| {size['services']} | {r['cold']:.1f} s | {r['new_samples']:.2f} s ({ms['new_samples']:.0f} ms each) | {r['quiet']:.2f} s "
+            f"| {size['services']} | {r['cold']:.1f} s | {r['new_samples']:.2f} s ({ms['new_samples']:.0f} ms each) | {one} "
+            f"| {r['quiet']:.2f} s | {stale} "
             f"| {size['fleet_idle']['p50_ms']:.1f} / {size['fleet_idle']['p99_ms']:.1f} ms "
             f"| {size['fleet_refreshing']['p50_ms']:.1f} / {size['fleet_refreshing']['p99_ms']:.1f} ms "
-            f"| {size['frames_kib_per_service']:.0f} KiB |"
+            f"| {rss} | {size['frames_kib_per_service']:.0f} KiB |"
         )
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[20, 200])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20, 200], help="fleet sizes (1000 too: see the module doc)")
     parser.add_argument("--requests", type=int, default=300, help="requests per latency measurement (default 300)")
-    parser.add_argument("--hours", type=float, default=3.0, help="hours of samples per service (default 3: the model reads 2)")
+    parser.add_argument("--hours", type=float, default=2.5, help="hours of samples per service (default 2.5: the model reads 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="new-samples rounds timed each way, the median kept (default 3)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "fleet.json")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/scaling.md's figures")
     args = parser.parse_args()

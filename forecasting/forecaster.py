@@ -131,6 +131,23 @@ class OnnxForecaster:
         shape = (0, self.horizon_steps, len(self.card.targets), len(self.quantiles))
         return np.concatenate(chunks) if chunks else np.empty(shape)
 
+    def forecast_many(self, requests: list[tuple[pd.DataFrame, pd.Timestamp]]) -> list[Forecast]:
+        """One horizon's forecast for each ``(frame, origin)`` (of different services), in ONE network run.
+
+        Each equals :meth:`forecast` ``(frame, origin)``: the same input window per request, stacked on the
+        batch axis (the network and :func:`to_original` treat every batch row on its own).
+        """
+        if not requests:
+            return []
+        origins = [pd.Timestamp(origin).floor(f"{self.step_minutes}min") for _, origin in requests]
+        windows = np.concatenate([window_at(frame, origin, self.scaling, self.input_steps, self.step_minutes)
+                                  for (frame, _), origin in zip(requests, origins)])
+        values = self.to_original(self.predict_scaled(windows))
+        freq = f"{self.step_minutes}min"
+        return [Forecast(origin, pd.date_range(origin, periods=self.horizon_steps, freq=freq), self.quantiles,
+                         values[i, : self.horizon_steps], self.version)
+                for i, origin in enumerate(origins)]
+
     def forecast(self, frame: pd.DataFrame, origin: pd.Timestamp, steps: int | None = None) -> Forecast:
         """Forecast ``steps`` frame steps (default: the model's horizon) from the input window of ``frame`` before ``origin``.
 

@@ -24,6 +24,7 @@ from serving.errors import ensure_message, register_error_handlers
 from serving.fleet import Fleet
 from serving.minute_cache import MinuteCache
 from serving.model_watcher import ModelState, ModelWatcher
+from serving.replicas import Replicas
 from serving.routes import BLUEPRINTS, PAGES
 from serving.schemas import ErrorSchema
 from serving.runtime import Runtime, utc_now
@@ -124,7 +125,8 @@ def create_app(
     directory = ServiceDirectory(db, settings, clock)
     fleet = Fleet(db, settings, models, clock, directory, status, cadence=fleet_cadence,
                   recent_minutes=lambda: cache.recent_minutes, ttl_s=max(status_ttl_s, 1.0) if background else status_ttl_s,
-                  on_round=lambda ranked: metrics.observe_fleet(ranked, settings.metrics_services))
+                  on_round=lambda ranked: metrics.observe_fleet(ranked, settings.metrics_services),
+                  replicas=Replicas(db, settings) if settings.replica_split else None)
     fleets.append(fleet)
     rt = Runtime(settings, db, cache, models, status, clock, background, fleet)
     app.extensions["pycemaker"] = rt

@@ -6,7 +6,11 @@ beyond that are dropped, their minutes with them), and kept current by one backg
 that goes round every service the directory lists: a service whose newest samples did not move
 keeps its cached body (:meth:`StatusService.refresh` compares keys), so a round costs a few
 index lookups per quiet service. The one served model serves every service (inputs are scaled
-per window, forecasting/forecaster.py).
+per window, forecasting/forecaster.py). A round recomputes the changed statuses in batches
+(serving/batch.py): one network run per model for every service of a batch.
+
+With ``replica_split`` (serving/replicas.py) a round recomputes only the services this process owns
+and stores them; the others' rows (:meth:`Fleet.rows`) are the stored ones their owners wrote.
 
 :func:`fleet_order` is the order of ``GET /api/v1/fleet``: failing now first, then the soonest
 expected failure, then the soonest earliest one, then healthy services by name, unknown last.
@@ -14,21 +18,25 @@ expected failure, then the soonest earliest one, then healthy services by name, 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import math
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Callable
 
 from pymongo.database import Database
 
+from serving.batch import refresh_batched
 from serving.minute_cache import MinuteCache
 from serving.periodic import Periodic
 from serving.model_watcher import ModelWatcher
+from serving.replicas import Replicas
 from serving.service_directory import ServiceData, ServiceDirectory
-from serving.status import FAILING_NOW, FAILURE_PREDICTED, NO_FAILURE, Status
+from serving.status import FAILING_NOW, FAILURE_PREDICTED, NO_FAILURE, UNKNOWN, Status
 from serving.status_service import Snapshot, StatusService
 from telemetry.frames import Cadence
 from telemetry.services import Service, service_named
@@ -37,6 +45,29 @@ from telemetry.settings import Settings
 log = logging.getLogger(__name__)
 #: Minutes kept per fleet service beyond its recent frame (hour chunks of history, for /health over past hours).
 FLEET_CHUNKS = 24
+#: Services whose statuses a round recomputes together (one network run per model per batch).
+BATCH = 64
+
+
+@dataclass(frozen=True)
+class Row:
+    """One service in ``GET /api/v1/fleet`` and ``/api/v1/services``: its entry, and where it came from."""
+
+    entry: dict
+    #: None: computed here; otherwise the replica that stored it (serving/replicas.py).
+    computed_by: str | None = None
+
+    @property
+    def state(self) -> str:
+        return self.entry["state"]
+
+    @property
+    def reason(self) -> str | None:
+        return self.entry["reason"]
+
+    @property
+    def order(self) -> tuple:
+        return entry_order(self.entry)
 
 
 class Fleet:
@@ -53,6 +84,7 @@ class Fleet:
         recent_minutes: Callable[[], int],
         ttl_s: float = 1.0,
         on_round: Callable[[list[tuple[str, Status | None]]], None] | None = None,
+        replicas: Replicas | None = None,
     ):
         self.db = db
         self.settings = settings
@@ -65,6 +97,8 @@ class Fleet:
         self.ttl_s = ttl_s
         #: Called after each round with every service's status, soonest failure first (the /metrics gauges).
         self.on_round = on_round
+        #: This process's share of the fleet when ``replica_split`` is on (None: it computes every service).
+        self.replicas = replicas
         self._lock = threading.Lock()
         self._statuses: OrderedDict[str, StatusService] = OrderedDict()
         self._refresher = Periodic("fleet-refresh", self._round, lambda: self.ttl_s)
@@ -115,23 +149,80 @@ class Fleet:
         return self.directory.services(max_age_s=math.inf if self._running() else None)
 
     def refresh_all(self) -> float:
-        """One round: rescan the directory (when due), then bring every service's status up to date; returns its seconds."""
+        """One round: rescan the directory (when due), then bring every status this process computes up to date (in
+        batches, serving/batch.py) and store them when the fleet is split; returns its seconds."""
         began = time.perf_counter()
         names = list(self.directory.services(max_age_s=self.directory.refresh_s))
-        for name in names:
-            if self._refresher.stopping:
-                break
+        mine = [name for name in names if self.computes(name)]
+        if self.replicas is not None:
+            self._forget([name for name in names if name not in set(mine)])
+        todo = []
+        for name in mine:
             status = self.status(name)
             if status is self.default and self.default.background:
                 continue  # kept current by its own thread
-            try:
-                status.refresh()
-            except Exception:  # one service's failure never stops the others'
-                log.exception("status refresh of %s failed", name)
+            todo.append(status)
+        for first in range(0, len(todo), BATCH):
+            if self._refresher.stopping:
+                break
+            snaps = refresh_batched(todo[first : first + BATCH])
+            if self.replicas is not None:
+                self._store(snaps)
         self.last_round_s = time.perf_counter() - began
         if self.on_round is not None:
-            self.on_round(self.ranked(names))
+            self.on_round(self.ranked(mine))
         return self.last_round_s
+
+    # --- the split between replicas --------------------------------------------------
+    def computes(self, name: str) -> bool:
+        """Whether this process computes ``name``'s status (every one unless the fleet is split; the default service's
+        always, it is the app's own status)."""
+        return self.replicas is None or name == self.settings.default_service or self.replicas.owns(name)
+
+    def _forget(self, names: list[str]) -> None:
+        """Drop the statuses (and minutes) of services another replica now owns."""
+        with self._lock:
+            for name in names:
+                self._statuses.pop(name, None)
+        self.replicas.forget(names)
+
+    def _store(self, computed: list[tuple[str, Snapshot]]) -> None:
+        rows = [(name, snap.body, fleet_entry(name, snap.status), snap.model.version if snap.model else None)
+                for name, snap in computed if snap.error is None and snap.status is not None
+                and name != self.settings.default_service]  # every replica computes the default service's
+        try:
+            self.replicas.write(rows)
+        except Exception:  # the statuses are still served here; the others see them at the next write
+            log.exception("storing %d statuses failed", len(rows))
+
+    def rows(self, names: list[str]) -> dict[str, Row]:
+        """Each of ``names``'s fleet row: the status computed here, else the one its owner stored (split fleet), else
+        "not computed yet"."""
+        snapshots = self.snapshots([name for name in names if self.computes(name)])
+        out: dict[str, Row] = {}
+        for name in names:
+            snap = snapshots.get(name)
+            status = snap.status if snap is not None and snap.error is None else None
+            if status is not None:
+                out[name] = Row(fleet_entry(name, status))
+                continue
+            stored = self.replicas.stored(name) if self.replicas is not None else None
+            if stored is not None:
+                out[name] = Row(stored.entry, stored.computed_by)
+            elif snap is None and self.replicas is not None and not self.computes(name):
+                owner = self.replicas.owner_of(name)
+                out[name] = Row(missing_entry(name, f"status not computed yet: replica {owner} computes it within a round"))
+            else:
+                detail = ("status not computed yet: the background refresher gets to it within a round" if snap is None
+                          else f"status unavailable: {snap.error or 'not computed'}")
+                out[name] = Row(missing_entry(name, detail))
+        return out
+
+    def stored_body(self, name: str) -> bytes | None:
+        """The status document another replica stored for ``name`` (None: computed here, or none stored yet)."""
+        if self.computes(name):
+            return None
+        return self.replicas.stored_body(name)
 
     def ranked(self, names: list[str]) -> list[tuple[str, Status | None]]:
         """``names`` with their cached statuses (None: not computed, or the database was down), soonest failure first."""
@@ -145,11 +236,15 @@ class Fleet:
         return self._refresher.running
 
     def start(self) -> None:
-        """Start the round-robin refresher (again after a fork: serving/periodic.py)."""
+        """Start the round-robin refresher (again after a fork: serving/periodic.py) and the replica heartbeat."""
+        if self.replicas is not None:
+            self.replicas.start()
         self._refresher.start()
 
     def stop(self) -> None:
         self._refresher.stop()
+        if self.replicas is not None:
+            self.replicas.stop()
 
     def _round(self) -> None:
         self.refresh_all()
@@ -157,13 +252,45 @@ class Fleet:
 def fleet_order(name: str, status: Status | None) -> tuple:
     """Sort key of ``GET /api/v1/fleet``: failing now (by name), failure predicted (by expected, then earliest
     seconds; a missing bound sorts after every known one), no failure within the horizon (by name), unknown (by name)."""
-    state = status.state if status is not None else None
+    ttf = status.time_to_failure if status is not None else None
+    expected = ttf.expected.seconds if ttf and ttf.expected else math.inf
+    earliest = ttf.earliest.seconds if ttf and ttf.earliest else math.inf
+    return _order(name, status.state if status is not None else None, expected, earliest)
+
+
+def fleet_entry(name: str, status: Status) -> dict:
+    """The ``/api/v1/fleet`` entry of a computed status (plain values: stored as it is by a split fleet)."""
+    ttf = status.time_to_failure
+    return {
+        "service": name,
+        "state": status.state,
+        "reason": status.reason,
+        "detail": status.detail,
+        "health": status.current.health,
+        "minute": status.current.minute,
+        "time_to_failure": dataclasses.asdict(ttf) if ttf is not None else None,
+        "driver": status.driver,
+        "as_of": status.as_of,
+    }
+
+
+def missing_entry(name: str, detail: str) -> dict:
+    return {"service": name, "state": UNKNOWN, "reason": None, "detail": detail,
+            "health": None, "minute": None, "time_to_failure": None, "driver": None, "as_of": None}
+
+
+def entry_order(entry: dict) -> tuple:
+    """:func:`fleet_order` of a fleet entry (computed here or stored by another replica)."""
+    ttf = entry.get("time_to_failure") or {}
+    expected, earliest = ttf.get("expected"), ttf.get("earliest")
+    return _order(entry["service"], entry["state"], expected["seconds"] if expected else math.inf,
+                  earliest["seconds"] if earliest else math.inf)
+
+
+def _order(name: str, state: str | None, expected: float, earliest: float) -> tuple:
     if state == FAILING_NOW:
         return (0, 0.0, 0.0, name)
     if state == FAILURE_PREDICTED:
-        ttf = status.time_to_failure
-        expected = ttf.expected.seconds if ttf and ttf.expected else math.inf
-        earliest = ttf.earliest.seconds if ttf and ttf.earliest else math.inf
         return (1, expected, earliest, name)
     if state == NO_FAILURE:
         return (2, 0.0, 0.0, name)

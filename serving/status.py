@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -168,11 +169,14 @@ def compute_status(
     now: dt.datetime,
     settings: Settings,
     step_minutes: int = 1,
+    forecast_at: Callable[[pd.DataFrame, pd.Timestamp], Forecast] | None = None,
 ) -> tuple[Status, Forecast | None]:
     """The status and the forecast behind it.
 
     ``frame``: the recent frame (telemetry.frames, steps of ``step_minutes``) up to ``now``; ``latest``:
-    newest sample of each configured stream at or before ``now``.
+    newest sample of each configured stream at or before ``now``. ``forecast_at(frame, minute)``: the
+    model's forecast from ``minute`` (default ``model.forecaster.forecast``; the fleet's batched round
+    hands in forecasts it ran for many services at once, serving/batch.py).
     """
     threshold = settings.failure_threshold
     now_ts = pd.Timestamp(now)
@@ -219,7 +223,7 @@ def compute_status(
     forecast = None
     if forecaster is not None:
         try:
-            forecast = forecaster.forecast(frame, minute)
+            forecast = (forecast_at or forecaster.forecast)(frame, minute)
         except Exception as exc:  # a model that fails at run time must not take the status down
             log.exception("forecast failed with model %s", forecaster.version)
             status = replace(status, model=replace(status.model, problem=f"forecast failed: {exc}"))

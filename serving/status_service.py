@@ -54,6 +54,18 @@ class Snapshot:
     error: Exception | None = None
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A status to compute: what :meth:`StatusService.prepare` read, for :meth:`StatusService.finish`."""
+
+    service: "StatusService"
+    key: tuple
+    now: dt.datetime
+    model: ModelState
+    latest: dict[str, dt.datetime | None]
+    frame: pd.DataFrame
+
+
 class StatusService:
     def __init__(
         self,
@@ -107,29 +119,62 @@ class StatusService:
     def refresh(self, force: bool = False) -> Snapshot:
         """Recompute when the data, the model or the clock bucket changed; otherwise keep the body."""
         with self._lock:
-            now = self.clock()
-            model = self.models.state
-            old = self._snapshot
-            try:
-                latest = self.cache.latest_sample_times(now)
-                key = (scored_until(latest, self.settings.grid_seconds), model.version, model.problem, int(now.timestamp() // RECOMPUTE_S))
-                if not force and old is not None and old.error is None and old.key == key:
-                    snap = dataclasses.replace(old, checked_at=time.monotonic())
-                else:
-                    if model.forecaster is not None:  # the recent frame must hold the model's input window
-                        self.cache.ensure_recent(model.forecaster.lookback_minutes)
-                    frame = self.cache.refresh(now)
-                    status, forecast = compute_status(frame, latest, model, now, self.settings, self.cache.step_minutes)
-                    body = json.dumps(_SCHEMA.dump(status), separators=(",", ":")).encode()
-                    snap = Snapshot(key, time.monotonic(), body, status, forecast, frame, model, now)
-            except DatabaseUnavailable as exc:
-                if old is None or old.error is None:
-                    log.warning("status unavailable: %s", exc)
-                snap = Snapshot(None, time.monotonic(), error=exc, model=model, now=now)
+            step = self._prepare(force)
+            snap = step if isinstance(step, Snapshot) else self._finish(step, None)
             self._snapshot = snap
         if self.on_update:
             self.on_update(snap)
         return snap
+
+    # --- the two halves of a refresh (the fleet's batched round runs the model between them) ---
+    def prepare(self, force: bool = False) -> "Snapshot | Pending":
+        """The first half of :meth:`refresh`: the kept snapshot when nothing changed (stored as current), otherwise
+        what a new status is computed from (the frame read up to now), for :meth:`finish`."""
+        with self._lock:
+            step = self._prepare(force)
+            if isinstance(step, Snapshot):
+                self._snapshot = step
+        if isinstance(step, Snapshot) and self.on_update:
+            self.on_update(step)
+        return step
+
+    def finish(self, pending: "Pending", forecast_at: Callable[[pd.DataFrame, pd.Timestamp], Forecast] | None) -> Snapshot:
+        """The second half: the status from ``pending`` (the forecast from ``forecast_at``, default the model's own).
+        A refresh that ran meanwhile (a request's) is replaced: both are computed from data read up to their ``now``."""
+        snap = self._finish(pending, forecast_at)
+        with self._lock:
+            self._snapshot = snap
+        if self.on_update:
+            self.on_update(snap)
+        return snap
+
+    def _prepare(self, force: bool) -> "Snapshot | Pending":
+        now = self.clock()
+        model = self.models.state
+        old = self._snapshot
+        try:
+            latest = self.cache.latest_sample_times(now)
+            key = (scored_until(latest, self.settings.grid_seconds), model.version, model.problem, int(now.timestamp() // RECOMPUTE_S))
+            if not force and old is not None and old.error is None and old.key == key:
+                return dataclasses.replace(old, checked_at=time.monotonic())
+            if model.forecaster is not None:  # the recent frame must hold the model's input window
+                self.cache.ensure_recent(model.forecaster.lookback_minutes)
+            frame = self.cache.refresh(now)
+        except DatabaseUnavailable as exc:
+            return self._unavailable(exc, model, now)
+        return Pending(self, key, now, model, latest, frame)
+
+    def _finish(self, pending: "Pending", forecast_at) -> Snapshot:
+        status, forecast = compute_status(pending.frame, pending.latest, pending.model, pending.now, self.settings,
+                                          self.cache.step_minutes, forecast_at)
+        body = json.dumps(_SCHEMA.dump(status), separators=(",", ":")).encode()
+        return Snapshot(pending.key, time.monotonic(), body, status, forecast, pending.frame, pending.model, pending.now)
+
+    def _unavailable(self, exc: Exception, model: ModelState, now: dt.datetime) -> Snapshot:
+        old = self._snapshot
+        if old is None or old.error is None:
+            log.warning("status unavailable: %s", exc)
+        return Snapshot(None, time.monotonic(), error=exc, model=model, now=now)
 
     def forecast_from_current(self, snap: Snapshot, steps: int) -> Forecast | None:
         """The snapshot's forecast, extended (rolled forward) to ``steps`` frame steps if it is shorter."""
@@ -177,4 +222,4 @@ def head(forecast: Forecast, minutes: int) -> Forecast:
     return Forecast(forecast.origin, forecast.times[:minutes], forecast.quantiles, forecast.values[:minutes], forecast.model_version)
 
 
-__all__ = ["Snapshot", "StatusService", "RECOMPUTE_S", "scored_until", "head"]
+__all__ = ["Snapshot", "Pending", "StatusService", "RECOMPUTE_S", "scored_until", "head"]

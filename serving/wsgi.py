@@ -32,6 +32,14 @@ def post_worker_init(worker) -> None:
     sys.setswitchinterval(0.001)
 
 
+def worker_exit(server, worker) -> None:
+    """A worker stops: with a split fleet, it leaves the replicas now (its services move at the others' next
+    heartbeat, not after ``replica_timeout_s``)."""
+    rt = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("pycemaker")
+    if rt is not None and rt.fleet is not None and rt.fleet.replicas is not None:
+        rt.fleet.replicas.stop()
+
+
 class GunicornApp(BaseApplication):
     def __init__(self, settings: Settings, options: dict[str, Any]):
         self.settings = settings
@@ -43,6 +51,7 @@ class GunicornApp(BaseApplication):
             self.cfg.set(key, value)
         self.cfg.set("child_exit", child_exit)
         self.cfg.set("post_worker_init", post_worker_init)
+        self.cfg.set("worker_exit", worker_exit)
 
     def load(self):
         from serving.app import create_app

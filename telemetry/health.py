@@ -55,28 +55,26 @@ def align(
     """As-of join of ``streams`` onto ``points``: one column per stream value, NaN where missing."""
     left = pd.DataFrame({"time": points})
     tolerance = pd.Timedelta(seconds=tolerance_s)
-    out = pd.DataFrame(index=points)
+    columns: dict[str, np.ndarray] = {}  # one frame built at the end: a column insert per stream costs more than the join
     for stream in streams:
         frame = samples.get(stream.collection)
         if frame is None or frame.empty:
             for column in stream.columns:
-                out[column] = np.nan
+                columns[column] = np.full(len(points), np.nan)
             continue
         right = frame.dropna(how="all").reset_index().rename(columns={frame.index.name or "index": "time"})
         right["time"] = right["time"].astype(left["time"].dtype)
         merged = pd.merge_asof(left, right, on="time", direction="backward", tolerance=tolerance)
         for column in stream.columns:
-            out[column] = merged[column].to_numpy()
-    return out
+            columns[column] = merged[column].to_numpy()
+    return pd.DataFrame(columns, index=points)
 
 
 def flags(aligned: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     """Flag 0-3 per configured health input and grid point (NaN where that input is missing)."""
     cuts = settings.cuts()
-    out = pd.DataFrame(index=aligned.index)
-    for name, value in flag_inputs(aligned, settings.stream_set).items():
-        out[name] = flag_of(np.asarray(value, dtype=float), cuts[name])
-    return out
+    return pd.DataFrame({name: flag_of(np.asarray(value, dtype=float), cuts[name])
+                         for name, value in flag_inputs(aligned, settings.stream_set).items()}, index=aligned.index)
 
 
 def health_from_flags(flag_frame: pd.DataFrame) -> pd.Series:
@@ -113,12 +111,10 @@ def minute_health(
     per_step = scored.groupby(bins).mean()
     counts = scored["health"].notna().groupby(bins).sum()
     expected = scored["health"].groupby(bins).size()
-    result = pd.DataFrame(index=steps)
-    result["health"] = per_step["health"].reindex(steps)
-    result["coverage"] = (counts / expected).reindex(steps).fillna(0.0)
+    columns = {"health": per_step["health"].reindex(steps).to_numpy(), "coverage": (counts / expected).reindex(steps).fillna(0.0).to_numpy()}
     for name in FLAG_NAMES:
-        result[f"flag_{name}"] = per_step[name].reindex(steps) if name in per_step else np.nan
-    return result
+        columns[f"flag_{name}"] = per_step[name].reindex(steps).to_numpy() if name in per_step else np.full(len(steps), np.nan)
+    return pd.DataFrame(columns, index=steps)
 
 
 def is_failure(health: pd.Series | np.ndarray | float, settings: Settings) -> np.ndarray:

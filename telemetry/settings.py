@@ -76,6 +76,14 @@ class Settings:
     services_scan_hours: float = 24.0
     #: Seconds between two scans for services and their data ranges (only the span since the last scan is read).
     services_refresh_s: float = 30.0
+    #: Split the fleet between API processes (serving/replicas.py): each recomputes only its rendezvous-hash share of
+    #: the services, writes those statuses to the ``statuses`` collection and serves the others' from there. Off: every
+    #: process computes every service.
+    replica_split: bool = False
+    #: Seconds between two heartbeats of a replica (it also re-reads the live set and the others' statuses then).
+    replica_heartbeat_s: float = 5.0
+    #: A replica whose heartbeat is older than this is dead: its services move to the live ones (seconds).
+    replica_timeout_s: float = 20.0
 
     # --- Health definition (the original's, thresholds in one place) -----
     #: Cut points, each compared with ``<=``: flag 0 if v <= c0, 1 if <= c1, 2 if <= c2, else 3.
@@ -321,6 +329,8 @@ def _validate(s: Settings) -> None:
     names = [n.strip() for n in s.train_services.split(",")]
     if s.train_services.strip() != "all" and not all(valid_name(n) for n in names):
         raise SettingsError(f"train_services: 'all' or a comma list of service names, got {s.train_services!r}")
+    if s.replica_heartbeat_s <= 0 or s.replica_timeout_s <= s.replica_heartbeat_s:
+        raise SettingsError("replica_heartbeat_s must be positive and replica_timeout_s longer than it")
     if s.max_services < 1 or s.services_refresh_s <= 0 or s.services_scan_hours <= 0 or s.metrics_services < 0:
         raise SettingsError("max_services, services_refresh_s and services_scan_hours must be positive, metrics_services at least 0")
     if s.collector_targets.strip() and s.collector_targets_file is not None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+from flask import Response
 from flask_smorest import Blueprint, abort
 from marshmallow import RAISE
 
 from serving.errors import abort_field
-from serving.fleet import fleet_order
 from serving.routes.forecast import forecast_body
 from serving.routes.health import health_series
 from serving.routes.status import status_response
@@ -31,8 +31,7 @@ from serving.schemas import (
     ServiceListSchema,
     StatusSchema,
 )
-from serving.status import UNKNOWN, Status
-from serving.status_service import Snapshot, StatusService
+from serving.status_service import StatusService
 from telemetry.services import NAME_PATTERN, valid_name
 
 blp = Blueprint("services", __name__, url_prefix="/api/v1", description="Every service watched, ranked by time to failure.")
@@ -69,17 +68,17 @@ def list_services(_query: dict):
     """
     rt = runtime()
     services = rt.fleet.services()
-    snapshots = rt.fleet.snapshots(list(services))
+    rows = rt.fleet.rows(list(services))
     out = []
     for name, found in services.items():
-        status = _status_of(snapshots[name])
+        row = rows[name]
         out.append({
             "name": name,
             "default": found.service.default,
             "streams": [{"stream": c, "first": r.first, "last": r.last} for c, r in sorted(found.streams.items())],
             "data": {"first": found.first, "last": found.last},
-            "state": status.state if status else UNKNOWN,
-            "reason": status.reason if status else None,
+            "state": row.state,
+            "reason": row.reason,
         })
     return {"count": len(out), "services": out}
 
@@ -99,41 +98,13 @@ def fleet(state: str | None = None):
     """
     rt = runtime()
     names = list(rt.fleet.services())
-    entries = []
-    for name, snap in rt.fleet.snapshots(names).items():
-        status = _status_of(snap)
-        if state is not None and (status.state if status else UNKNOWN) != state:
-            continue
-        entries.append((fleet_order(name, status), _entry(name, status, snap)))
-    entries.sort(key=lambda item: item[0])
+    rows = [row for row in rt.fleet.rows(names).values() if state is None or row.state == state]
+    rows.sort(key=lambda row: row.order)
     return {
         "as_of": rt.now(),
         "threshold": rt.settings.failure_threshold,
-        "count": len(entries),
-        "services": [entry for _, entry in entries],
-    }
-
-
-def _status_of(snap: Snapshot | None) -> Status | None:
-    return snap.status if snap is not None and snap.error is None else None
-
-
-def _entry(name: str, status: Status | None, snap: Snapshot | None) -> dict:
-    if status is None:
-        detail = ("status not computed yet: the background refresher gets to it within a round" if snap is None
-                  else f"status unavailable: {snap.error or 'not computed'}")
-        return {"service": name, "state": UNKNOWN, "reason": None, "detail": detail,
-                "health": None, "minute": None, "time_to_failure": None, "driver": None, "as_of": None}
-    return {
-        "service": name,
-        "state": status.state,
-        "reason": status.reason,
-        "detail": status.detail,
-        "health": status.current.health,
-        "minute": status.current.minute,
-        "time_to_failure": status.time_to_failure,
-        "driver": status.driver,
-        "as_of": status.as_of,
+        "count": len(rows),
+        "services": [row.entry for row in rows],
     }
 
 
@@ -148,7 +119,11 @@ def service_status_route(_query: dict, service: str):
 
     As `GET /api/v1/status` (same schema), for `service`.
     """
-    return status_response(service_status(service))
+    status = service_status(service)
+    stored = runtime().fleet.stored_body(service)  # a split fleet: another replica computes it (serving/replicas.py)
+    if stored is not None:
+        return Response(stored, mimetype="application/json")
+    return status_response(status)
 
 
 @blp.route("/services/<service>/health", parameters=SERVICE)
