@@ -4,12 +4,19 @@ Layout::
 
     models/
       current                  # the promoted version's name: replaced atomically (write, then rename)
+      services.json            # per-service assignments: service -> version, decided against one champion
       20261130T120000Z-1a2b3c/
         model.onnx
         card.json              # ModelCard: what the model is, how it was trained, how it scored
 
 A version directory appears whole (it is written under a temporary name, then renamed), so a
 reader never sees a half-written model. A rejected candidate stays, marked with its reason.
+
+``services.json`` (:func:`write_assignments`) names, for the services of a fleet run where another
+model than the champion serves measurably better, that model's version. It records the champion it
+was decided against and holds only while ``current`` still names it (:func:`service_assignments`):
+the trainer writes it before it moves ``current``, so the two change together for a reader, and a
+rollback (``models activate``) to another version leaves every service on the one ``current`` model.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ UTC = dt.timezone.utc
 CARD = "card.json"
 MODEL = "model.onnx"
 CURRENT = "current"
+ASSIGNMENTS = "services.json"
 #: Version of the card/artifact format; readers refuse formats they do not know.
 FORMAT_VERSION = 1
 
@@ -224,11 +232,64 @@ def reject(models_dir: Path, version: str, reason: str) -> ModelCard:
     return card
 
 
+@dataclass(frozen=True)
+class Assignments:
+    """Which version serves which service, decided by one training run against one champion (``services.json``)."""
+
+    #: The version ``current`` named when they were decided: they hold only while it still does.
+    champion: str
+    #: service -> {"version": ..., "kind": ..., "reason": ...}
+    services: dict[str, dict[str, Any]]
+    run_id: str | None = None
+    decided_at: str = ""
+
+    def versions(self) -> dict[str, str]:
+        return {name: entry["version"] for name, entry in self.services.items()}
+
+    def to_json(self) -> str:
+        return json.dumps(json_safe({"format_version": FORMAT_VERSION, **asdict(self)}), indent=2, sort_keys=True)
+
+
+def write_assignments(models_dir: Path, assignments: Assignments) -> None:
+    """Replace ``services.json`` (write, then rename); every version it names must be in the registry."""
+    for version in set(assignments.versions().values()):
+        if not model_path(models_dir, version).is_file():
+            raise RegistryError(f"an assignment names version {version!r}, which has no {MODEL}")
+    _atomic_write(models_dir / ASSIGNMENTS, assignments.to_json())
+
+
+def read_assignments(models_dir: Path) -> Assignments | None:
+    """``services.json`` as it is (None: none, or unreadable: logged), valid or not (see :func:`service_assignments`)."""
+    try:
+        data = json.loads((models_dir / ASSIGNMENTS).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as exc:
+        log.warning("unreadable %s: %s", models_dir / ASSIGNMENTS, exc)
+        return None
+    if not isinstance(data, dict) or data.get("format_version", 0) > FORMAT_VERSION or not isinstance(data.get("services"), dict):
+        log.warning("ignoring %s: not an assignments file this reader knows", models_dir / ASSIGNMENTS)
+        return None
+    services = {str(k): v for k, v in data["services"].items() if isinstance(v, dict) and isinstance(v.get("version"), str)}
+    return Assignments(str(data.get("champion") or ""), services, data.get("run_id"), str(data.get("decided_at") or ""))
+
+
+def service_assignments(models_dir: Path) -> dict[str, str]:
+    """service -> version for every service served by another model than ``current``; empty when there is no
+    ``services.json`` or it was decided against another champion than the one ``current`` names now."""
+    assignments = read_assignments(models_dir)
+    if assignments is None or assignments.champion != current_version(models_dir):
+        return {}
+    return assignments.versions()
+
+
 def prune(models_dir: Path, keep: int) -> list[str]:
-    """Delete all but the newest ``keep`` versions; the current one is always kept."""
+    """Delete all but the newest ``keep`` versions; the current one and every version an assignment names are kept."""
     current = current_version(models_dir)
+    assignments = read_assignments(models_dir)
+    kept = {current} | set(assignments.versions().values() if assignments else ())
     versions = [c.version for c in list_versions(models_dir)]
-    doomed = [v for v in versions[: max(0, len(versions) - keep)] if v != current]
+    doomed = [v for v in versions[: max(0, len(versions) - keep)] if v not in kept]
     for version in doomed:
         shutil.rmtree(models_dir / version, ignore_errors=True)
     return doomed

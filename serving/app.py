@@ -111,7 +111,7 @@ def create_app(
         state: ModelState = snap.model or models.state
         metrics.observe_status(snap.status if snap.error is None else None, state.version, state.problem, snap.now)
 
-    status = StatusService(settings, cache, models, clock, ttl_s=status_ttl_s, on_update=on_update)
+    status = StatusService(settings, cache, models.view(settings.default_service), clock, ttl_s=status_ttl_s, on_update=on_update)
     models.poll()  # the first model is loaded before the first request
     if models.forecaster is None and not isinstance(db, _NoDatabase):
         cache.set_cadence(_detected_cadence(db, settings, default_service))

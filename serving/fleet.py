@@ -6,7 +6,8 @@ beyond that are dropped, their minutes with them), and kept current by one backg
 that goes round every service the directory lists: a service whose newest samples did not move
 keeps its cached body (:meth:`StatusService.refresh` compares keys), so a round costs a few
 index lookups per quiet service. The one served model serves every service (inputs are scaled
-per window, forecasting/forecaster.py). A round recomputes the changed statuses in batches
+per window, forecasting/forecaster.py), except a service a fleet run assigned another model
+(``ModelWatcher.view``: serving/model_watcher.py). A round recomputes the changed statuses in batches
 (serving/batch.py): one network run per model for every service of a batch.
 
 With ``replica_split`` (serving/replicas.py) a round recomputes only the services this process owns
@@ -127,7 +128,7 @@ class Fleet:
     def _create(self, service: Service) -> StatusService:
         cache = MinuteCache(self.db, self.settings, recent_minutes=self._recent_minutes(), overlap_minutes=2,
                             max_chunks=FLEET_CHUNKS, cadence=self._cadence(service), service=service)
-        return StatusService(self.settings, cache, self.models, self.clock, ttl_s=self.ttl_s, refreshed_by=self._running)
+        return StatusService(self.settings, cache, self.models.view(service.name), self.clock, ttl_s=self.ttl_s, refreshed_by=self._running)
 
     def set_cadence(self, cadence: Cadence) -> None:
         """A model made for another cadence was swapped in: every service's frames follow it."""

@@ -69,9 +69,9 @@ def forecast_interval(
     ``status`` (default: the default service's); see the module doc."""
     status = status or rt.status
     now = rt.now()
-    forecaster = rt.models.forecaster
+    forecaster = status.models.forecaster  # the service's own model (serving/model_watcher.py: ServiceModel)
     if forecaster is None:
-        raise NoModel(rt.models.state.problem or "")
+        raise NoModel(status.models.state.problem or "")
     minutes = forecaster.step_minutes
     step = pd.Timedelta(minutes=minutes)
     current = pd.Timestamp(floor_step(now, minutes))

@@ -10,6 +10,12 @@ files are watched too: changed in place, they are reloaded, or reported if they 
 A fresh install (no ``current`` pointer, nothing served yet) serves the pretrained base model zero-shot
 (``Settings.base_models_dir``, ``pycemaker pretrain``) from the first lookback window; the first
 promoted version replaces it, and it never comes back once a registry model has been served.
+
+Per-service assignments (``services.json``, decided by a fleet run against the ``current`` model:
+forecasting/registry.py) are polled alike: each assigned version is loaded and proved, and
+:meth:`ModelWatcher.for_service` answers a service's model: its assigned one, else the ``current``
+model (no assignment, an assignment decided against another champion, or an assigned model that
+does not load, which is logged and reported in its state's ``problem``).
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ class ModelState:
     loaded_at: dt.datetime | None = None
     #: True: the base model zero-shot (the registry has no model yet), from ``base_models_dir``.
     zero_shot: bool = False
+    #: True: a service's own model (``services.json``), not the fleet's ``current`` one.
+    assigned: bool = False
 
     @property
     def version(self) -> str | None:
@@ -100,6 +108,9 @@ class ModelWatcher:
         self._served_signature: tuple | None = None
         self._logged_problem: str | None = None
         self._poller = Periodic("model-watcher", self.poll, lambda: self.settings.model_poll_seconds, wait_first=True)
+        #: service -> its assigned model's state, replaced whole; and what each assigned version last loaded as.
+        self._assigned: dict[str, ModelState] = {}
+        self._loaded: dict[str, tuple[tuple, OnnxForecaster | None, str | None]] = {}
 
     @property
     def state(self) -> ModelState:
@@ -109,10 +120,63 @@ class ModelWatcher:
     def forecaster(self) -> OnnxForecaster | None:
         return self._state.forecaster
 
+    def for_service(self, name: str) -> ModelState:
+        """The model that serves ``name``: its assignment if it has one that loads, else the ``current`` model's state."""
+        return self._assigned.get(name) or self._state
+
+    def view(self, name: str) -> "ServiceModel":
+        """What a service's status reads its model from (:class:`ServiceModel`)."""
+        return ServiceModel(self, name)
+
+    @property
+    def assigned(self) -> dict[str, ModelState]:
+        return self._assigned
+
     def poll(self) -> bool:
-        """Check the pointer once; returns True when a new model was swapped in."""
+        """Check the pointer (and the assignments) once; returns True when a new model was swapped in."""
         with self._lock:
-            return self._poll()
+            swapped = self._poll()
+            return self._poll_assignments() or swapped
+
+    def _poll_assignments(self) -> bool:
+        """Load every assigned version not loaded yet (or whose files changed); replace the assignments whole."""
+        try:
+            wanted = registry.service_assignments(self.models_dir)
+        except OSError as exc:
+            log.warning("cannot read the assignments: %s", exc)
+            return False
+        current = self._state
+        loaded: dict[str, tuple[tuple, OnnxForecaster | None, str | None]] = {}
+        assigned: dict[str, ModelState] = {}
+        for name, version in sorted(wanted.items()):
+            if version == current.version:
+                continue  # the fleet's model: nothing of its own
+            if version not in loaded:
+                signature = _signature(self.models_dir, version)
+                known = self._loaded.get(version)
+                if known is not None and known[0] == signature:
+                    loaded[version] = known
+                else:
+                    try:
+                        loaded[version] = (signature, load_forecaster(self.models_dir, version, self.settings, self.step_minutes), None)
+                        log.info("model %s loaded for its assigned service(s)", version)
+                    except Exception as exc:  # the service keeps the fleet's model
+                        problem = f"model {version} assigned to {name} cannot be loaded: {exc}; serving {current.version}"
+                        log.warning("%s", problem)
+                        loaded[version] = (signature, None, problem)
+            _, forecaster, problem = loaded[version]
+            old = self._assigned.get(name)
+            if forecaster is None:
+                assigned[name] = ModelState(current.forecaster, version, problem, current.loaded_at, current.zero_shot)
+            elif old is not None and old.forecaster is forecaster and old.problem is None:
+                assigned[name] = old
+            else:
+                assigned[name] = ModelState(forecaster, version, None, dt.datetime.now(UTC), assigned=True)
+        changed = assigned != self._assigned
+        self._loaded = loaded
+        if changed:
+            self._assigned = assigned  # one reference assignment, as for ``current``
+        return changed
 
     def _poll(self) -> bool:
         state = self._state
@@ -201,3 +265,20 @@ class ModelWatcher:
 
     def stop(self) -> None:
         self._poller.stop()
+
+
+class ServiceModel:
+    """One service's model, as its status reads it: ``state`` and ``forecaster`` like the watcher's, but the service's
+    (its assignment, else the ``current`` model)."""
+
+    def __init__(self, watcher: ModelWatcher, service: str):
+        self.watcher = watcher
+        self.service = service
+
+    @property
+    def state(self) -> ModelState:
+        return self.watcher.for_service(self.service)
+
+    @property
+    def forecaster(self) -> OnnxForecaster | None:
+        return self.state.forecaster

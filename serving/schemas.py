@@ -279,8 +279,12 @@ class QualitySchema(Schema):
 
 class ModelStateSchema(Schema):
     version = fields.String(allow_none=True, metadata=_doc("Version serving forecasts (null: none loaded).", "20260301T090000Z-lstm-1a2b3c"))
-    wanted = fields.String(allow_none=True, metadata=_doc("Version the registry's `current` points at.", "20260301T090000Z-lstm-1a2b3c"))
+    wanted = fields.String(allow_none=True, metadata=_doc(
+        "Version the registry's `current` points at (a service with an assignment: its assigned version).", "20260301T090000Z-lstm-1a2b3c"))
     problem = fields.String(allow_none=True, metadata=_doc("Why `wanted` is not served (missing or corrupt); null when all is well.", None))
+    assigned = fields.Boolean(metadata=_doc(
+        "True: this service's own model, which its fleet training run found serves it measurably better than the fleet's "
+        "`current` model (`GET /api/v1/models`: `assignments`); false: the fleet's model.", False))
     kind = fields.String(allow_none=True, metadata=_doc(
         "What the serving model is: the winner of its training run (`lstm`, `finetuned`: the pretrained base model fine-tuned "
         "on this service, `base`: the base model zero-shot, or a baseline: `seasonal_naive`, `ets`); `base` with no "
@@ -475,12 +479,32 @@ class TrainingRunSchema(Schema):
     failed = fields.List(fields.Dict(), metadata=_doc("Kinds that were not trained (too little history) or failed, and why.", []))
 
 
+class AssignmentSchema(Schema):
+    version = fields.String(metadata=_doc("The version that serves the service.", "20260301T090000Z-ets-4d5e6f"))
+    kind = fields.String(metadata=_doc("Its kind.", "ets"))
+    reason = fields.String(metadata=_doc("Why: its scores against the fleet's model on the service's held-back block.", ""))
+    serving = fields.String(allow_none=True, metadata=_doc("Version this instance serves the service with (null: not loaded).", None))
+
+
+class AssignmentsSchema(Schema):
+    champion = fields.String(metadata=_doc("The `current` version they were decided against.", "20260301T090000Z-lstm-1a2b3c"))
+    active = fields.Boolean(metadata=_doc(
+        "True while `current` still names `champion`; false after a rollback or activation of another version: every "
+        "service is then served by `current`.", True))
+    run_id = fields.String(allow_none=True, metadata=_doc("The training run that decided them.", None))
+    decided_at = fields.String(metadata=_doc("When (ISO-8601 UTC).", "2026-03-01T09:00:00+00:00"))
+    services = fields.Dict(keys=fields.String(), values=fields.Nested(AssignmentSchema), metadata=_doc(
+        "Service -> the model that serves it; a service not listed is served by `current`."))
+
+
 class ModelListSchema(Schema):
     current = fields.String(allow_none=True, metadata=_doc("Version `current` points at.", "20260301T090000Z-lstm-1a2b3c"))
     serving = fields.String(allow_none=True, metadata=_doc("Version this instance serves.", "20260301T090000Z-lstm-1a2b3c"))
     problem = fields.String(allow_none=True, metadata=_doc("Why they differ, if they do.", None))
     models = fields.List(fields.Nested(ModelSummarySchema), metadata=_doc("Every readable version, oldest first."))
     runs = fields.List(fields.Nested(TrainingRunSchema), metadata=_doc("The training runs behind them, newest first, with every candidate."))
+    assignments = fields.Nested(AssignmentsSchema, allow_none=True, metadata=_doc(
+        "The services a fleet run assigned another model than `current` (null: none recorded)."))
 
 
 class ModelCardSchema(ModelSummarySchema):

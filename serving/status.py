@@ -100,6 +100,8 @@ class ModelInfo:
     kind: str | None = None
     trained_on: TrainedOn | None = None
     quality: Quality | None = None
+    #: True: the service's own model (a fleet run's assignment, models/services.json), not the fleet's current one.
+    assigned: bool = False
 
 
 def model_info(model: ModelState) -> ModelInfo:
@@ -118,7 +120,7 @@ def model_info(model: ModelState) -> ModelInfo:
         quality = Quality(int(scores.get("horizon_minutes") or 0), _r(scores.get("health_rmse")), _r(scores.get("coverage")),
                           bool(scores.get("held_back", True)))
     kind = "base" if model.zero_shot else card.kind  # the base model zero-shot, while the registry is empty
-    return ModelInfo(model.version, model.wanted, model.problem, kind, trained_on, quality)
+    return ModelInfo(model.version, model.wanted, model.problem, kind, trained_on, quality, model.assigned)
 
 
 @dataclass(frozen=True)

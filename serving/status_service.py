@@ -23,7 +23,7 @@ import pandas as pd
 
 from forecasting.forecaster import Forecast
 from serving.minute_cache import MinuteCache
-from serving.model_watcher import ModelState, ModelWatcher
+from serving.model_watcher import ModelState, ModelWatcher, ServiceModel
 from serving.periodic import Periodic
 from serving.schemas import StatusSchema
 from serving.status import Status, compute_status
@@ -71,7 +71,7 @@ class StatusService:
         self,
         settings: Settings,
         cache: MinuteCache,
-        models: ModelWatcher,
+        models: ModelWatcher | ServiceModel,
         clock: Callable[[], dt.datetime],
         *,
         ttl_s: float = 1.0,

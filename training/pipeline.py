@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from forecasting import metrics, registry, training_runs
+from forecasting import linear, metrics, registry, training_runs
 from forecasting.contract import HEALTH, TARGETS, median_index
 from forecasting.windows import target_values
 from telemetry.settings import Settings
@@ -216,6 +216,9 @@ class _Run:
         self.promoted: str | None = None
         #: A fleet run's services whose held-back block the last judgement scored.
         self.scored_services: list[str] = list(data.services[:1])
+        #: A fleet run's per-service choice: baselines fitted on one service that serve it, and each service's verdict.
+        self.service_candidates: list[Candidate] = []
+        self.service_choices: dict[str, dict[str, Any]] = {}
 
     def execute(self, config: FitConfig, progress_bar: bool, stop: threading.Event | None) -> _Outcome:
         kinds = self.settings.candidate_kinds
@@ -248,13 +251,15 @@ class _Run:
         if not self.candidates:
             raise ExportError("no candidate could be built: " + "; ".join(f"{f['kind']}: {f['error']}" for f in self.failed))
         final = self._judge(champion)
-        self._register(final)
+        assignments = self._assign_services(final, champion)
+        self._register(final, assignments=assignments)
         pruned = registry.prune(self.settings.models_dir, self.settings.keep_versions)
         if pruned:
             log.info("pruned %d old version(s): %s", len(pruned), ", ".join(pruned))
         best = final.winner or selection.best_challenger([e for e in final.entries if not e.champion]) or final.entries[-1]
         summary = {"plan": self.data.plan.name, "season_minutes": self.data.season.minutes, **final.to_dict(),
                    **({"services": list(self.data.services), "scored_services": self.scored_services} if self.data.services else {}),
+                   **({"assignments": assignments.services, "service_choices": self.service_choices} if assignments else {}),
                    "failed": self.failed, "promoted": self.promoted,
                    "seconds": {"candidates": {c.kind: c.card.training.get("seconds") for c in self.candidates},
                                "fit_all": round(fitted - began, 2), "judge_and_register": round(time.perf_counter() - fitted, 2)}}
@@ -361,44 +366,141 @@ class _Run:
                 registry.add_version(staged, c.onnx_path, c.card)
         per_version = {e.version: [e.scores] for e in entries}
         self.scored_services = [data.services[0]]
-        gate = data.steps(settings.gate_horizon_minutes)
+        where = {e.version: settings.models_dir if e.version == outside else staged for e in entries}
         for name, frame in data.pool:
-            try:
-                plan = plan_run(len(frame), settings, data.step_minutes)
-            except NotEnoughData:
+            scores = self._service_scores(name, frame, where, longest)
+            if not scores:
                 continue
-            origins = plan.test[plan.test >= longest]
-            if not len(origins):
-                continue
-            served: dict[str, tuple[np.ndarray, tuple[float, ...]]] = {}
-            for e in entries:
-                try:
-                    values, card = scoring.registry_model_values(settings.models_dir if e.version == outside else staged,
-                                                                 e.version, frame, origins, settings)
-                    served[e.version] = (values, tuple(card.quantiles))
-                except scoring.NotComparable as exc:
-                    log.warning("%s cannot be scored on service %s: %s", e.version, name, exc)
-            if not served:
-                continue
-            series = target_values(frame)
-            leads = min([gate] + [v.shape[1] for v, _ in served.values()])
-            actual = scoring.horizon_actuals(series, origins, leads)
-            mask = metrics.common_mask(actual[:, :, HEALTH], *[v[:, :leads, HEALTH, median_index(q)] for v, q in served.values()])
-            errors = selection.stream_errors({k: v[:, :leads][:, :, STREAM_TARGETS, median_index(q)] for k, (v, q) in served.items()},
-                                             actual[:, :, STREAM_TARGETS], series[: origins[0], STREAM_TARGETS])
-            for version, (values, levels) in served.items():
-                health = values[:, :, HEALTH, :]
-                scores = selection.score(health, scoring.horizon_actuals(series, origins, health.shape[1])[:, :, HEALTH],
-                                         frame.index, frame["health"].to_numpy(), origins, mask, levels, settings,
-                                         step_minutes=data.step_minutes)
-                per_version[version].append(replace(scores, stream_error=errors.get(version, float("nan"))))
+            for version, s in scores.items():
+                per_version[version].append(s)
             self.scored_services.append(name)
         for e in entries:
             e.scores = pooled_scores(per_version[e.version])
 
+    def _service_scores(self, name: str, frame, where: dict[str, Path], longest: int) -> dict[str, selection.Scores]:
+        """Each model of ``where`` (version -> the registry directory holding it) on the held-back block of ``frame``
+        (the service ``name``'s), through its exported model as serving runs it, all on the same windows and minutes;
+        empty when the service has no held-back block or no model could be run on it."""
+        settings, data = self.settings, self.data
+        try:
+            plan = plan_run(len(frame), settings, data.step_minutes)
+        except NotEnoughData:
+            return {}
+        origins = plan.test[plan.test >= longest]
+        if not len(origins):
+            return {}
+        served: dict[str, tuple[np.ndarray, tuple[float, ...]]] = {}
+        for version, models_dir in where.items():
+            try:
+                values, card = scoring.registry_model_values(models_dir, version, frame, origins, settings)
+                served[version] = (values, tuple(card.quantiles))
+            except scoring.NotComparable as exc:
+                log.warning("%s cannot be scored on service %s: %s", version, name, exc)
+        if not served:
+            return {}
+        series = target_values(frame)
+        leads = min([data.steps(settings.gate_horizon_minutes)] + [v.shape[1] for v, _ in served.values()])
+        actual = scoring.horizon_actuals(series, origins, leads)
+        mask = metrics.common_mask(actual[:, :, HEALTH], *[v[:, :leads, HEALTH, median_index(q)] for v, q in served.values()])
+        errors = selection.stream_errors({k: v[:, :leads][:, :, STREAM_TARGETS, median_index(q)] for k, (v, q) in served.items()},
+                                         actual[:, :, STREAM_TARGETS], series[: origins[0], STREAM_TARGETS])
+        out = {}
+        for version, (values, levels) in served.items():
+            health = values[:, :, HEALTH, :]
+            scores = selection.score(health, scoring.horizon_actuals(series, origins, health.shape[1])[:, :, HEALTH],
+                                     frame.index, frame["health"].to_numpy(), origins, mask, levels, settings,
+                                     step_minutes=data.step_minutes)
+            out[version] = replace(scores, stream_error=errors.get(version, float("nan")))
+        return out
+
+    # --- per service ------------------------------------------------------------------------
+    def _assign_services(self, judged: selection.Selection, champion: str | None) -> registry.Assignments | None:
+        """A fleet run: for each service, whether another model serves it measurably better than the fleet's model.
+
+        On each service's held-back block, through the exported models as serving runs them, the model that will
+        serve the fleet (this run's winner, else the champion that stays) is the champion, and the challengers are
+        the run's other candidates, except that the baselines (fitted on the first service) are replaced by the same
+        kinds fitted on that service's own history: a baseline is a per-service model. The same rules decide
+        (:func:`training.selection.choose`, the service's own seasonal naive as the gate's reference); a challenger
+        that wins serves that service (``services.json``: :func:`forecasting.registry.write_assignments`)."""
+        settings, data = self.settings, self.data
+        serving = judged.winner.version if judged.winner is not None else champion
+        if serving is None or not data.pool:
+            return None
+        staged = self.workdir / "staged"
+        for c in self.candidates:
+            if not (staged / c.card.version).is_dir():
+                registry.add_version(staged, c.onnx_path, c.card)
+        by_version = {c.card.version: c for c in self.candidates}
+        serving_card = by_version[serving].card if serving in by_version else registry.read_card(settings.models_dir, serving)
+        kinds = {c.kind for c in self.candidates if c.kind in linear.KINDS}
+        services: dict[str, dict[str, Any]] = {}
+        self.service_choices: dict[str, dict[str, Any]] = {}
+        for name, frame in ((data.services[0], data.frame), *data.pool):
+            try:
+                chosen = self._choose_for_service(name, frame, serving, serving_card, kinds)
+            except Exception:  # one service's choice failing never stops the others': it keeps the fleet's model
+                log.exception("the per-service choice for %s failed; it keeps the fleet's model", name)
+                continue
+            if chosen is not None:
+                services[name] = chosen
+        return registry.Assignments(serving, services, self.run_id, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+
+    def _choose_for_service(self, name: str, frame, serving: str, serving_card: registry.ModelCard,
+                            kinds: set[str]) -> dict[str, Any] | None:
+        """One service's choice (:meth:`_assign_services`): its assignment, or None when the fleet's model serves it best."""
+        settings, data, staged = self.settings, self.data, self.workdir / "staged"
+        in_run = {c.card.version for c in self.candidates}
+        own = self._own_baselines(name, frame, kinds) if name != data.services[0] else []
+        replaced = {c.kind for c in own}
+        challengers = [c for c in self.candidates if c.kind not in replaced and c.card.version != serving] + own
+        where = {c.card.version: staged for c in challengers}
+        where[serving] = staged if serving in in_run else settings.models_dir
+        longest = max([c.input_steps for c in challengers] + [serving_card.input_steps])
+        scores = self._service_scores(name, frame, where, longest)
+        if serving not in scores or not challengers:
+            return None
+        entries = [selection.Entry(c.kind, c.card.version, scores[c.card.version], c.export.parity_ok)
+                   for c in challengers if c.card.version in scores]
+        incumbent = selection.Entry(serving_card.kind, serving, scores[serving], champion=True)
+        naive = next((e.scores.health_rmse for e in entries if e.kind == linear.SEASONAL_NAIVE), None)
+        picked = selection.choose(entries, incumbent, settings, naive)
+        self.service_choices[name] = {"serving": picked.winner.version if picked.winner else serving,
+                                      "reason": picked.reason, "candidates": [e.to_dict() for e in picked.entries]}
+        if picked.winner is None:
+            return None
+        chosen = next(c for c in challengers if c.card.version == picked.winner.version)
+        chosen.card.metrics.setdefault("service_scores", {})[name] = picked.winner.scores.to_dict()
+        if chosen in own:
+            chosen.card.metrics["scores"] = picked.winner.scores.to_dict()
+            self.service_candidates.append(chosen)
+        log.info("service %s: %s serves it (%s)", name, chosen.card.version, picked.reason)
+        return {"version": chosen.card.version, "kind": chosen.kind, "reason": picked.reason}
+
+    def _own_baselines(self, name: str, frame, kinds: set[str]) -> list[Candidate]:
+        """The baseline kinds of this run fitted on one service's own history (none when it is too short)."""
+        try:
+            own = run_data(frame, self.settings, services=(name,))
+        except NotEnoughData:
+            return []
+        workdir = self.workdir / "services" / name
+        workdir.mkdir(parents=True, exist_ok=True)
+        out = []
+        for kind in sorted(kinds, key=selection.PREFERENCE.index):
+            try:
+                candidate = build_baseline(kind, own, self.settings, workdir)
+            except Exception:  # the fleet's model still serves the service
+                log.exception("%s for service %s failed", kind, name)
+                continue
+            registry.add_version(self.workdir / "staged", candidate.onnx_path, candidate.card)
+            out.append(candidate)
+        return out
+
     # --- the registry -----------------------------------------------------------------------
-    def _register(self, judged: selection.Selection, interim_note: str = "") -> None:
-        """Every candidate into the registry (once), then the winner activated and the rest marked with why."""
+    def _register(self, judged: selection.Selection, interim_note: str = "", assignments: registry.Assignments | None = None) -> None:
+        """Every candidate into the registry (once), then the winner activated and the rest marked with why. A fleet
+        run's ``assignments`` (the baselines fitted for one service that serve it registered too) are written just
+        before ``current`` moves: they name the model they were decided against, so they hold from that move on."""
         models = self.settings.models_dir
         record = {"run_id": self.run_id, "plan": self.data.plan.name, "season_minutes": self.data.season.minutes,
                   **judged.to_dict(), "failed": self.failed}
@@ -420,6 +522,14 @@ class _Run:
             if entry is None or (winner is not None and entry is winner) or (winner is None and c.card.version == self.promoted):
                 continue
             registry.reject(models, c.card.version, f"{entry.verdict}: {entry.why}")
+        if assignments is not None:
+            for c in self.service_candidates:
+                service = c.card.training["services"][0]
+                c.card.selection = record
+                c.card.reason = f"fitted on service {service}, and serves it: {assignments.services[service]['reason']}"
+                registry.add_version(models, c.onnx_path, c.card)
+                self.registered.append(c.card.version)
+            registry.write_assignments(models, assignments)
         if winner is not None and winner.version != registry.current_version(models):
             registry.activate(models, winner.version, reason=judged.reason + interim_note)
             self.promoted = winner.version

@@ -80,8 +80,8 @@ def predicted_data(hours: str):
     snap = _snapshot()
     forecast = rt.status.forecast_from_current(snap, max(1, int(round(span * 60 / rt.cache.step_minutes))))
     if forecast is None:
-        if rt.models.forecaster is None:
-            no_model(rt.models.state.problem)
+        if rt.status.models.forecaster is None:
+            no_model(rt.status.models.state.problem)
         # A model is loaded but the status made no forecast (stale data, no scorable minute): say why.
         unavailable(f"no forecast: {(snap.status.detail if snap.status else '') or 'the current status has none'}", retry_after=30)
     p50 = eta.bands(forecast, "health")[:, 1]

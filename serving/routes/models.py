@@ -89,7 +89,18 @@ def list_models():
         "problem": state.problem,
         "models": [_summary(c, current, state.version) for c in cards],
         "runs": training_runs_in(cards),
+        "assignments": _assignments(current),
     }
+
+
+def _assignments(current: str | None) -> dict | None:
+    """``services.json`` (forecasting/registry.py) with whether it holds, and what this instance serves each service with."""
+    rt = runtime()
+    found = registry.read_assignments(rt.settings.models_dir)
+    if found is None:
+        return None
+    return {"champion": found.champion, "active": found.champion == current, "run_id": found.run_id, "decided_at": found.decided_at,
+            "services": {name: {**entry, "serving": rt.models.for_service(name).version} for name, entry in found.services.items()}}
 
 
 def training_runs_in(cards: list[registry.ModelCard]) -> list[dict]:
