@@ -153,6 +153,20 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def with_leak_check(settings: Settings, result: dict[str, Any], out: Path | None = None) -> dict[str, Any]:
+    """``result`` with the leak check (:mod:`evaluation.leak_check`) run and added as ``leak_check``; written to ``out``."""
+    from evaluation import leak_check
+
+    began = time.perf_counter()
+    check = leak_check.run(settings, leak_check.LeakCheckConfig())
+    result = {**result, "leak_check": {**check, "seconds": round(time.perf_counter() - began, 1),
+                                       "measured_at": dt.datetime.now(UTC).isoformat(timespec="seconds")}}
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(registry.json_safe(result), indent=2) + "\n")
+    return result
+
+
 def run(settings: Settings, config: FamilyEvalConfig, train: Train, out: Path | None = None) -> dict[str, Any]:
     began = time.perf_counter()
     rows = [evaluate_app(p, days, settings, train, config.run_seed)
@@ -162,10 +176,11 @@ def run(settings: Settings, config: FamilyEvalConfig, train: Train, out: Path | 
               "config": config.to_dict(), "summary": summarise(rows), "apps": rows,
               "seconds": round(time.perf_counter() - began, 1),
               "measured_at": dt.datetime.now(UTC).isoformat(timespec="seconds")}
+    result = with_leak_check(settings, result)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(registry.json_safe(result), indent=2) + "\n")
     return result
 
 
-__all__ = ["FamilyEvalConfig", "METHODS", "app_history", "evaluate_app", "run", "score_day", "summarise"]
+__all__ = ["FamilyEvalConfig", "METHODS", "app_history", "evaluate_app", "run", "score_day", "summarise", "with_leak_check"]
