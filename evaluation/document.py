@@ -182,6 +182,16 @@ def _nab(nab: Sequence[tuple[str, BacktestResult]], img: dict[str, str]) -> str:
         "on data no model was fitted on: **served** is whatever that run promoted, beside the run's LSTM and ETS, the "
         "reference seasonal naive (one day) and persistence, AutoETS, SARIMAX and Fracast-0 (a pretrained zero-shot "
         "forecaster, evaluation only). MASE is the stream's (the first column of each table).",
+        "**The base model zero-shot** (`models/base/`, the model an empty registry serves; no run, nothing fitted on "
+        "the series). It is a per-minute model: a 120-minute window, a 180-minute horizon, minute-of-hour features, and "
+        "inputs scaled by the pretraining data's fixed means and deviations in the streams' own units (a CPU ratio, "
+        "requests per second), not per window. Feeding it the 5-minute rows as if they were minutes would run its learned "
+        "dynamics and its hour features five times too fast, so each series is resampled to the minute instead: each "
+        "sample is held until the next (what a per-minute collector reads between scrapes: no look-ahead, real gaps stay "
+        "gaps), the model forecasts 180 minutes from the origin, and every fifth minute is the series' step. It sees 2 "
+        "hours of context (Fracast-0: up to 2048 steps, 7 days) and reaches 180 minutes, the longest horizon in the tables. "
+        "Its fixed scaling is also its limit: a series far outside the simulated apps' range (a CPU that idles well below "
+        "the 5% a simulated app never goes under) is forecast back toward what pretraining saw.",
     ]
     served = nab_ratios(nab)
     if served:
