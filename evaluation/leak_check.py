@@ -92,14 +92,16 @@ def checked_leak(incidents: list[simulator.Incident], history_days: float) -> si
     return leaks[-1] if leaks else None
 
 
-def expected_ttf_minutes(forecaster: OnnxForecaster, frame: pd.DataFrame, now: pd.Timestamp, threshold: float) -> float | None:
+def expected_ttf_minutes(forecaster: OnnxForecaster, frame: pd.DataFrame, now: pd.Timestamp, threshold: float,
+                         quantile: float = 0.5) -> float | None:
     """Serving's expected time to failure at ``now`` (serving/status.py, serving/eta.py): the forecast from the last
     scored minute up to ``now``, its P50 health's first minute at or below ``threshold`` (from the second step on),
-    in minutes from ``now``; None: no failure within the horizon."""
+    in minutes from ``now``; None: no failure within the horizon. ``quantile`` 0.1: the *earliest* (P10 path)."""
     observed = frame[(frame.index <= now) & frame["health"].notna()]
     minute = observed.index[-1]
     forecast = forecaster.forecast(frame[frame.index <= now], minute)
-    p50 = forecast.values[:, HEALTH, median_index(forecaster.quantiles)]
+    index = median_index(forecaster.quantiles) if quantile == 0.5 else forecaster.quantiles.index(quantile)
+    p50 = forecast.values[:, HEALTH, index]
     hits = np.flatnonzero(p50[1:] <= threshold)
     if not len(hits):
         return None
@@ -121,8 +123,16 @@ def check_profile(profile: AppProfile, settings: Settings, forecaster_for, confi
     service = app_settings(settings, profile)
     forecaster = forecaster_for(service)
     failure = pd.Timestamp(leak.failure_time)
+    began, restart = pd.Timestamp(leak.start).floor("1min"), pd.Timestamp(leak.end)
+    run_up = frame["health"][(frame.index >= began) & (frame.index < failure.floor("1min"))]
+    down = frame["health"][(frame.index >= failure.floor("1min")) & (frame.index < restart)]
     row["leak"] = {"start": leak.start.isoformat(), "failure_time": leak.failure_time.isoformat(),
-                   "run_up_minutes": round((failure - pd.Timestamp(leak.start)).total_seconds() / 60, 1)}
+                   "run_up_minutes": round((failure - pd.Timestamp(leak.start)).total_seconds() / 60, 1),
+                   # What health shows of it: its lowest in the run-up, and the minutes from the failure to the restart
+                   # with those that fail by the warning rule (health at or below the threshold, or no data).
+                   "run_up_min_health": None if run_up.dropna().empty else round(float(run_up.min()), 3),
+                   "failure_minutes": int(len(down)),
+                   "failing_minutes": int(((down <= service.failure_threshold) | down.isna()).sum())}
     leads = []
     for lead in config.leads:
         now = failure - pd.Timedelta(minutes=lead)
@@ -130,9 +140,11 @@ def check_profile(profile: AppProfile, settings: Settings, forecaster_for, confi
             continue
         ttf = expected_ttf_minutes(forecaster, frame, now, service.failure_threshold)
         without = expected_ttf_minutes(forecaster, quiet, now, service.failure_threshold)
+        earliest = expected_ttf_minutes(forecaster, frame, now, service.failure_threshold, quantile=0.1)
         within = ttf is not None and abs(ttf - lead) <= config.tolerance * lead
         leads.append({"lead_minutes": lead, "at": now.isoformat(), "expected_ttf_minutes": ttf,
                       "error_share": None if ttf is None else round((ttf - lead) / lead, 3), "within": bool(within),
+                      "earliest_ttf_minutes": earliest,
                       "without_leak_ttf_minutes": without, "without_leak_no_failure": without is None})
     return {**row, "leads": leads}
 
