@@ -182,6 +182,16 @@ def _nab(nab: Sequence[tuple[str, BacktestResult]], img: dict[str, str]) -> str:
         "on data no model was fitted on: **served** is whatever that run promoted, beside the run's LSTM and ETS, the "
         "reference seasonal naive (one day) and persistence, AutoETS, SARIMAX and Fracast-0 (a pretrained zero-shot "
         "forecaster, evaluation only). MASE is the stream's (the first column of each table).",
+        "**The base model zero-shot** (`models/base/`, the model an empty registry serves; no run, nothing fitted on "
+        "the series). It is a per-minute model: a 120-minute window, a 180-minute horizon, minute-of-hour features, and "
+        "inputs scaled by the pretraining data's fixed means and deviations in the streams' own units (a CPU ratio, "
+        "requests per second), not per window. Feeding it the 5-minute rows as if they were minutes would run its learned "
+        "dynamics and its hour features five times too fast, so each series is resampled to the minute instead: each "
+        "sample is held until the next (what a per-minute collector reads between scrapes: no look-ahead, real gaps stay "
+        "gaps), the model forecasts 180 minutes from the origin, and every fifth minute is the series' step. It sees 2 "
+        "hours of context (Fracast-0: up to 2048 steps, 7 days) and reaches 180 minutes, the longest horizon in the tables. "
+        "Its fixed scaling is also its limit: a series far outside the simulated apps' range (a CPU that idles well below "
+        "the 5% a simulated app never goes under) is forecast back toward what pretraining saw.",
     ]
     served = nab_ratios(nab)
     if served:
@@ -224,6 +234,7 @@ sum |error| / sum scale. **Coverage**: share of observations inside the P10-P90 
 | SARIMAX | the original's SARIMAX(1,0,1)(0,1,0,60) of per-minute health, statsmodels, refit at every origin on the last 3 h (exact likelihood). On NAB, (1,0,1)(0,1,0,288) on the last 3 days, fitted on the seasonally differenced series (the exact state space with a 288-step season costs minutes per fit) and integrated back with its exact variance | Gaussian 80% interval |
 | AutoETS (MSTL) | statsforecast: MSTL removes the season, AutoETS (`ZZN`) forecasts the rest. statsforecast's ETS refuses seasons longer than 24 steps (it silently fits a non-seasonal model that trends off on the hourly cycle), hence MSTL. Fitted on the last day (minute frames) or 3 days (NAB) | 80% interval |
 | LSTM, damped ETS (model), seasonal naive (model) | the registry's models of every kind of one training run, through onnxruntime (`forecasting.forecaster`), exactly as the API runs them (the baselines of `forecasting/linear.py`: bands from residual quantiles of their training block) | the model's P10/P90 |
+| base model (zero-shot) | NAB only: the shipped base model (`models/base/`, no run, nothing fitted on the series), its 5-minute rows resampled to the minute by holding each sample, every fifth minute of its 180-minute forecast (`BaseZeroShotMethod`; on the held-out weeks the run's `base_model` column is the same model) | its calibrated P10/P90 |
 
 SARIMAX's cost is bounded by its fit window (3 hours; 3 days on NAB) and by the number of origins
 (`scripts/evaluate.py --origins` on the held-out weeks, `--nab-origins` per NAB series); the fits run in

@@ -9,9 +9,10 @@ through onnxruntime, as serving runs it. Per method:
 
 - ``mase_60``: MAE of the P50 health over leads 1-60 min, divided by the run's seasonal naive's on the
   same points (below 1: better than repeating the last season);
-- warnings (:mod:`forecasting.warnings`, the product's rule): new failure episodes in the day warned at
-  least ``min_lead_minutes`` ahead (share of those whose lead could be scored), and false alarms per 24
-  healthy hours.
+- warnings (:mod:`forecasting.warnings`, the product's rule): failure episodes in the day warned at
+  least ``min_lead_minutes`` ahead (share of those whose lead could be scored; every episode, the app's own
+  threshold flapping included), incidents whose failure starts a new episode and those of them warned (the
+  goal's measure; also the predictable ones), and false alarms per 24 healthy hours.
 
 A kind the run did not fit (the LSTM and fine-tuning need the LSTM's split: not on one day) is ``null``
 with the run's reason. Torch-free: the models are the registry's ONNX files.
@@ -95,6 +96,12 @@ def score_day(forecast: np.ndarray, reference: np.ndarray | None, frame: pd.Data
                             forecast[:, :, median_index(quantiles)], config)
     scored = sum(e["scored"] for e in result.episodes.values())
     warned = sum(e["warned"] for e in result.episodes.values())
+    # The goal's denominator: incidents whose failure starts a new episode (not the app flapping about the threshold
+    # with no incident, a "scheduled" episode), and those of them that could be seen coming (forecasting/warnings.py).
+    new = [i for i in result.incidents if i.kind == "new failure"]
+    predictable = [i for i in new if i.predictable]
+    out.update(new_failure_incidents=len(new), new_failure_warned=sum(i.warned for i in new),
+               predictable_incidents=len(predictable), predictable_warned=sum(i.warned for i in predictable))
     out.update(episodes=int(scored), warned=int(warned), warned_share=warned / scored if scored else None,
                false_alarms=int(result.false_alarms), healthy_hours=round(float(result.healthy_hours), 2),
                false_alarms_per_24_healthy_hours=(result.false_alarms / (result.healthy_hours / 24.0)
@@ -146,11 +153,29 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             mases = [s["mase_60"] for s in scored if s.get("mase_60") is not None and np.isfinite(s["mase_60"])]
             episodes, warned = sum(s["episodes"] for s in scored), sum(s["warned"] for s in scored)
             alarms, hours = sum(s["false_alarms"] for s in scored), sum(s["healthy_hours"] for s in scored)
-            methods[m] = {"apps": len(scored), "median_mase_60": float(np.median(mases)) if mases else None,
+            pooled = {k: sum(s.get(k, 0) for s in scored) for k in ("new_failure_incidents", "new_failure_warned",
+                                                                      "predictable_incidents", "predictable_warned")}
+            if not all("new_failure_incidents" in s for s in scored):  # a JSON from before these were counted
+                pooled = {}
+            methods[m] = {"apps": len(scored), "median_mase_60": float(np.median(mases)) if mases else None, **pooled,
                           "episodes": episodes, "warned": warned, "warned_share": warned / episodes if episodes else None,
                           "false_alarms_per_24_healthy_hours": alarms / (hours / 24.0) if hours > 0 else None}
         out[f"{days:g}"] = methods
     return out
+
+
+def with_leak_check(settings: Settings, result: dict[str, Any], out: Path | None = None) -> dict[str, Any]:
+    """``result`` with the leak check (:mod:`evaluation.leak_check`) run and added as ``leak_check``; written to ``out``."""
+    from evaluation import leak_check
+
+    began = time.perf_counter()
+    check = leak_check.run(settings, leak_check.LeakCheckConfig())
+    result = {**result, "leak_check": {**check, "seconds": round(time.perf_counter() - began, 1),
+                                       "measured_at": dt.datetime.now(UTC).isoformat(timespec="seconds")}}
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(registry.json_safe(result), indent=2) + "\n")
+    return result
 
 
 def run(settings: Settings, config: FamilyEvalConfig, train: Train, out: Path | None = None) -> dict[str, Any]:
@@ -162,10 +187,11 @@ def run(settings: Settings, config: FamilyEvalConfig, train: Train, out: Path | 
               "config": config.to_dict(), "summary": summarise(rows), "apps": rows,
               "seconds": round(time.perf_counter() - began, 1),
               "measured_at": dt.datetime.now(UTC).isoformat(timespec="seconds")}
+    result = with_leak_check(settings, result)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(registry.json_safe(result), indent=2) + "\n")
     return result
 
 
-__all__ = ["FamilyEvalConfig", "METHODS", "app_history", "evaluate_app", "run", "score_day", "summarise"]
+__all__ = ["FamilyEvalConfig", "METHODS", "app_history", "evaluate_app", "run", "score_day", "summarise", "with_leak_check"]

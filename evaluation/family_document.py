@@ -23,6 +23,15 @@ def _warnings(cell: dict | None) -> str:
     return f"{cell['warned']}/{cell['episodes']}{share}, {cell['false_alarms_per_24_healthy_hours']:.2f}"
 
 
+def _incidents(cell: dict | None) -> str:
+    """New-failure incidents warned (share), the predictable ones, false alarms per 24 healthy hours."""
+    if not cell or not cell.get("new_failure_incidents"):
+        return "n/a" if not cell or "new_failure_incidents" not in cell else f"0/0, {cell['false_alarms_per_24_healthy_hours']:.2f}"
+    n, w = cell["new_failure_incidents"], cell["new_failure_warned"]
+    return (f"{w}/{n} ({w / n:.0%}), predictable {cell['predictable_warned']}/{cell['predictable_incidents']}, "
+            f"{cell['false_alarms_per_24_healthy_hours']:.2f}")
+
+
 def _goals(summary: dict[str, Any]) -> list[list[str]]:
     """The issue's bars on unseen profiles, measured."""
     rows = []
@@ -33,9 +42,14 @@ def _goals(summary: dict[str, Any]) -> list[list[str]]:
         rows.append(["served 60-min MASE <= 0.8 x seasonal naive's, 1 day of history", f"{value:.2f}", "yes" if value <= 0.8 else "**no**"])
     for days, methods in summary.items():
         cell = methods.get("served")
-        if cell and cell.get("warned_share") is not None:
+        if cell and cell.get("new_failure_incidents"):
+            share = cell["new_failure_warned"] / cell["new_failure_incidents"]
+            met = share >= 0.9 and cell["false_alarms_per_24_healthy_hours"] <= 1
+            rows.append([f"served: >= 90% of new-failure incidents warned >= 10 min ahead, <= 1 false alarm per 24 healthy hours ({days} d)",
+                         _incidents(cell), "yes" if met else "**no**"])
+        elif cell and cell.get("warned_share") is not None:
             met = cell["warned_share"] >= 0.9 and cell["false_alarms_per_24_healthy_hours"] <= 1
-            rows.append([f"served: >= 90% of new failures warned >= 10 min ahead, <= 1 false alarm per 24 healthy hours ({days} d)",
+            rows.append([f"served: >= 90% of failure episodes warned >= 10 min ahead, <= 1 false alarm per 24 healthy hours ({days} d)",
                          _warnings(cell), "yes" if met else "**no**"])
         base = methods.get("base")
         if base and base.get("median_mase_60") is not None:
@@ -43,6 +57,74 @@ def _goals(summary: dict[str, Any]) -> list[list[str]]:
             rows.append([f"zero-shot at least as good as seasonal naive ({days} d of history): MASE <= 1", f"{value:.2f}",
                          "yes" if value <= 1 else "**no**"])
     return rows
+
+
+def _health_shows(leak: dict | None) -> str:
+    if not leak or "failure_minutes" not in leak:
+        return "n/a"
+    low = "n/a" if leak.get("run_up_min_health") is None else f"{leak['run_up_min_health']:.2f}"
+    return f"{low}; {leak['failing_minutes']}/{leak['failure_minutes']}"
+
+
+def _ttf(value: float | None) -> str:
+    return "none (no failure)" if value is None else f"{value:.1f} min"
+
+
+def leak_section(check: dict[str, Any] | None) -> list[str]:
+    """The leak check (evaluation/leak_check.py), every figure from ``leak_check`` in the JSON."""
+    if not check:
+        return []
+    c, s = check["config"], check["summary"]
+    met = s["points"] > 0 and s["within"] == s["points"] and s["no_failure_without_leak"] == s["points"]
+    rows = [[a["profile"], a["traffic"], f"{a['strength']:g}",
+             "none after the history" if not a["leak"] else f"{a['leak']['run_up_minutes']:g} min",
+             _health_shows(a["leak"]),
+             f"{p['lead_minutes']} min", _ttf(p["expected_ttf_minutes"]), "yes" if p["within"] else "**no**",
+             _ttf(p.get("earliest_ttf_minutes")),
+             _ttf(p["without_leak_ttf_minutes"])]
+            for a in check["apps"] for p in (a["leads"] or [{"lead_minutes": "-", "expected_ttf_minutes": None, "within": False,
+                                                           "without_leak_ttf_minutes": None}])]
+    return [
+        "## The leak check",
+        "",
+        f"Bar: *on an unseen app profile with {c['history_days']:g} days of history, the served model's median warns of a "
+        f"leak-driven failure within +-{c['tolerance']:.0%} of its true lead time, and says 'no failure' on the same app "
+        "without the leak.* Each held-out profile that leaks and exposes memory is simulated twice over the same "
+        f"{c['history_days'] + 1:g} days and seed (run seed {c['run_seed']}): with its leak alone ({c['leak_minutes']:g} min "
+        "from the leak's start to the crash, the profile's own curve exponent, about one a day), and with no incident. At "
+        f"{', '.join(str(x) for x in c['leads'])} min before the simulator's failure time of the last leak after the history, "
+        "the expected time to failure is serving's (serving/eta.py: the first P50 health minute at or below the threshold); "
+        "without the leak, at the same minutes, the state must be *no failure within the horizon*. Model: the shipped base "
+        f"model zero-shot (`{s['model']}`, what an empty registry serves). `pycemaker evaluate-family --leak-only` reruns "
+        f"it alone ({check.get('seconds', 0):.0f} s on {check.get('measured_at', '?')}); tests/evaluation/test_leak_check.py "
+        "asks the real API the same question.",
+        "",
+        table(["bar", "measured", "met"], [
+            ["expected time to failure within +-50% of the true lead", f"{s['within']}/{s['points']} (profile, lead) points "
+             f"(at {', '.join(f'{x} min: ' + s[f'within_at_{x}'] for x in c['leads'])})", "yes" if s["within"] == s["points"] and s["points"] else "**no**"],
+            ["'no failure' on the same app without the leak", f"{s['no_failure_without_leak']}/{s['points']}",
+             "yes" if s["no_failure_without_leak"] == s["points"] and s["points"] else "**no**"],
+        ]),
+        table(["app", "traffic", "leak exponent", "leak start to failure", "health: run-up low; failing / minutes to restart",
+               "lead", "expected time to failure (P50)", "within 50%", "earliest (P10)", "without the leak (P50)"], rows),
+        "**Why it fails.** Health hardly shows these failures. On most of them the leak's failure is the crash itself (the "
+        "simulator's failure time is the crash when no minute of the run-up fails health): through the run-up health "
+        "stays above the threshold (the table's run-up low), and the JVM is down for one to three minutes before it "
+        "restarts, minutes that still hold scrapes from before and after the gap, so few or none of them fail by the "
+        "warning rule (the table's failing / minutes). A model that forecasts health has nothing to learn the crash "
+        "from: in pretraining data a leak ends without a failing health minute, so its P50 stays above the threshold up "
+        "to the crash; a run fine-tuned on the 3 days of history (3 leaks) does no better (family-10011, 30/20/10 min: "
+        "no crossing from the base, fine-tuned or LSTM kind, measured by hand with `train_frame`, not in the JSON). The "
+        "fix is not in the TTF rule (serving/eta.py only reads the P50 path) but in what health says of a crash: a minute "
+        "the app is down (no scrape of any stream in it, or a restart) should score as failing when the frame is built, "
+        "so that both the targets and the warning rule see it; then pretrain again and rerun this check. "
+        "Where the failure does show in health before the crash (family-10006, family-10008: the table's failing minutes), "
+        "the zero-shot median still crosses late or not at all: it mean-reverts a decline it has rarely seen end in a "
+        "failure; even its P10 band (the status's *earliest* time to failure) crosses on few of the points, and rarely near "
+        "the true lead."
+        if not met else "The bar is met on every point.",
+        "",
+    ]
 
 
 def render(result: dict[str, Any], json_path: str) -> str:
@@ -69,12 +151,23 @@ def render(result: dict[str, Any], json_path: str) -> str:
         "## The bars",
         "",
         table(["bar", "measured", "met"], _goals(summary)),
+        *leak_section(result.get("leak_check")),
         "## 60-min health MASE against the run's seasonal naive (median over the apps)",
         "",
         table(header, mase),
         "## Warnings: new failures warned >= 10 min ahead (share), false alarms per 24 healthy hours (pooled over the apps)",
         "",
         table(header, warnings),
+        *([
+            "## Warnings on incidents: new-failure incidents warned >= 10 min ahead (share), the predictable ones, false alarms "
+            "per 24 healthy hours",
+            "",
+            "The goal's measure. The table above counts every failure episode, most of them an app flapping about the "
+            "threshold at its own peak with no incident; this one counts the incidents whose failure starts a new episode "
+            "(forecasting/warnings.py), and the predictable ones (the failure came >= 10 min after the incident began).",
+            "",
+            table(header, [[f"{days} d"] + [_incidents(methods.get(m)) for m in METHODS] for days, methods in summary.items()]),
+        ] if any((c or {}).get("new_failure_incidents") is not None for ms in summary.values() for c in ms.values()) else []),
         "## Every app",
         "",
         table(["app", "traffic", "streams", "incidents", "history", "promoted"] + [TITLES[m] for m in METHODS], apps),

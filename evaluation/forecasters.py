@@ -364,6 +364,66 @@ def registry_methods(settings: Settings, version: str | None = None) -> list[Reg
     return [RegistryMethod(settings.models_dir, v, settings, name=KIND_COLUMNS.get(k, k)) for k, v in members]
 
 
+@dataclass
+class BaseZeroShotMethod:
+    """The shipped base model (``base_models_dir``, ``pycemaker pretrain``) zero-shot, on any frame, as the column
+    ``base_zero_shot``: no training run, no registry.
+
+    The base model is a per-minute model (its card's ``step_minutes`` is 1: minute-of-hour features, a 120-minute
+    window, a 180-minute horizon); its inputs are scaled by the pretraining data's fixed means and deviations (in the
+    streams' own units: a CPU ratio, requests per second), not per window. A coarser series (NAB: 5 minutes) is
+    therefore *resampled* to the minute, never fed as if its rows were minutes (that would run the learned
+    dynamics and the hour features 5 times too fast): each sample is held until the next (what a per-minute
+    collector reads between two scrapes: no look-ahead, at most ``cadence - 1`` minutes, so real gaps stay gaps), the
+    model forecasts 180 minutes from the origin, and every ``cadence``-th minute is the series' step. Steps beyond
+    the model's horizon are left unforecast (NaN).
+    """
+
+    settings: Settings
+    name: str = "base_zero_shot"
+    _runner: object = field(default=None, repr=False)
+
+    @property
+    def runner(self):
+        if self._runner is None:
+            from forecasting import registry
+            from forecasting.forecaster import OnnxForecaster
+
+            base = Path(self.settings.base_models_dir)
+            version = registry.current_or_newest(base)
+            if version is None:
+                raise ValueError(f"no base model in {base} (`pycemaker pretrain`)")
+            self._runner = OnnxForecaster(base, version, self.settings)
+        return self._runner
+
+    def channels(self, series: EvalSeries) -> tuple[str, ...]:
+        return tuple(c for c in series.channels if c in TARGETS) if series.frames else ()
+
+    def forecast(self, history: pd.DataFrame, horizon: int, series: EvalSeries) -> np.ndarray:
+        out = _empty(horizon, series)
+        runner = self.runner
+        cadence = series.cadence_minutes
+        if not self.channels(series) or runner.step_minutes != 1:
+            return out
+        # Enough rows for the model's window (in minutes), held to the minute; the origin is one row after the last.
+        rows = history.iloc[-(runner.input_steps // cadence + 2):]
+        last = rows.index[-1]
+        minutes = pd.date_range(rows.index[0], last + pd.Timedelta(minutes=cadence - 1), freq="1min")
+        frame = rows.reindex(minutes).ffill(limit=cadence - 1) if cadence > 1 else rows
+        frame.attrs = dict(history.attrs)
+        origin = last + pd.Timedelta(minutes=cadence)
+        steps = min(horizon, -(-runner.horizon_steps // cadence))
+        result = runner.forecast(frame, origin, runner.horizon_steps)
+        picked = np.arange(steps) * cadence
+        picked = picked[picked < runner.horizon_steps]
+        quantiles = [runner.quantiles.index(q) for q in QUANTILES]
+        values = result.values[picked][:, :, quantiles]  # [steps, T, 3]
+        for c, name in enumerate(series.channels):
+            if name in TARGETS:
+                out[: len(picked), c, :] = values[:, TARGETS.index(name), :]
+        return out
+
+
 # --- Fracast-0, a pretrained zero-shot forecaster (evaluation only) ---------------------------
 
 
@@ -417,9 +477,11 @@ def served_method(settings: Settings, version: str | None = None) -> RegistryMet
     return RegistryMethod(settings.models_dir, version, settings, name="served") if version else None
 
 
-METHOD_NAMES = ("persistence", "seasonal_naive", "sarimax", "autoets", *KIND_COLUMNS.values(), "served", "fracast")
-#: ``pycemaker backtest``'s default: every method but Fracast-0 (evaluation only, slower).
-BACKTEST_METHODS = tuple(m for m in METHOD_NAMES if m != "fracast")
+METHOD_NAMES = ("persistence", "seasonal_naive", "sarimax", "autoets", *KIND_COLUMNS.values(), "served", "base_zero_shot",
+                "fracast")
+#: ``pycemaker backtest``'s default: every method but Fracast-0 (evaluation only, slower) and the base model zero-shot
+#: (on minute frames the run's ``base_model`` column is that model; ``--methods base_zero_shot`` asks for it).
+BACKTEST_METHODS = tuple(m for m in METHOD_NAMES if m not in ("fracast", "base_zero_shot"))
 
 
 def build_methods(names: tuple[str, ...], settings: Settings, model_version: str | None = None) -> list[Method]:
@@ -436,6 +498,8 @@ def build_methods(names: tuple[str, ...], settings: Settings, model_version: str
             methods.append(AutoEtsMethod())
         elif name == "fracast":
             methods.append(FracastMethod())
+        elif name == "base_zero_shot":
+            methods.append(BaseZeroShotMethod(settings))
         elif name == "served":
             served = served_method(settings, model_version)
             if served is None:
@@ -452,5 +516,5 @@ def build_methods(names: tuple[str, ...], settings: Settings, model_version: str
     return methods
 
 
-__all__ = ["QUANTILES", "Method", "NaiveMethod", "SarimaxMethod", "AutoEtsMethod", "RegistryMethod", "FracastMethod",
+__all__ = ["QUANTILES", "Method", "NaiveMethod", "SarimaxMethod", "AutoEtsMethod", "RegistryMethod", "BaseZeroShotMethod", "FracastMethod",
            "KIND_COLUMNS", "registry_methods", "served_method", "build_methods", "METHOD_NAMES", "BACKTEST_METHODS"]

@@ -148,7 +148,8 @@ def run_heldout(settings: Settings, config: EvaluationConfig, version: str | Non
     """Every method on the held-out weeks; time to failure for every registry kind and the reference seasonal naive
     (the served kind first)."""
     held = heldout_series(settings, config)
-    methods = forecasters.build_methods(config.methods, settings, version)
+    # The base model zero-shot is the registry's own ``base_model`` column here (same model, minute frames).
+    methods = forecasters.build_methods(tuple(m for m in config.methods if m != "base_zero_shot"), settings, version)
     result = backtest.run_backtest(held, methods, origins=config.origins, horizon_minutes=max(config.horizons),
                                    progress=config.progress, workers=config.workers)
     ttf_results = []
@@ -203,8 +204,10 @@ def run_ablation(held: backtest.BacktestResult, ttf_results: Sequence[ttf.TtfRes
 
 
 #: What the NAB backtests compare: the served model, the LSTM of the same run (trained from scratch on the
-#: series), the baselines, SARIMAX and Fracast-0.
-NAB_METHODS = ("served", "lstm", "ets_model", "seasonal_naive", "persistence", "autoets", "sarimax", "fracast")
+#: series), the baselines, SARIMAX, and two zero-shot models: the shipped base model (resampled to its minutes:
+#: :class:`evaluation.forecasters.BaseZeroShotMethod`) and Fracast-0.
+NAB_METHODS = ("served", "lstm", "ets_model", "seasonal_naive", "persistence", "autoets", "sarimax", "base_zero_shot",
+               "fracast")
 #: The share of each NAB series the champion run is trained on; the rest is backtested.
 NAB_TRAIN_SHARE = 0.7
 

@@ -24,9 +24,11 @@ LABELS = {
     "seasonal_naive_model": "seasonal naive (model)",
     "served": "served",
     "fracast": "Fracast-0 (zero-shot)",
+    "base_zero_shot": "base model (zero-shot)",
 }
 COLOURS = {"persistence": "#999999", "seasonal_naive": "#1f77b4", "sarimax": "#ff7f0e", "autoets": "#2ca02c", "lstm": "#d62728",
-           "ets_model": "#9467bd", "seasonal_naive_model": "#17becf", "served": "#000000", "fracast": "#bcbd22"}
+           "ets_model": "#9467bd", "seasonal_naive_model": "#17becf", "served": "#000000", "fracast": "#bcbd22",
+           "base_zero_shot": "#8c564b"}
 
 
 def label(method: str) -> str:

@@ -66,3 +66,26 @@ def test_the_family_page_is_what_its_json_renders():
     assert page == family_document.render(result, "../bench/results/family_eval.json")
     served_one_day = result["summary"]["1"]["served"]["median_mase_60"]
     assert f"| served 60-min MASE <= 0.8 x seasonal naive's, 1 day of history | {served_one_day:.2f} |" in page
+
+
+def test_the_goal_counts_new_failure_incidents_not_every_episode():
+    """Two failure episodes in the day: a dip with no incident (the app's own peak) and a leak's failure. Both are
+    episodes; only the leak is a new-failure incident, warned here by a perfect forecast."""
+    times = pd.date_range("2026-06-01", periods=600, freq="1min", tz="UTC")
+    health = np.full(600, 0.9)
+    health[200:205] = 0.1  # no incident
+    health[400:420] = 0.1  # the leak's failure
+    frame = pd.DataFrame({"health": health}, index=times)
+    for name in ("cpu", "memory", "req_success", "req_fail", "response_time"):
+        frame[name] = 1.0
+    origins = np.arange(130, 540)
+    perfect = np.stack([np.concatenate([health[o : o + 60], np.full(max(0, o + 60 - 600), 0.9)])[:60] for o in origins])
+    leak = {"type": "memory_leak", "start": times[340].to_pydatetime(), "failure_time": times[400].to_pydatetime(),
+            "end": times[420].to_pydatetime()}
+    scores = family.score_day(perfect[:, :, None].repeat(3, axis=2), None, frame, origins, [leak], (0.1, 0.5, 0.9), Settings())
+    assert scores["episodes"] == 2 and scores["warned"] == 2
+    assert (scores["new_failure_incidents"], scores["new_failure_warned"]) == (1, 1)
+    assert (scores["predictable_incidents"], scores["predictable_warned"]) == (1, 1)
+    row = {"history_days": 1.0, "methods": {m: (scores if m == "base" else None) for m in family.METHODS}}
+    pooled = family.summarise([row])["1"]["base"]
+    assert (pooled["new_failure_incidents"], pooled["new_failure_warned"]) == (1, 1)

@@ -1,0 +1,114 @@
+"""The leak check (evaluation/leak_check.py) through the real API: an unseen app with 3 days of history and a leak.
+
+The real SecantusDB server and the shipped base model zero-shot (an empty registry: what a fresh install serves).
+Held-out profile family-10011 (diurnal traffic, all four streams; pretraining never saw it), its leak alone at 120
+minutes to the crash after 3 days of history; the status is asked 30 minutes before the simulator's failure time
+(the last 6 hours are written to the database: the served model reads its 2-hour window). Figures for more profiles
+and leads: ``pycemaker evaluate-family`` (bench/results/family_eval.json, docs/evaluation-family.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+
+import pandas as pd
+import pytest
+
+from evaluation import leak_check
+from telemetry import simulator
+from telemetry.app_family import app_settings, sample_profile
+from telemetry.store import connect
+from serving.app import create_app
+from tests.scenario import Clock
+
+CONFIG = leak_check.LeakCheckConfig(seeds=(10011,), leads=(30,))
+LEAD = CONFIG.leads[0]
+
+
+#: What is written to the database before the minute checked: the served model reads its 2-hour window.
+WRITTEN = dt.timedelta(hours=6)
+
+
+@pytest.fixture(scope="module")
+def checked(mongo_uri, tmp_path_factory):
+    """Both runs of the app (with the leak, without), the minute checked, the API's status at it for both, and the
+    check's own figure there."""
+    root = tmp_path_factory.mktemp("leak")
+    settings = leak_check.Settings(mongo_uri=mongo_uri, database=f"test_leak_{uuid.uuid4().hex[:8]}", models_dir=root / "models")
+    leaky, quiet = leak_check.twins(sample_profile(10011), CONFIG.leak_minutes)
+    days = CONFIG.history_days + 1
+    start, end = leak_check.FIRST_DAY, leak_check.FIRST_DAY + dt.timedelta(days=days)
+    seed = CONFIG.run_seed * 100_003 + 10011
+    sims = {"leak": simulator.simulate(start, end, seed, settings, profile=leaky),
+            "quiet": simulator.simulate(start, end, seed, settings, profile=quiet)}
+    leak = leak_check.checked_leak(sims["leak"].incidents, CONFIG.history_days)
+    assert leak is not None and leak.start >= start + dt.timedelta(days=CONFIG.history_days)
+    now = pd.Timestamp(leak.failure_time) - pd.Timedelta(minutes=LEAD)
+    statuses = {name: served_status(settings, sims[name], name, leaky, now) for name in sims}
+    frame, _ = leak_check.simulate(leaky, settings, days, CONFIG.run_seed)
+    forecaster_for, _ = leak_check.base_forecaster_for(settings)
+    measured = leak_check.expected_ttf_minutes(forecaster_for(app_settings(settings, leaky)), frame, now,
+                                               settings.failure_threshold)
+    return statuses, measured
+
+
+def served_status(settings, sim, name, profile, now):
+    """The last hours up to ``now`` into a database of its own; the API's status at ``now`` (empty registry: the
+    shipped base model zero-shot)."""
+    service = dataclasses.replace(app_settings(settings, profile), database=f"{settings.database}_{name}")
+    cut = {c: f[(f.index <= now) & (f.index > now - WRITTEN)] for c, f in sim.samples.items()}
+    db = connect(service, autostart=False)
+    app = create_app(service, clock=Clock(now.to_pydatetime() + dt.timedelta(seconds=1)), background=False, status_ttl_s=0.0)
+    try:
+        simulator.write(db, simulator.Simulation(cut, []), service)
+        return app.test_client().get("/api/v1/status").get_json()
+    finally:
+        app.extensions["pycemaker"].stop()
+        db.client.drop_database(db.name)
+        db.client.close()
+
+
+def ttf_minutes(status) -> float | None:
+    expected = (status.get("time_to_failure") or {}).get("expected")
+    return None if expected is None else expected["seconds"] / 60.0
+
+
+def test_the_served_status_is_what_the_check_measures_and_says_no_failure_without_the_leak(checked):
+    statuses, measured = checked
+    with_leak, without = statuses["leak"], statuses["quiet"]
+    assert with_leak["model"]["kind"] == "base" and without["model"]["kind"] == "base"
+    # The same app without the leak: no failure within the 180-min horizon.
+    assert without["state"] == "no_failure_within_horizon", without["detail"]
+    assert without["horizon"]["minutes"] == 180
+    # The check's figure is the served one (same data, same rule).
+    served = ttf_minutes(with_leak)
+    assert (served is None) == (measured is None), (served, measured)
+    if served is not None:
+        assert served == pytest.approx(measured, abs=1.5)
+
+
+@pytest.mark.xfail(strict=True, reason="the base model zero-shot does not time a leak's crash: health stays above the "
+                                       "threshold through the run-up and barely shows the 1-3 minute crash, so no model "
+                                       "learns it; docs/evaluation-family.md, 'The leak check'")
+def test_the_served_model_times_the_leak_within_half_its_lead(checked):
+    statuses, _ = checked
+    status = statuses["leak"]
+    served = ttf_minutes(status)
+    assert status["state"] == "failure_predicted", status["detail"]
+    assert served is not None and abs(served - LEAD) <= CONFIG.tolerance * LEAD
+
+
+def test_the_check_s_figures_reach_the_family_page():
+    from evaluation import family_document
+
+    result = leak_check.run(leak_check.Settings(), CONFIG)
+    (app,) = result["apps"]
+    (point,) = app["leads"]
+    assert point["lead_minutes"] == LEAD and point["without_leak_no_failure"] is True
+    assert result["summary"]["points"] == 1 and result["summary"]["no_failure_without_leak"] == 1
+    text = "\n".join(family_document.leak_section(result))
+    assert "## The leak check" in text and "family-10011" in text
+    assert "'no failure' on the same app without the leak | 1/1 | yes" in text
+    assert f"{int(point['within'])}/1 (profile, lead) points" in text
