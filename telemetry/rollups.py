@@ -29,7 +29,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -135,18 +135,55 @@ def write_steps(
         b = min(a + step * WRITE_CHUNK_STEPS, last + step)
         samples = store.read_samples(db, a - tolerance, b, settings.stream_set, service)
         frame = minute_frame(samples, a, b, settings, cadence)
-        docs = list(_documents(frame, service, key, cadence, now))
-        try:
-            if docs:
-                db[ROLLUPS_COLLECTION].bulk_write(
-                    [ReplaceOne({"service": d["service"], "recipe": key, "time": d["time"]}, d, upsert=True) for d in docs],
-                    ordered=False,
-                )
-        except PyMongoError as exc:
-            raise store.unavailable(db, exc) from exc
-        written += len(docs)
+        written += _upsert(db, list(_documents(frame, service, key, cadence, now)))
         a = b
     return written
+
+
+def write_samples(
+    db: Database, settings: Settings, samples: Mapping[str, pd.DataFrame], cadence: Cadence | None = None,
+    service: Service = DEFAULT_SERVICE, now: dt.datetime | None = None,
+) -> int:
+    """The rows of samples just stored, none of which the store held before (a simulation, an import): the steps
+    whose every input sample lies within these samples' span are computed from ``samples`` themselves (times
+    floored to the millisecond, as BSON stores them), without reading them back; the steps at either edge, which
+    may also need samples stored before or after, from the store (:func:`write_steps`). Returns the rows written."""
+    cadence = _default_cadence(settings, cadence)
+    present = {name: frame for name, frame in samples.items() if len(frame)}
+    if not present or not usable(settings, cadence):
+        return 0
+    now = _utc(now) if now is not None else dt.datetime.now(UTC)
+    step = _step(cadence)
+    first = min(frame.index[0] for frame in present.values()).to_pydatetime()
+    last = max(frame.index[-1] for frame in present.values()).to_pydatetime()
+    # A step needs the samples of [step - tolerance, step end): inside [first, last] for the in-memory part.
+    a = floor_step(first + dt.timedelta(seconds=cadence.tolerance_s) - dt.timedelta(microseconds=1), cadence.step_minutes) + step
+    b = min(floor_step(last, cadence.step_minutes), floor_step(now, cadence.step_minutes))
+    if b <= a:
+        return update(db, settings, first, last, cadence, service, now)
+    written = write_steps(db, settings, first, a, cadence, service, now)
+    stored = {name: frame.set_axis(frame.index.floor("ms")) for name, frame in present.items()}
+    key = recipe(settings, cadence)
+    ensure_indexes(db)
+    while a < b:
+        chunk_end = min(a + step * WRITE_CHUNK_STEPS, b)
+        frame = minute_frame(stored, a, chunk_end, settings, cadence)
+        written += _upsert(db, list(_documents(frame, service, key, cadence, now)))
+        a = chunk_end
+    last_reach = last + dt.timedelta(seconds=cadence.tolerance_s)
+    return written + write_steps(db, settings, b, floor_step(last_reach, cadence.step_minutes) + step, cadence, service, now)
+
+
+def _upsert(db: Database, docs: list[dict]) -> int:
+    try:
+        if docs:
+            db[ROLLUPS_COLLECTION].bulk_write(
+                [ReplaceOne({"service": d["service"], "recipe": d["recipe"], "time": d["time"]}, d, upsert=True) for d in docs],
+                ordered=False,
+            )
+    except PyMongoError as exc:
+        raise store.unavailable(db, exc) from exc
+    return len(docs)
 
 
 def _documents(frame: pd.DataFrame, service: Service, key: str, cadence: Cadence, now: dt.datetime) -> Iterable[dict]:

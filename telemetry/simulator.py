@@ -296,11 +296,17 @@ def write(
                 progress(len(chunk))
     incidents = [inc.document() | ({"service": service} if service is not None else {}) for inc in simulation.incidents]
     store.insert_idempotent(db, INCIDENTS_COLLECTION, incidents)
-    times = [f.index for f in simulation.samples.values() if len(f)]
-    if settings.rollups and times:
+    if settings.rollups:
         who = service_named(service, settings.default_service)
-        first, last = min(t[0] for t in times).to_pydatetime(), max(t[-1] for t in times).to_pydatetime()
-        rollups.update(db, settings, first, last, frames.service_cadence(db, settings, service=who), who)
+        cadence = frames.service_cadence(db, settings, service=who)
+        total = sum(len(simulation.samples[s.collection]) for s in STREAMS if s.collection in simulation.samples)
+        if inserted == total:  # every sample is new: the rows come from the simulation, not read back
+            rollups.write_samples(db, settings, simulation.samples, cadence, who)
+        else:
+            times = [f.index for f in simulation.samples.values() if len(f)]
+            if times:
+                first, last = min(t[0] for t in times).to_pydatetime(), max(t[-1] for t in times).to_pydatetime()
+                rollups.update(db, settings, first, last, cadence, who)
     return inserted
 
 
