@@ -45,14 +45,19 @@ NOT_FOUND = "No service of that name has samples."
 BAD_NAME = "Not a valid service name (letters, digits, `_`, `.`, `-`; at most 63, starting with a letter or digit)."
 
 
-def service_status(name: str) -> StatusService:
-    """The status service of ``name``: 422 for a malformed name, 404 for one without samples (the default always answers)."""
+def known_service(name: str) -> None:
+    """422 for a malformed name, 404 for one without samples (the default always answers)."""
     if not valid_name(name):
         abort_field("service", BAD_NAME.rstrip("."), location="path")
     rt = runtime()
     if name != rt.settings.default_service and not rt.fleet.directory.knows(name):
         abort(404, message=f"no service named {name!r}: no samples carry it (GET /api/v1/services lists those that do)")
-    return rt.fleet.status(name)
+
+
+def service_status(name: str) -> StatusService:
+    """The status service of ``name`` (created on first use), once :func:`known_service` accepts the name."""
+    known_service(name)
+    return runtime().fleet.status(name)
 
 
 @blp.route("/services")
@@ -119,11 +124,12 @@ def service_status_route(_query: dict, service: str):
 
     As `GET /api/v1/status` (same schema), for `service`.
     """
-    status = service_status(service)
-    stored = runtime().fleet.stored_body(service)  # a split fleet: another replica computes it (serving/replicas.py)
+    known_service(service)
+    # A split fleet: another replica computes it (serving/replicas.py), so no status of it is kept here.
+    stored = runtime().fleet.stored_body(service)
     if stored is not None:
         return Response(stored, mimetype="application/json")
-    return status_response(status)
+    return status_response(runtime().fleet.status(service))
 
 
 @blp.route("/services/<service>/health", parameters=SERVICE)
