@@ -86,8 +86,6 @@ def run_simulate(args: argparse.Namespace, settings: Settings) -> int:
     seed = settings.simulator_seed if args.seed is None else args.seed
     if args.services < 1:
         raise SettingsError("--services must be at least 1")
-    if args.services > 1 and args.live:
-        raise SettingsError("--live simulates the default service only: leave out --services")
     profile = None
     if args.profile_seed is not None:
         profile = app_family.sample_profile(args.profile_seed)
@@ -97,22 +95,28 @@ def run_simulate(args: argparse.Namespace, settings: Settings) -> int:
                  profile.scrape_interval_s, ",".join(profile.streams), profile.scrape_interval_s,
                  ",".join(f"{c:g}" for c in app.request_rate_cuts))
     db = store.connect(settings)
+    end = dt.datetime.now(UTC).replace(microsecond=0)
     if args.services > 1:
-        end = dt.datetime.now(UTC)
+        live = []
         for index in range(1, args.services + 1):
             name, service_seed, scale = simulator.fleet_service(seed, index, args.services)
-            sim = simulator.backfill(db, args.days, settings, seed=service_seed, end=end, show_progress=not args.no_progress,
-                                     profile=profile, service=name, capacity_scale=scale)
-            log.info("%s (capacity x%.2f): %d samples, %d incidents", name, scale,
-                     sum(len(f) for f in sim.samples.values()), len(sim.incidents))
-        return 0
-    if args.days > 0:
-        sim = simulator.backfill(db, args.days, settings, seed=seed, show_progress=not args.no_progress, profile=profile)
-        total = sum(len(f) for f in sim.samples.values())
-        log.info("backfilled %.1f days: %d samples, %d incidents", args.days, total, len(sim.incidents))
+            if args.days > 0:
+                sim = simulator.backfill(db, args.days, settings, seed=service_seed, end=end, show_progress=not args.no_progress,
+                                         profile=profile, service=name, capacity_scale=scale)
+                log.info("%s (capacity x%.2f): %d samples, %d incidents", name, scale,
+                         sum(len(f) for f in sim.samples.values()), len(sim.incidents))
+            live.append(simulator.LiveService(name, service_seed + 1, profile, scale))  # live days: the next seeds
+    else:
+        live = [simulator.LiveService(None, seed + 1, profile)]
+        if args.days > 0:
+            sim = simulator.backfill(db, args.days, settings, seed=seed, end=end, show_progress=not args.no_progress,
+                                     profile=profile)
+            total = sum(len(f) for f in sim.samples.values())
+            log.info("backfilled %.1f days: %d samples, %d incidents", args.days, total, len(sim.incidents))
     if args.live:
-        log.info("appending live samples every %.0f s; Ctrl-C to stop", args.interval)
-        simulator.run_live(db, settings, seed=seed + 1, interval_s=args.interval, profile=profile)
+        log.info("appending live samples for %d service(s) every %.0f s; Ctrl-C to stop", len(live), args.interval)
+        simulator.run_live(db, settings, seed=seed + 1, interval_s=args.interval, services=live,
+                           start=end if args.days > 0 else None)
     return 0
 
 

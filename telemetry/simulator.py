@@ -27,7 +27,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -339,6 +339,16 @@ def fleet_service(seed: int, index: int, count: int) -> tuple[str, int, float]:
     return name, seed + 1000 * index, round(scale, 3)
 
 
+@dataclass(frozen=True)
+class LiveService:
+    """One service :func:`run_live` appends samples for: its name (None: the default service), seed, app and capacity."""
+
+    service: str | None
+    seed: int
+    profile: AppProfile | None = None
+    capacity_scale: float = 1.0
+
+
 def run_live(
     db,
     settings: Settings,
@@ -349,24 +359,32 @@ def run_live(
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(UTC),
     sleep: Callable[[float], None] = time.sleep,
     profile: AppProfile | None = None,
+    services: Sequence[LiveService] = (),
+    start: dt.datetime | None = None,
 ) -> None:
     """Append samples in real time, a day's simulation at a time, until ``stop()``.
+
+    ``services``: the services to append for (default: the default service, ``seed`` and ``profile``'s app).
+    Every tick writes one batch per stream for all of them, then each one's ended rollup steps.
+    ``start``: the first sample time (default: now), e.g. a backfill's end, so that no gap is left between the
+    two: the first tick writes every sample due since then.
 
     A database outage never ends the loop: the due samples stay due (``written_until`` only
     advances after every stream's write succeeded) and are written on the first tick after the
     database answers again. Writes are idempotent (unique ``time_series`` index, created before
     the first write), so a window retried after a partial write is never duplicated.
     """
-    app = app_settings(settings, profile) if profile else settings  # what the documents' criticity labels follow
-    written_until = clock()
+    members = tuple(services) or (LiveService(None, seed, profile),)
+    apps = [app_settings(settings, m.profile) if m.profile else settings for m in members]  # what criticity labels follow
+    written_until = start or clock()
     indexed = False
-    cadence: frames.Cadence | None = None
+    cadences: dict[int, frames.Cadence] = {}
     down_since: dt.datetime | None = None
     day = 0
     while not stop():
         chunk_start = written_until
         chunk_end = chunk_start + dt.timedelta(days=1)
-        sim = simulate(chunk_start, chunk_end, seed + day, settings, profile)
+        sims = [simulate(chunk_start, chunk_end, m.seed + day, settings, m.profile, m.capacity_scale) for m in members]
         incidents_written = False
         while written_until < chunk_end and not stop():
             now = min(clock(), chunk_end)
@@ -375,17 +393,22 @@ def run_live(
                     store.ensure_indexes(db)
                     indexed = True
                 if not incidents_written:
-                    store.insert_idempotent(db, INCIDENTS_COLLECTION, [i.document() for i in sim.incidents])
+                    store.insert_idempotent(db, INCIDENTS_COLLECTION, [
+                        i.document() | ({"service": m.service} if m.service is not None else {})
+                        for m, sim in zip(members, sims) for i in sim.incidents])
                     incidents_written = True
-                for stream in (s for s in STREAMS if s.collection in sim.samples):
-                    frame = sim.samples[stream.collection]
-                    due = frame[(frame.index >= written_until) & (frame.index < now)]
-                    store.insert_idempotent(db, stream.collection, documents(stream, due, app))
-                if app.rollups and now > written_until:
-                    # From a step before: the first write of a step also closes the one before it.
-                    cadence = cadence or frames.service_cadence(db, app)
-                    rollups.update(db, app, written_until - dt.timedelta(minutes=cadence.step_minutes), now, cadence,
-                                   now=clock())
+                for stream in STREAMS:
+                    docs = [doc for m, app, sim in zip(members, apps, sims) if stream.collection in sim.samples
+                            for doc in documents(stream, _due(sim.samples[stream.collection], written_until, now), app, m.service)]
+                    if docs:
+                        store.insert_idempotent(db, stream.collection, docs)
+                for index, (m, app) in enumerate(zip(members, apps)):
+                    if app.rollups and now > written_until:
+                        # From a step before: the first write of a step also closes the one before it.
+                        who = service_named(m.service, settings.default_service)
+                        cadence = cadences.get(index) or cadences.setdefault(index, frames.service_cadence(db, app, service=who))
+                        rollups.update(db, app, written_until - dt.timedelta(minutes=cadence.step_minutes), now, cadence,
+                                       who, now=clock())
             except BulkWriteError:
                 raise  # not an outage: the server refuses these documents, and always would
             except (store.DatabaseUnavailable, PyMongoError) as exc:
@@ -400,3 +423,7 @@ def run_live(
                 written_until = now
             sleep(interval_s)
         day += 1
+
+
+def _due(frame: pd.DataFrame, since: dt.datetime, until: dt.datetime) -> pd.DataFrame:
+    return frame[(frame.index >= since) & (frame.index < until)]

@@ -104,3 +104,34 @@ def test_backfill_writes_the_original_documents_and_is_idempotent(db):
     round_trip = minute_health(store.read_samples(db, START, end), START, end, S)
     expected = minute_health(sim.samples, START, end, S)
     np.testing.assert_allclose(round_trip["health"], expected["health"], atol=1e-9)
+
+
+def test_live_simulation_appends_every_service_from_the_backfill_end_with_their_rollups(db, settings):
+    """Two services appended live from a given start on a stepping clock: each gets exactly its own day's
+    samples from that start to the last tick (one batch per stream for both), and its ended minutes' rollups."""
+    start = dt.datetime(2026, 5, 4, 6, 0, tzinfo=UTC)
+    now = [start + dt.timedelta(seconds=150)]  # the first tick writes the 150 s due since the start
+    ticks = []
+
+    def sleep(_seconds: float) -> None:
+        ticks.append(now[0])
+        now[0] += dt.timedelta(seconds=5)
+
+    services = [simulator.LiveService("svc-a", 21, capacity_scale=0.8), simulator.LiveService("svc-b", 22, capacity_scale=1.3)]
+    simulator.run_live(db, settings, seed=0, services=services, start=start, clock=lambda: now[0], sleep=sleep,
+                       stop=lambda: len(ticks) >= 6)
+    last = ticks[-1]  # samples before the last tick's time are written
+    for member in services:
+        expected = simulator.simulate(start, start + dt.timedelta(days=1), member.seed, settings, None, member.capacity_scale)
+        for stream in STREAMS:
+            frame = expected.samples[stream.collection]
+            due = frame[(frame.index >= start) & (frame.index < last)]
+            stored = list(db[stream.collection].find({"service": member.service}, {"_id": 0}).sort("time_series", 1))
+            assert len(stored) == len(due) > 25, (member.service, stream.collection)
+            assert [d["time_series"] for d in stored] == [t.to_pydatetime().replace(microsecond=t.microsecond // 1000 * 1000)
+                                                          for t in due.index]
+        rows = {r["time"]: r for r in db["rollups"].find({"service": member.service})}
+        assert {start, start + dt.timedelta(minutes=1)} <= set(rows)  # the ended minutes (the third is still filling)
+        assert start + dt.timedelta(minutes=2) not in rows
+        assert 0 < rows[start]["health"] <= 1
+    assert db["cpu_usage"].count_documents({"service": {"$exists": False}}) == 0  # nothing for the default service
