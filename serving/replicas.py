@@ -81,6 +81,8 @@ class Replicas:
         self._live: tuple[str, ...] = (self.id,)
         self._stored: dict[str, StoredStatus] = {}
         self._written: dict[str, bytes] = {}  # the body last written per service (unchanged ones are not rewritten)
+        #: Bumped whenever the stored rows read back change (a fleet listing built from older ones is rebuilt).
+        self.version = 0
         self._beater = Periodic("replica-heartbeat", self.beat, lambda: settings.replica_heartbeat_s)
 
     # --- membership -------------------------------------------------------------
@@ -98,6 +100,8 @@ class Replicas:
         with self._lock:
             if tuple(live) != self._live:
                 log.info("replicas: %d live (%s)", len(live), ", ".join(live))
+            if tuple(live) != self._live or stored != self._stored:
+                self.version += 1
             self._live, self._stored = tuple(live), stored
         return self._live
 
