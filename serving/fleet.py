@@ -134,6 +134,8 @@ class Fleet:
         self._listing_lock = threading.Lock()
         #: Called with each new listing while the refresher runs (the app renders its JSON there, off the request path).
         self.on_listing: Callable[[Listing], None] | None = None
+        if replicas is not None:
+            replicas.on_beat = self._after_beat
 
     # --- one service's status ---------------------------------------------------
     def status(self, name: str) -> StatusService:
@@ -281,12 +283,19 @@ class Fleet:
             else:
                 listing = Listing(entries, key, {}, found.dumped if found is not None else {})
                 kept = set(names)
-                for name in [name for name in self._entries if name not in kept]:
+                for name in [name for name in list(self._entries) if name not in kept]:
                     self._entries.pop(name, None)
             self._listing = listing
         if running and listing is not found and self.on_listing is not None:
             self.on_listing(listing)
         return listing
+
+    def _after_beat(self) -> None:
+        if self._running():
+            try:
+                self.listing()  # the other replicas' new rows, built and rendered here rather than by the next request
+            except Exception:  # the next request builds it
+                log.exception("fleet listing after a heartbeat failed")
 
     def _key(self) -> tuple:
         """What the rows depend on while the refresher runs: the rounds' batches, the directory's scan, the other

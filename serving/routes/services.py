@@ -140,7 +140,7 @@ def fleet_body(listing: Listing, state: str | None, app: Flask, threshold: float
     listing.bodies[state] = (head, tail)
     if state is None:  # forget the dumps of rows no longer listed
         live = {id(entry) for entry in listing.entries}
-        for key in [key for key in listing.dumped if key not in live]:
+        for key in [key for key in list(listing.dumped) if key not in live]:
             listing.dumped.pop(key, None)
     return head, tail
 
