@@ -26,6 +26,7 @@ from serving.minute_cache import MinuteCache
 from serving.model_watcher import ModelState, ModelWatcher
 from serving.replicas import Replicas
 from serving.routes import BLUEPRINTS, PAGES
+from serving.routes.services import prerender
 from serving.schemas import ErrorSchema
 from serving.runtime import Runtime, utc_now
 from serving.service_directory import ServiceDirectory
@@ -127,6 +128,7 @@ def create_app(
                   recent_minutes=lambda: cache.recent_minutes, ttl_s=max(status_ttl_s, 1.0) if background else status_ttl_s,
                   on_round=lambda ranked: metrics.observe_fleet(ranked, settings.metrics_services),
                   replicas=Replicas(db, settings) if settings.replica_split else None)
+    fleet.on_listing = lambda listing: prerender(listing, app, settings.failure_threshold)
     fleets.append(fleet)
     rt = Runtime(settings, db, cache, models, status, clock, background, fleet)
     app.extensions["pycemaker"] = rt

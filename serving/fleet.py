@@ -13,6 +13,13 @@ per window, forecasting/forecaster.py), except a service a fleet run assigned an
 With ``replica_split`` (serving/replicas.py) a round recomputes only the services this process owns
 and stores them; the others' rows (:meth:`Fleet.rows`) are the stored ones their owners wrote.
 
+``GET /api/v1/fleet`` is served from a :class:`Listing`: the ranked rows, rebuilt only when a row changed
+(each row's entry is built once per computed status), holding its JSON bodies (serving/routes/services.py
+renders them once per listing and state filter). While the refresher runs, a request checks a generation
+(bumped after each batch of a round, each directory scan, each replica heartbeat, each recomputation of the
+default service's status) and hands out the ready bytes: it holds the GIL for microseconds, whatever the
+number of services.
+
 :func:`fleet_order` is the order of ``GET /api/v1/fleet``: failing now first, then the soonest
 expected failure, then the soonest earliest one, then healthy services by name, unknown last.
 """
@@ -48,6 +55,21 @@ log = logging.getLogger(__name__)
 FLEET_CHUNKS = 24
 #: Services whose statuses a round recomputes together (one network run per model per batch).
 BATCH = 64
+
+
+@dataclass
+class Listing:
+    """``GET /api/v1/fleet``'s entries, soonest failure first, and their rendered JSON per state filter (filled by the
+    route: serving/routes/services.py). Immutable once built, except for ``bodies``/``dumped`` (caches)."""
+
+    entries: list[dict]
+    #: What it was built from while the refresher runs (None: built by a request without the refresher).
+    key: tuple | None = None
+    #: Rendered bodies by state filter (None: every state), as the route keeps them.
+    bodies: dict = dataclasses.field(default_factory=dict)
+    #: Each entry's schema dump, by ``id`` of the entry (with the entry, so the id is not reused): carried over to
+    #: the next listing, so a rebuild dumps only the rows that changed.
+    dumped: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -105,6 +127,15 @@ class Fleet:
         self._refresher = Periodic("fleet-refresh", self._round, lambda: self.ttl_s)
         #: Seconds the last background round took to bring every service's status up to date.
         self.last_round_s: float | None = None
+        #: Bumped whenever this process's rows may have changed (after each batch of a round).
+        self.generation = 0
+        self._entries: dict[str, tuple[Status, dict]] = {}  # each service's entry, built once per computed status
+        self._listing: Listing | None = None
+        self._listing_lock = threading.Lock()
+        #: Called with each new listing while the refresher runs (the app renders its JSON there, off the request path).
+        self.on_listing: Callable[[Listing], None] | None = None
+        if replicas is not None:
+            replicas.on_beat = self._after_beat
 
     # --- one service's status ---------------------------------------------------
     def status(self, name: str) -> StatusService:
@@ -169,6 +200,9 @@ class Fleet:
             snaps = refresh_batched(todo[first : first + BATCH])
             if self.replicas is not None:
                 self._store(snaps)
+            self.generation += 1
+            if self._running():
+                self.listing()  # built (and rendered: on_listing) here, not by the next request
         self.last_round_s = time.perf_counter() - began
         if self.on_round is not None:
             self.on_round(self.ranked(mine))
@@ -205,7 +239,7 @@ class Fleet:
             snap = snapshots.get(name)
             status = snap.status if snap is not None and snap.error is None else None
             if status is not None:
-                out[name] = Row(fleet_entry(name, status))
+                out[name] = Row(self._entry(name, status))
                 continue
             stored = self.replicas.stored(name) if self.replicas is not None else None
             if stored is not None:
@@ -218,6 +252,57 @@ class Fleet:
                           else f"status unavailable: {snap.error or 'not computed'}")
                 out[name] = Row(missing_entry(name, detail))
         return out
+
+    def _entry(self, name: str, status: Status) -> dict:
+        """``fleet_entry`` of a computed status, built once per status object."""
+        memo = self._entries.get(name)
+        if memo is not None and memo[0] is status:
+            return memo[1]
+        entry = fleet_entry(name, status)
+        self._entries[name] = (status, entry)
+        return entry
+
+    def listing(self) -> Listing:
+        """``GET /api/v1/fleet``'s ranked entries. While the refresher runs, the listing of the current generation
+        (built at most once per change); otherwise built from the snapshots now (computed if missing), reusing the
+        previous listing (and its rendered bodies) when no row changed."""
+        running = self._running()
+        key = self._key() if running else None
+        found = self._listing
+        if key is not None and found is not None and found.key == key:
+            return found
+        with self._listing_lock:
+            found = self._listing
+            if key is not None and found is not None and found.key == key:
+                return found
+            names = list(self.directory.names(max_age_s=math.inf if running else None))
+            rows = sorted(self.rows(names).values(), key=lambda row: row.order)
+            entries = [row.entry for row in rows]
+            if found is not None and found.entries == entries:
+                listing = Listing(found.entries, key, found.bodies, found.dumped)
+            else:
+                listing = Listing(entries, key, {}, found.dumped if found is not None else {})
+                kept = set(names)
+                for name in [name for name in list(self._entries) if name not in kept]:
+                    self._entries.pop(name, None)
+            self._listing = listing
+        if running and listing is not found and self.on_listing is not None:
+            self.on_listing(listing)
+        return listing
+
+    def _after_beat(self) -> None:
+        if self._running():
+            try:
+                self.listing()  # the other replicas' new rows, built and rendered here rather than by the next request
+            except Exception:  # the next request builds it
+                log.exception("fleet listing after a heartbeat failed")
+
+    def _key(self) -> tuple:
+        """What the rows depend on while the refresher runs: the rounds' batches, the directory's scan, the other
+        replicas' stored rows and the default service's status (kept current by its own thread)."""
+        default = self.default.current()
+        return (self.generation, self.directory.scans, self.replicas.version if self.replicas is not None else 0,
+                id(default.status) if default is not None else 0, id(default) if default is not None and default.error else 0)
 
     def stored_body(self, name: str) -> bytes | None:
         """The status document another replica stored for ``name`` (None: computed here, or none stored yet)."""

@@ -81,6 +81,10 @@ class Replicas:
         self._live: tuple[str, ...] = (self.id,)
         self._stored: dict[str, StoredStatus] = {}
         self._written: dict[str, bytes] = {}  # the body last written per service (unchanged ones are not rewritten)
+        #: Bumped whenever the stored rows read back change (a fleet listing built from older ones is rebuilt).
+        self.version = 0
+        #: Called after each heartbeat (the fleet rebuilds its listing there when the rows changed, not in a request).
+        self.on_beat: Callable[[], None] | None = None
         self._beater = Periodic("replica-heartbeat", self.beat, lambda: settings.replica_heartbeat_s)
 
     # --- membership -------------------------------------------------------------
@@ -91,14 +95,22 @@ class Replicas:
         replicas.update_one({"_id": self.id}, {"$set": {"expires": now + dt.timedelta(seconds=self.settings.replica_timeout_s),
                                                         "beat_at": now, "pid": os.getpid()}}, upsert=True)
         live = sorted({doc["_id"] for doc in replicas.find({"expires": {"$gt": now}}, {"_id": 1})} | {self.id})
-        stored = {
-            doc["_id"]: StoredStatus(doc["_id"], doc["entry"], doc["computed_at"], doc["computed_by"])
-            for doc in self.db[STATUSES].find({}, {"body": 0})
-        }
+        before = self._stored
+        stored = {}
+        for doc in self.db[STATUSES].find({}, {"body": 0}):
+            kept = before.get(doc["_id"])
+            if kept is not None and kept.computed_at == doc["computed_at"] and kept.computed_by == doc["computed_by"]:
+                stored[doc["_id"]] = kept  # unchanged: the same object (a fleet listing reuses its rendered row)
+            else:
+                stored[doc["_id"]] = StoredStatus(doc["_id"], doc["entry"], doc["computed_at"], doc["computed_by"])
         with self._lock:
             if tuple(live) != self._live:
                 log.info("replicas: %d live (%s)", len(live), ", ".join(live))
+            if tuple(live) != self._live or stored != self._stored:
+                self.version += 1
             self._live, self._stored = tuple(live), stored
+        if self.on_beat is not None:
+            self.on_beat()
         return self._live
 
     @property

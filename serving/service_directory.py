@@ -57,6 +57,8 @@ class ServiceDirectory:
         self._ranges: dict[str, dict[str, store.StreamRange]] = {}
         self._until: dt.datetime | None = None  # the ``now`` the last scan read up to
         self._scanned_at = -float("inf")
+        #: Scans done (a fleet listing built from an older scan is rebuilt).
+        self.scans = 0
 
     @property
     def scanned(self) -> bool:
@@ -68,6 +70,11 @@ class ServiceDirectory:
         self.refresh(max_age_s=self.refresh_s if max_age_s is None or not self.scanned else max_age_s)
         default = self.settings.default_service
         return {name: ServiceData(service_named(name, default), dict(ranges)) for name, ranges in self._ranges.items()}
+
+    def names(self, max_age_s: float | None = None) -> list[str]:
+        """The names :meth:`services` lists (rescanned alike), without copying their ranges."""
+        self.refresh(max_age_s=self.refresh_s if max_age_s is None or not self.scanned else max_age_s)
+        return list(self._ranges)
 
     def knows(self, name: str) -> bool:
         """Whether ``name`` has samples (a recent scan is redone once a second at most for a name not seen yet)."""
@@ -99,3 +106,4 @@ class ServiceDirectory:
                     old = known.get(collection)
                     known[collection] = span if old is None else old.merged(span)
             self._ranges, self._until, self._scanned_at = ranges, now, time.monotonic()
+            self.scans += 1

@@ -24,12 +24,20 @@ def child_exit(server, worker) -> None:
         multiprocess.mark_process_dead(worker.pid)
 
 
-def post_worker_init(worker) -> None:
+#: How often a thread holding the GIL hands it over to a waiting one, in the API workers (CPython's default: 5 ms).
+SWITCH_INTERVAL_S = 0.001
+
+
+def tune_interpreter() -> None:
     """Requests share each worker with the status refresher thread: hand the GIL over every 1 ms
     (not the default 5 ms), so a request never waits long behind a recomputation."""
     import sys
 
-    sys.setswitchinterval(0.001)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+
+def post_worker_init(worker) -> None:
+    tune_interpreter()
 
 
 def worker_exit(server, worker) -> None:

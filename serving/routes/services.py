@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Response
+from flask import Flask, Response, current_app
 from flask_smorest import Blueprint, abort
 from marshmallow import RAISE
 
@@ -22,6 +22,7 @@ from serving.schemas import (
     STATUS_EXAMPLE,
     ErrorSchema,
     FleetQuerySchema,
+    FleetEntrySchema,
     FleetSchema,
     ForecastQuerySchema,
     ForecastSchema,
@@ -31,6 +32,7 @@ from serving.schemas import (
     ServiceListSchema,
     StatusSchema,
 )
+from serving.fleet import Listing
 from serving.status_service import StatusService
 from telemetry.services import NAME_PATTERN, valid_name
 
@@ -102,15 +104,51 @@ def fleet(state: str | None = None):
     `state` keeps only the services in that state. Statuses are recomputed in the background, not per request.
     """
     rt = runtime()
-    names = list(rt.fleet.services())
-    rows = [row for row in rt.fleet.rows(names).values() if state is None or row.state == state]
-    rows.sort(key=lambda row: row.order)
-    return {
-        "as_of": rt.now(),
-        "threshold": rt.settings.failure_threshold,
-        "count": len(rows),
-        "services": [row.entry for row in rows],
-    }
+    head, tail = fleet_body(rt.fleet.listing(), state, current_app, rt.settings.failure_threshold)
+    # Only the time it was put together is of this request: the rest was rendered once per change of the rows.
+    as_of = current_app.json.dumps(_AS_OF.serialize("as_of", {"as_of": rt.now()}))
+    return Response(head + as_of.encode() + tail, mimetype=current_app.json.mimetype)
+
+
+#: Stands for ``as_of`` in a rendered fleet body (a request puts its own time there).
+_AS_OF_MARK = "\x00as_of\x00"
+_AS_OF = FleetSchema().fields["as_of"]
+_ENTRY = FleetEntrySchema()
+_ENVELOPE = FleetSchema(exclude=("as_of", "services"))
+
+
+def fleet_body(listing: Listing, state: str | None, app: Flask, threshold: float) -> tuple[bytes, bytes]:
+    """The ``GET /api/v1/fleet`` body of ``listing`` for the ``state`` filter, as (before ``as_of``'s JSON, after it):
+    exactly what ``FleetSchema`` and the app's JSON would make of it, rendered once per listing and filter."""
+    found = listing.bodies.get(state)
+    if found is not None:
+        return found
+    dumped = []
+    for entry in listing.entries:
+        if state is not None and entry["state"] != state:
+            continue
+        memo = listing.dumped.get(id(entry))
+        if memo is None or memo[0] is not entry:
+            memo = listing.dumped[id(entry)] = (entry, _ENTRY.dump(entry))
+        dumped.append(memo[1])
+    envelope = _ENVELOPE.dump({"threshold": threshold, "count": len(dumped)})
+    # In FleetSchema's field order, as a dump of the whole document would be.
+    doc = {"as_of": _AS_OF_MARK, **{key: envelope[key] for key in ("threshold", "count")}, "services": dumped}
+    text = app.json.response(doc).get_data()
+    mark = app.json.dumps(_AS_OF_MARK).encode()
+    head, _, tail = text.partition(mark)
+    listing.bodies[state] = (head, tail)
+    if state is None:  # forget the dumps of rows no longer listed
+        live = {id(entry) for entry in listing.entries}
+        for key in [key for key in list(listing.dumped) if key not in live]:
+            listing.dumped.pop(key, None)
+    return head, tail
+
+
+def prerender(listing: Listing, app: Flask, threshold: float) -> None:
+    """Render every state filter's body of a new listing (the refresher's thread calls this, not a request)."""
+    for state in (None, *sorted({entry["state"] for entry in listing.entries})):
+        fleet_body(listing, state, app, threshold)
 
 
 @blp.route("/services/<service>/status", parameters=SERVICE)

@@ -191,3 +191,57 @@ def test_the_first_scan_reaches_back_services_scan_hours(fleet_settings, make_ap
     assert [s["name"] for s in services] == ["default", "svc-01", "svc-02"]  # svc-03 silent for 52 min: not listed
     assert all(s["data"]["first"] >= (NOW - dt.timedelta(minutes=30)).isoformat() for s in services)
     assert _get(client, f"/api/v1/services/{STALE}/status", status=404)
+
+
+def test_the_fleet_route_hands_out_one_rendering_per_change_of_the_rows(fleet_settings, make_app):
+    import json
+    import urllib.request
+
+    from tests.serving.helpers import serving
+
+    clock = Clock(NOW)
+    app = make_app(fleet_settings, clock)
+    fleet = app.extensions["pycemaker"].fleet
+    fleet._running = lambda: True  # as while the background thread goes round (started by the app in production)
+    fleet.refresh_all()
+    listing = fleet.listing()
+    assert listing.bodies.get(None) is not None  # rendered by the round, not by a request
+    assert [e["service"] for e in listing.entries][-1] == STALE
+
+    def whole(state=None):
+        """What a dump of the whole document by FleetSchema, as the app's JSON, gives for ``listing`` now."""
+        entries = [e for e in listing.entries if state is None or e["state"] == state]
+        doc = FleetSchema().dump({"as_of": clock(), "threshold": fleet_settings.failure_threshold, "count": len(entries),
+                                  "services": entries})
+        return app.json.response(doc).get_data()
+
+    with serving(app) as base:
+        def get(path):
+            with urllib.request.urlopen(base + path) as response:
+                assert response.status == 200 and response.headers["Content-Type"] == "application/json"
+                return response.read()
+
+        first = get("/api/v1/fleet")
+        assert first == whole()
+        fleet.refresh_all()  # a round that found nothing new: the same rows, the same rendering kept
+        kept = fleet.listing()
+        assert kept is not listing and kept.entries is listing.entries and kept.bodies is listing.bodies
+        listing = kept
+        clock.now += dt.timedelta(seconds=1)  # a request's own time: the rows are the same rendering
+        second = get("/api/v1/fleet")
+        assert second == whole() != first
+        assert json.loads(second)["as_of"] == clock().isoformat()
+        assert json.loads(second)["services"] == json.loads(first)["services"]
+        assert fleet.listing() is listing
+        state = listing.entries[0]["state"]
+        assert get(f"/api/v1/fleet?state={state}") == whole(state)
+        FleetSchema().load(json.loads(second))  # valid against its documented schema
+
+        clock.now += dt.timedelta(seconds=60)  # new samples for every service: rows change, a new rendering
+        fleet.refresh_all()
+        listing = fleet.listing()
+        assert listing.entries is not kept.entries
+        third = json.loads(get("/api/v1/fleet"))
+        assert third == json.loads(whole())
+        svc = next(e for e in third["services"] if e["service"] == "svc-01")
+        assert svc["as_of"] == json.loads(get("/api/v1/services/svc-01/status"))["as_of"] == clock().isoformat()
