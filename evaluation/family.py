@@ -90,7 +90,7 @@ def memory_exhaustion_steps(frame: pd.DataFrame, origins: np.ndarray, settings: 
     for n, origin in enumerate(np.asarray(origins, dtype=int)):
         reach = exhaustion.exhaustion_minutes(memory[max(0, origin - back):origin], settings.memory_exhaustion)
         if reach is not None:
-            out[n] = min(horizon, max(1, int(np.ceil(reach))))
+            out[n] = min(horizon, max(1, int(np.ceil(reach - 1e-9))))  # float noise is no extra minute
     return out
 
 

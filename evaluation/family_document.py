@@ -162,6 +162,11 @@ def render(result: dict[str, Any], json_path: str) -> str:
         table(header, mase),
         "## Warnings: new failures warned >= 10 min ahead (share), false alarms per 24 healthy hours (pooled over the apps)",
         "",
+        "A warning is the status's rule (forecasting/warnings.py): a forecast minute fails when its P50 health is at or below "
+        "the threshold, or, with a memory stream, when the memory floor's trend reaches `memory_exhaustion` "
+        f"({(result.get('leak_check') or {}).get('summary', {}).get('memory_exhaustion', 'off')} of the heap; "
+        "docs/health.md, 'Memory exhaustion').",
+        "",
         table(header, warnings),
         *([
             "## Warnings on incidents: new-failure incidents warned >= 10 min ahead (share), the predictable ones, false alarms "
