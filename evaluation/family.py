@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from forecasting import metrics, registry
+from forecasting import exhaustion, metrics, registry
 from forecasting.contract import HEALTH, median_index
 from forecasting.forecaster import OnnxForecaster
 from forecasting.warnings import TtfConfig
@@ -78,9 +78,28 @@ def app_history(profile: AppProfile, history_days: float, settings: Settings, ru
     return frame, int(round(history_days * 1440)), [i.document() for i in sim.incidents], service
 
 
+def memory_exhaustion_steps(frame: pd.DataFrame, origins: np.ndarray, settings: Settings, horizon: int) -> np.ndarray:
+    """Per origin, the first step of a forecast path (step 0: the origin's minute) at which memory is expected to reach
+    ``memory_exhaustion``: the memory floor's trend over the minutes before the origin (forecasting/exhaustion.py, as
+    the status reads it); ``horizon``: not within it, or the rule off, or no memory stream."""
+    out = np.full(len(origins), horizon, dtype=int)
+    if settings.memory_exhaustion is None or "memory" not in settings.streams or "memory" not in frame.columns:
+        return out
+    memory = frame["memory"].to_numpy(dtype=float)
+    back = exhaustion.TREND_MINUTES + exhaustion.FLOOR_MINUTES
+    for n, origin in enumerate(np.asarray(origins, dtype=int)):
+        reach = exhaustion.exhaustion_minutes(memory[max(0, origin - back):origin], settings.memory_exhaustion)
+        if reach is not None:
+            out[n] = min(horizon, max(1, int(np.ceil(reach - 1e-9))))  # float noise is no extra minute
+    return out
+
+
 def score_day(forecast: np.ndarray, reference: np.ndarray | None, frame: pd.DataFrame, origins: np.ndarray,
-              incidents: list[dict], quantiles: Sequence[float], settings: Settings) -> dict[str, Any]:
-    """One method's P50 health [N, H, Q] from every minute of the day: MASE against ``reference``'s, and its warnings."""
+              incidents: list[dict], quantiles: Sequence[float], settings: Settings,
+              memory_steps: np.ndarray | None = None) -> dict[str, Any]:
+    """One method's P50 health [N, H, Q] from every minute of the day: MASE against ``reference``'s, and its warnings.
+    ``memory_steps`` (:func:`memory_exhaustion_steps`): a path fails from that step on too (memory exhaustion, as the
+    status counts it); the MASE reads the health forecast alone."""
     values = target_values(frame)
     leads = min(MASE_MINUTES, forecast.shape[1])
     rows = origins[:, None] + np.arange(leads)[None, :]
@@ -92,8 +111,10 @@ def score_day(forecast: np.ndarray, reference: np.ndarray | None, frame: pd.Data
         mae, ref = metrics.mae(median, actual, mask), metrics.mae(reference[:, :leads], actual, mask)
         out.update(mae_60=mae, seasonal_naive_mae_60=ref, mase_60=mae / ref if ref > 0 else float("nan"))
     config = TtfConfig(**{**dataclasses.asdict(TtfConfig.from_settings(settings, 1)), "horizon_minutes": forecast.shape[1]})
-    result = score_warnings("family", frame.index, frame["health"].to_numpy(), incidents, origins,
-                            forecast[:, :, median_index(quantiles)], config)
+    paths = forecast[:, :, median_index(quantiles)]
+    if memory_steps is not None:
+        paths = np.where(np.arange(paths.shape[1])[None, :] >= np.asarray(memory_steps)[:, None], 0.0, paths)
+    result = score_warnings("family", frame.index, frame["health"].to_numpy(), incidents, origins, paths, config)
     scored = sum(e["scored"] for e in result.episodes.values())
     warned = sum(e["warned"] for e in result.episodes.values())
     # The goal's denominator: incidents whose failure starts a new episode (not the app flapping about the threshold
@@ -131,7 +152,10 @@ def evaluate_app(profile: AppProfile, history_days: float, settings: Settings, t
         health = {m: r.forecast_batch(frame, origins)[:, :, HEALTH, :] for m, r in runners.items()}
         naive = runners.get("seasonal_naive")
         reference = health["seasonal_naive"][:, :, median_index(naive.quantiles)] if naive is not None else None
-        row["methods"] = {m: score_day(health[m], reference, frame, origins, incidents, runners[m].quantiles, service)
+        horizon = max((h.shape[1] for h in health.values()), default=0)
+        steps = memory_exhaustion_steps(frame, origins, service, horizon)
+        row["methods"] = {m: score_day(health[m], reference, frame, origins, incidents, runners[m].quantiles, service,
+                                       np.minimum(steps, health[m].shape[1]))
                           if m in runners else None for m in METHODS}
     row["seconds"] = round(time.perf_counter() - began, 1)
     log.info("%s, %g day(s): run %s (served %s) in %.0f s", profile.name, history_days, row["run"]["plan"],

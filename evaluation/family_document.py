@@ -70,6 +70,10 @@ def _ttf(value: float | None) -> str:
     return "none (no failure)" if value is None else f"{value:.1f} min"
 
 
+def _cause(cause: str | None) -> str:
+    return {"memory_exhaustion": " (memory exhaustion)", "health": " (health)"}.get(cause or "", "")
+
+
 def leak_section(check: dict[str, Any] | None) -> list[str]:
     """The leak check (evaluation/leak_check.py), every figure from ``leak_check`` in the JSON."""
     if not check:
@@ -79,8 +83,9 @@ def leak_section(check: dict[str, Any] | None) -> list[str]:
     rows = [[a["profile"], a["traffic"], f"{a['strength']:g}",
              "none after the history" if not a["leak"] else f"{a['leak']['run_up_minutes']:g} min",
              _health_shows(a["leak"]),
-             f"{p['lead_minutes']} min", _ttf(p["expected_ttf_minutes"]), "yes" if p["within"] else "**no**",
-             _ttf(p.get("earliest_ttf_minutes")),
+             f"{p['lead_minutes']} min", _ttf(p["expected_ttf_minutes"]) + _cause(p.get("cause")),
+             "yes" if p["within"] else "**no**",
+             _ttf(p.get("health_ttf_minutes")), _ttf(p.get("memory_ttf_minutes")), _ttf(p.get("model_memory_ttf_minutes")),
              _ttf(p["without_leak_ttf_minutes"])]
             for a in check["apps"] for p in (a["leads"] or [{"lead_minutes": "-", "expected_ttf_minutes": None, "within": False,
                                                            "without_leak_ttf_minutes": None}])]
@@ -93,7 +98,9 @@ def leak_section(check: dict[str, Any] | None) -> list[str]:
         f"{c['history_days'] + 1:g} days and seed (run seed {c['run_seed']}): with its leak alone ({c['leak_minutes']:g} min "
         "from the leak's start to the crash, the profile's own curve exponent, about one a day), and with no incident. At "
         f"{', '.join(str(x) for x in c['leads'])} min before the simulator's failure time of the last leak after the history, "
-        "the expected time to failure is serving's (serving/eta.py: the first P50 health minute at or below the threshold); "
+        "the expected time to failure is serving's (serving/eta.py): the earliest of the first P50 health minute at or "
+        f"below the threshold and the first minute the memory floor's trend reaches `memory_exhaustion` "
+        f"({s.get('memory_exhaustion')} of the heap: forecasting/exhaustion.py, docs/health.md, 'Memory exhaustion'); "
         "without the leak, at the same minutes, the state must be *no failure within the horizon*. Model: the shipped base "
         f"model zero-shot (`{s['model']}`, what an empty registry serves). `pycemaker evaluate-family --leak-only` reruns "
         f"it alone ({check.get('seconds', 0):.0f} s on {check.get('measured_at', '?')}); tests/evaluation/test_leak_check.py "
@@ -106,22 +113,20 @@ def leak_section(check: dict[str, Any] | None) -> list[str]:
              "yes" if s["no_failure_without_leak"] == s["points"] and s["points"] else "**no**"],
         ]),
         table(["app", "traffic", "leak exponent", "leak start to failure", "health: run-up low; failing / minutes to restart",
-               "lead", "expected time to failure (P50)", "within 50%", "earliest (P10)", "without the leak (P50)"], rows),
-        "**Why it fails.** Health hardly shows these failures. On most of them the leak's failure is the crash itself (the "
-        "simulator's failure time is the crash when no minute of the run-up fails health): through the run-up health "
-        "stays above the threshold (the table's run-up low), and the JVM is down for one to three minutes before it "
-        "restarts, minutes that still hold scrapes from before and after the gap, so few or none of them fail by the "
-        "warning rule (the table's failing / minutes). A model that forecasts health has nothing to learn the crash "
-        "from: in pretraining data a leak ends without a failing health minute, so its P50 stays above the threshold up "
-        "to the crash; a run fine-tuned on the 3 days of history (3 leaks) does no better (family-10011, 30/20/10 min: "
-        "no crossing from the base, fine-tuned or LSTM kind, measured by hand with `train_frame`, not in the JSON). The "
-        "fix is not in the TTF rule (serving/eta.py only reads the P50 path) but in what health says of a crash: a minute "
-        "the app is down (no scrape of any stream in it, or a restart) should score as failing when the frame is built, "
-        "so that both the targets and the warning rule see it; then pretrain again and rerun this check. "
-        "Where the failure does show in health before the crash (family-10006, family-10008: the table's failing minutes), "
-        "the zero-shot median still crosses late or not at all: it mean-reverts a decline it has rarely seen end in a "
-        "failure; even its P10 band (the status's *earliest* time to failure) crosses on few of the points, and rarely near "
-        "the true lead."
+               "lead", "expected time to failure (served)", "within 50%", "health alone (P50)", "memory floor's trend alone",
+               "model's P50 memory path alone", "without the leak (served)"], rows),
+        f"**Each rule alone**, on the same points: the P50 health crossing (the rule before memory exhaustion) "
+        f"{s.get('within_by_health_alone', 0)}/{s['points']} within +-50%; the model's own P50 memory path reaching the "
+        f"level {s.get('within_by_model_memory_alone', 0)}/{s['points']} (it jumps to a full heap at once when memory is "
+        "high and falls back, a restart it learned, so it crosses at the first minute or not at all); the memory floor's "
+        "trend, which the status uses, and its combination with health is the served column. "
+        "**Why points still miss.** Health hardly shows a leak's crash: through the run-up it stays above the threshold "
+        "(the table's run-up low), and the JVM is down one to three minutes, few of which fail by the warning rule "
+        "(failing / minutes). What foretells it is memory. The floor's trend misses where the heap is full long before the "
+        "crash (a near-linear leak on a high base: memory at the level half an hour before it, so the time given is a few minutes or 'now'), where "
+        "the failure is not the heap (a leak whose failure shows in health within minutes of its start), where a large "
+        "GC sawtooth hides the floor's rise at first, and where the floor lags a leak that accelerates late (30 min "
+        "ahead it still extrapolates the slow start)."
         if not met else "The bar is met on every point.",
         "",
     ]
@@ -156,6 +161,11 @@ def render(result: dict[str, Any], json_path: str) -> str:
         "",
         table(header, mase),
         "## Warnings: new failures warned >= 10 min ahead (share), false alarms per 24 healthy hours (pooled over the apps)",
+        "",
+        "A warning is the status's rule (forecasting/warnings.py): a forecast minute fails when its P50 health is at or below "
+        "the threshold, or, with a memory stream, when the memory floor's trend reaches `memory_exhaustion` "
+        f"({(result.get('leak_check') or {}).get('summary', {}).get('memory_exhaustion', 'off')} of the heap; "
+        "docs/health.md, 'Memory exhaustion').",
         "",
         table(header, warnings),
         *([

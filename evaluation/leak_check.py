@@ -31,7 +31,8 @@ import pandas as pd
 
 from forecasting import registry
 from forecasting.forecaster import OnnxForecaster
-from forecasting.contract import HEALTH, median_index
+from forecasting import exhaustion
+from forecasting.contract import HEALTH, TARGETS, median_index
 from telemetry import simulator
 from telemetry.app_family import AppProfile, IncidentSpec, app_settings, sample_profile, HELD_OUT_SEEDS
 from telemetry.frames import cadence_for, minute_frame
@@ -92,21 +93,42 @@ def checked_leak(incidents: list[simulator.Incident], history_days: float) -> si
     return leaks[-1] if leaks else None
 
 
-def expected_ttf_minutes(forecaster: OnnxForecaster, frame: pd.DataFrame, now: pd.Timestamp, threshold: float,
-                         quantile: float = 0.5) -> float | None:
-    """Serving's expected time to failure at ``now`` (serving/status.py, serving/eta.py): the forecast from the last
-    scored minute up to ``now``, its P50 health's first minute at or below ``threshold`` (from the second step on),
-    in minutes from ``now``; None: no failure within the horizon. ``quantile`` 0.1: the *earliest* (P10 path)."""
+def time_to_failure(forecaster: OnnxForecaster, frame: pd.DataFrame, now: pd.Timestamp, settings: Settings) -> dict[str, Any]:
+    """Serving's time to failure at ``now`` (serving/status.py, serving/eta.py), in minutes from ``now`` (None: no
+    failure within the horizon): the forecast from the last scored minute up to ``now``; ``expected`` the earliest of
+    the P50 health path's first minute at or below the threshold and the first minute at or after the memory floor's
+    trend reaching ``memory_exhaustion`` (forecasting/exhaustion.py), ``cause`` which. Beside it, each rule alone:
+    ``health`` (the rule before memory exhaustion), ``memory`` (the floor's trend) and ``model_memory`` (the model's
+    own P50 memory path reaching the level: the other way, measured)."""
     observed = frame[(frame.index <= now) & frame["health"].notna()]
     minute = observed.index[-1]
     forecast = forecaster.forecast(frame[frame.index <= now], minute)
-    index = median_index(forecaster.quantiles) if quantile == 0.5 else forecaster.quantiles.index(quantile)
-    p50 = forecast.values[:, HEALTH, index]
-    hits = np.flatnonzero(p50[1:] <= threshold)
-    if not len(hits):
-        return None
-    at = forecast.times[int(hits[0]) + 1]
-    return max(0.0, (at - now).total_seconds()) / 60.0
+    times, mid = forecast.times, median_index(forecaster.quantiles)
+
+    def minutes(index: int | None) -> float | None:
+        return None if index is None else round(max(0.0, (times[index] - now).total_seconds()) / 60.0, 2)
+
+    health = _first(forecast.values[:, HEALTH, mid] <= settings.failure_threshold)
+    memory = model_memory = None
+    level = settings.memory_exhaustion
+    if level is not None and "memory" in settings.streams:
+        reach = exhaustion.exhaustion_minutes(frame.loc[frame.index <= now, "memory"].to_numpy(), level)
+        memory = None if reach is None else exhaustion.reach_index(times, now + pd.Timedelta(minutes=reach))
+        model_memory = _first(forecast.values[:, TARGETS.index("memory"), mid] >= level)
+    found = [(i, cause) for i, cause in ((health, "health"), (memory, "memory_exhaustion")) if i is not None]
+    index, cause = min(found, key=lambda f: f[0]) if found else (None, None)
+    return {"expected": minutes(index), "cause": cause, "health": minutes(health), "memory": minutes(memory),
+            "model_memory": minutes(model_memory)}
+
+
+def _first(fails: np.ndarray, start: int = 1) -> int | None:
+    hits = np.flatnonzero(fails[start:])
+    return int(start + hits[0]) if len(hits) else None
+
+
+def expected_ttf_minutes(forecaster: OnnxForecaster, frame: pd.DataFrame, now: pd.Timestamp, settings: Settings) -> float | None:
+    """Serving's expected time to failure at ``now`` in minutes (None: no failure within the horizon)."""
+    return time_to_failure(forecaster, frame, now, settings)["expected"]
 
 
 def check_profile(profile: AppProfile, settings: Settings, forecaster_for, config: LeakCheckConfig) -> dict[str, Any]:
@@ -138,14 +160,16 @@ def check_profile(profile: AppProfile, settings: Settings, forecaster_for, confi
         now = failure - pd.Timedelta(minutes=lead)
         if now < pd.Timestamp(leak.start):
             continue
-        ttf = expected_ttf_minutes(forecaster, frame, now, service.failure_threshold)
-        without = expected_ttf_minutes(forecaster, quiet, now, service.failure_threshold)
-        earliest = expected_ttf_minutes(forecaster, frame, now, service.failure_threshold, quantile=0.1)
-        within = ttf is not None and abs(ttf - lead) <= config.tolerance * lead
-        leads.append({"lead_minutes": lead, "at": now.isoformat(), "expected_ttf_minutes": ttf,
-                      "error_share": None if ttf is None else round((ttf - lead) / lead, 3), "within": bool(within),
-                      "earliest_ttf_minutes": earliest,
-                      "without_leak_ttf_minutes": without, "without_leak_no_failure": without is None})
+        ttf = time_to_failure(forecaster, frame, now, service)
+        without = time_to_failure(forecaster, quiet, now, service)
+        expected = ttf["expected"]
+        within = expected is not None and abs(expected - lead) <= config.tolerance * lead
+        leads.append({"lead_minutes": lead, "at": now.isoformat(), "expected_ttf_minutes": expected, "cause": ttf["cause"],
+                      "error_share": None if expected is None else round((expected - lead) / lead, 3), "within": bool(within),
+                      "health_ttf_minutes": ttf["health"], "memory_ttf_minutes": ttf["memory"],
+                      "model_memory_ttf_minutes": ttf["model_memory"],
+                      "without_leak_ttf_minutes": without["expected"], "without_leak_cause": without["cause"],
+                      "without_leak_no_failure": without["expected"] is None})
     return {**row, "leads": leads}
 
 
@@ -158,6 +182,10 @@ def base_forecaster_for(settings: Settings):
     return lambda service: OnnxForecaster(base, version, service), version
 
 
+def _within(ttf: float | None, lead: float, config: LeakCheckConfig) -> bool:
+    return ttf is not None and abs(ttf - lead) <= config.tolerance * lead
+
+
 def run(settings: Settings, config: LeakCheckConfig) -> dict[str, Any]:
     """Every profile's check, and the summary: the share of (profile, lead) points within the tolerance, and of
     points where the app without the leak said no failure."""
@@ -165,12 +193,16 @@ def run(settings: Settings, config: LeakCheckConfig) -> dict[str, Any]:
     profiles = [sample_profile(s) for s in config.seeds] if config.seeds else leak_profiles(config.profiles)
     rows = [check_profile(p, settings, forecaster_for, config) for p in profiles]
     points = [lead for r in rows for lead in r["leads"]]
-    summary = {"model": version, "points": len(points), "within": sum(p["within"] for p in points),
-               "no_failure_without_leak": sum(p["without_leak_no_failure"] for p in points)}
+    summary = {"model": version, "memory_exhaustion": settings.memory_exhaustion, "points": len(points),
+               "within": sum(p["within"] for p in points),
+               "no_failure_without_leak": sum(p["without_leak_no_failure"] for p in points),
+               # Each rule alone, on the same points: the P50 health crossing, the model's own P50 memory path.
+               "within_by_health_alone": sum(_within(p["health_ttf_minutes"], p["lead_minutes"], config) for p in points),
+               "within_by_model_memory_alone": sum(_within(p["model_memory_ttf_minutes"], p["lead_minutes"], config) for p in points)}
     for lead in config.leads:
         at = [p for p in points if p["lead_minutes"] == lead]
         summary[f"within_at_{lead}"] = f"{sum(p['within'] for p in at)}/{len(at)}"
     return {"config": config.to_dict(), "summary": summary, "apps": rows}
 
 
-__all__ = ["LeakCheckConfig", "leak_profiles", "twins", "checked_leak", "expected_ttf_minutes", "check_profile", "run"]
+__all__ = ["LeakCheckConfig", "leak_profiles", "twins", "checked_leak", "time_to_failure", "expected_ttf_minutes", "check_profile", "run"]

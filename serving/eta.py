@@ -7,6 +7,14 @@
 - A stream's contribution at a minute is its flag (0-3) over the largest flag sum (12 with four
   streams): the share of health it takes away (health = 1 - sum(flags) / that sum). The driver is the stream whose contribution rises most
   from now to the crossing (ties: the larger contribution).
+
+Memory exhaustion (``memory_exhaustion``, an addition to what counts as a predicted failure; health's own definition
+is unchanged): a minute also fails when the JVM memory reaches that share of the heap, the app running out of heap
+and no longer answering (a leak's crash: health barely shows it coming). It is forecast like Prometheus'
+``predict_linear`` on a heap, from the trend of the *memory floor* (forecasting/exhaustion.py: what is left after
+garbage collection, which a GC sawtooth does not move and a leak raises; only a sustained, significant rise counts). Its crossing of the level is the expected minute; the slope +- 2 standard
+errors give the earliest and latest. The failure is the earliest of the health crossing and this one, bound by bound
+(:func:`combine`); its ``cause`` says which (``health`` or ``memory_exhaustion``).
 """
 
 from __future__ import annotations
@@ -18,6 +26,9 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from forecasting.exhaustion import (  # noqa: F401 (the rule's parts, re-exported)
+    FLOOR_MINUTES, MIN_R2, MIN_RISE, TREND_MINUTES, MemoryTrend, memory_floor, memory_trend, minutes_to_level, reach_index,
+)
 from forecasting.forecaster import Forecast
 from telemetry.catalogue import FLAG_NAMES, STREAM_COLUMNS, flag_inputs, flag_of
 from telemetry.settings import Settings
@@ -42,12 +53,18 @@ def first_failing(path: np.ndarray, threshold: float, start: int = 0) -> int | N
     return int(start + hits[0]) if len(hits) else None
 
 
+#: Why a minute fails: health at or below the threshold, or memory at the exhaustion level.
+HEALTH_CAUSE = "health"
+MEMORY_EXHAUSTION = "memory_exhaustion"
+CAUSES = (HEALTH_CAUSE, MEMORY_EXHAUSTION)
+
 @dataclass(frozen=True)
 class Crossing:
-    """When a health path first fails: the minute, and the seconds from "now" to it."""
+    """When a path first fails: the minute, the seconds from "now" to it, and why it fails (:data:`CAUSES`)."""
 
     at: dt.datetime
     seconds: float
+    cause: str = HEALTH_CAUSE
 
 
 def crossing(times: pd.DatetimeIndex, path: np.ndarray, threshold: float, now: pd.Timestamp, start: int = 1) -> Crossing | None:
@@ -102,3 +119,46 @@ def drivers(
     top = rows[0]
     driver = top.stream if (top.change or 0.0) > 0 or (top.contribution or 0.0) > 0 else None
     return driver, rows
+
+
+def exhaustion_crossings(times: pd.DatetimeIndex, trend: MemoryTrend, level: float, now: pd.Timestamp,
+                         start: int = 1) -> tuple[Crossing | None, Crossing | None, Crossing | None]:
+    """Expected, earliest and latest memory-exhaustion crossings on the forecast's minutes (from index ``start``):
+    the first minute at or after the trend's crossing (the slope, +2 and -2 standard errors); None past the horizon."""
+    out: list[Crossing | None] = []
+    for slope in (trend.slope, trend.slope + 2 * trend.slope_se, trend.slope - 2 * trend.slope_se):
+        minutes = minutes_to_level(trend, level, slope)
+        if minutes is None:
+            out.append(None)
+            continue
+        index = reach_index(times, now + pd.Timedelta(minutes=minutes), start)
+        at = None if index is None else times[index]
+        out.append(None if at is None else Crossing(at.to_pydatetime(), max(0.0, (at - now).total_seconds()), MEMORY_EXHAUSTION))
+    expected, earliest, latest = out
+    return expected, earliest, latest
+
+
+def earliest_of(*crossings: Crossing | None) -> Crossing | None:
+    """The soonest of the crossings (None: none); a tie goes to the first given."""
+    found = [c for c in crossings if c is not None]
+    return min(found, key=lambda c: c.at) if found else None
+
+
+def combine(health: tuple[Crossing | None, ...], memory: tuple[Crossing | None, ...]) -> tuple[Crossing | None, ...]:
+    """Bound by bound (expected, earliest, latest), the earliest of the health crossing and the memory one: a
+    minute fails by either rule. Both keep earliest <= expected <= latest, so the combination does too."""
+    return tuple(earliest_of(h, m) for h, m in zip(health, memory))
+
+
+def band_exhaustion_crossings(times: pd.DatetimeIndex, memory_bands: np.ndarray, level: float, now: pd.Timestamp,
+                              start: int = 1) -> tuple[Crossing | None, Crossing | None, Crossing | None]:
+    """The other way, from the model's own memory bands ``[H, 3]`` (P10/P50/P90): expected where the P50 path first
+    reaches ``level``, earliest the P90 path (for memory the pessimistic one is the high quantile), latest the P10.
+    Measured beside the trend by the leak check (evaluation/leak_check.py); the status uses the trend."""
+    out = []
+    for column in (1, 2, 0):
+        hits = np.flatnonzero(np.asarray(memory_bands[start:, column], dtype=float) >= level)
+        at = times[start + int(hits[0])] if len(hits) else None
+        out.append(None if at is None else Crossing(at.to_pydatetime(), max(0.0, (at - now).total_seconds()), MEMORY_EXHAUSTION))
+    expected, earliest, latest = out
+    return expected, earliest, latest

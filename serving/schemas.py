@@ -12,6 +12,7 @@ import re
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from forecasting.contract import TARGETS
+from serving.eta import CAUSES
 from serving.status import STATES, UNKNOWN_REASONS
 from telemetry.catalogue import FLAG_NAMES, STREAMS
 
@@ -226,8 +227,19 @@ class PredictedCurrentSchema(BandSchema):
 
 
 class CrossingSchema(Schema):
-    at = fields.DateTime(format="iso", metadata=_doc("First minute whose health is at or below the threshold.", "2026-03-01T12:42:00+00:00"))
+    at = fields.DateTime(format="iso", metadata=_doc(
+        "First minute that fails: health at or below the threshold, or memory at `memory_exhaustion` (see `cause`).",
+        "2026-03-01T12:42:00+00:00"))
     seconds = fields.Float(metadata=_doc("Seconds from `as_of` to `at` (0 when failing now).", 2520.0))
+    cause = fields.String(
+        validate=validate.OneOf(CAUSES),
+        metadata=_doc(
+            "Why that minute fails: `health` (the health path at or below the threshold) or `memory_exhaustion` (the "
+            "memory floor's trend reaches the `memory_exhaustion` share of the heap: the app runs out of heap; an "
+            "addition to health's definition, docs/health.md). The earliest of the two wins, bound by bound.",
+            "health",
+        ),
+    )
 
 
 class TimeToFailureSchema(Schema):
@@ -307,7 +319,8 @@ class StatusSchema(Schema):
     state = fields.String(
         validate=validate.OneOf(STATES),
         metadata=_doc(
-            "`failure_predicted`: the P50 health path crosses the threshold within the horizon;"
+            "`failure_predicted`: the P50 health path crosses the threshold within the horizon, or memory is expected"
+            " to reach `memory_exhaustion` of the heap within it (`time_to_failure.expected.cause`);"
             " `failing_now`: the current minute is at or below it; `no_failure_within_horizon`: the P50 path stays"
             " above it for the whole horizon; `unknown`: see `reason`.",
             "failure_predicted",
@@ -354,8 +367,8 @@ STATUS_EXAMPLE = {
                 "flags": {"cpu": 2.0, "memory": 2.0, "request_rate": 1.0, "response_time": 0.0}},
     "predicted_current": {"minute": EXAMPLE_TIME, "p10": 0.5, "p50": 0.5833, "p90": 0.6667},
     "time_to_failure": {
-        "expected": {"at": "2026-03-01T12:42:00+00:00", "seconds": 2475.0},
-        "earliest": {"at": "2026-03-01T12:31:00+00:00", "seconds": 1815.0},
+        "expected": {"at": "2026-03-01T12:42:00+00:00", "seconds": 2475.0, "cause": "health"},
+        "earliest": {"at": "2026-03-01T12:31:00+00:00", "seconds": 1815.0, "cause": "health"},
         "latest": None,
     },
     "horizon": {"minutes": 180, "end": "2026-03-01T15:00:00+00:00"},

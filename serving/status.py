@@ -259,10 +259,20 @@ def compute_status(
                                             "next run); current health is known, forecasts are not"), None
 
     times = forecast.times
-    expected = eta.crossing(times, health_bands[:, 1], threshold, now_ts)
-    earliest = eta.crossing(times, health_bands[:, 0], threshold, now_ts)
-    latest_ = eta.crossing(times, health_bands[:, 2], threshold, now_ts)
+    by_health = tuple(eta.crossing(times, health_bands[:, column], threshold, now_ts) for column in (1, 0, 2))
+    trend = _memory_trend(frame, now_ts, settings, step_minutes)
+    by_memory = (eta.exhaustion_crossings(times, trend, settings.memory_exhaustion, now_ts) if trend is not None
+                 else (None, None, None))
+    expected, earliest, latest_ = eta.combine(by_health, by_memory)
     status = replace(status, time_to_failure=TimeToFailure(expected, earliest, latest_))
+    if expected is not None and expected.cause == eta.MEMORY_EXHAUSTION:
+        index = times.get_loc(pd.Timestamp(expected.at))
+        status = replace(status, state=FAILURE_PREDICTED,
+                         detail=f"memory is expected to reach {settings.memory_exhaustion:g} of the heap (memory_exhaustion) at "
+                                f"{expected.at.isoformat()} (in {_in(expected.seconds)}): the app runs out of heap; its floor "
+                                f"rises {trend.slope * 60:.2f} of the heap an hour, now {trend.floor_now:.2f}")
+        status = _with_drivers(status, flags_now, eta.forecast_flags(forecast, index, settings), times[index])
+        return _memory_driven(status), forecast
     if expected is not None:
         index = times.get_loc(pd.Timestamp(expected.at))
         status = replace(status, state=FAILURE_PREDICTED,
@@ -270,10 +280,26 @@ def compute_status(
     else:
         index = int(np.argmin(health_bands[1:, 1])) + 1 if len(times) > 1 else 0
         detail = f"no failure expected within the {status.horizon.minutes}-minute horizon (to {status.horizon.end.isoformat()})"
-        if earliest is not None:
+        if earliest is not None and earliest.cause == eta.MEMORY_EXHAUSTION:
+            detail += (f"; at its fastest, the memory floor's trend reaches {settings.memory_exhaustion:g} of the heap "
+                       f"(memory_exhaustion) at {earliest.at.isoformat()}")
+        elif earliest is not None:
             detail += f"; the pessimistic band crosses at {earliest.at.isoformat()}"
         status = replace(status, state=NO_FAILURE, detail=detail)
     return _with_drivers(status, flags_now, eta.forecast_flags(forecast, index, settings), times[index]), forecast
+
+
+def _memory_trend(frame: pd.DataFrame, now: pd.Timestamp, settings: Settings, step_minutes: int) -> eta.MemoryTrend | None:
+    """The memory floor's trend up to ``now`` (serving/eta.py), when memory exhaustion is on and memory is a stream."""
+    if settings.memory_exhaustion is None or "memory" not in frame.columns:
+        return None
+    return eta.memory_trend(frame.loc[frame.index <= now, "memory"].to_numpy(), step_minutes=step_minutes)
+
+
+def _memory_driven(status: Status) -> Status:
+    """A memory-exhaustion failure is driven by memory: it is the driver, its row first."""
+    rows = sorted(status.drivers, key=lambda row: row.stream != "memory")
+    return replace(status, driver="memory", drivers=rows)
 
 
 def _unknown(status: Status, reason: str, detail: str) -> Status:

@@ -93,6 +93,10 @@ class Settings:
     request_rate_cuts: tuple[float, float, float] = (15.0, 30.0, 60.0)
     #: A minute whose health is at or below this is a failure.
     failure_threshold: float = 0.3
+    #: Memory exhaustion, an addition to what counts as a predicted failure (health's definition is unchanged): the
+    #: JVM memory share (of the heap) whose reach is a failure, the app running out of heap. The status forecasts it
+    #: from the trend of the memory floor (serving/eta.py, docs/health.md). None (env: empty, "off" or "none"): off.
+    memory_exhaustion: float | None = 0.95
     #: Step of the common grid the four unsynchronised streams are aligned on.
     grid_seconds: float = 5.0
     #: An as-of match older than this is no match: the stream is missing at that grid point.
@@ -261,7 +265,7 @@ def _coerce(raw: Any, annotation: Any, name: str) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (types.UnionType, typing.Union):  # X | None
-        if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+        if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", "none", "off")):
             return None
         inner = next(a for a in args if a is not type(None))
         return _coerce(raw, inner, name)
@@ -304,6 +308,8 @@ def _validate(s: Settings) -> None:
             raise SettingsError(f"{name}_cuts must be strictly increasing, got {cuts}")
     if not 0.0 <= s.failure_threshold <= 1.0:
         raise SettingsError("failure_threshold must be within [0, 1]")
+    if s.memory_exhaustion is not None and not 0.0 < s.memory_exhaustion <= 1.0:
+        raise SettingsError(f"memory_exhaustion must be within (0, 1] (a share of the heap) or off, got {s.memory_exhaustion}")
     if s.grid_seconds <= 0 or s.alignment_tolerance_s <= 0:
         raise SettingsError("grid_seconds and alignment_tolerance_s must be positive")
     if list(s.quantiles) != sorted(s.quantiles) or not all(0 < q < 1 for q in s.quantiles):

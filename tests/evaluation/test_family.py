@@ -30,6 +30,26 @@ def test_a_perfect_forecast_has_mase_zero_and_seasonal_naive_is_the_unit():
     assert same["mase_60"] == pytest.approx(1.0)
 
 
+def test_a_rising_memory_floor_warns_as_the_status_does_and_not_when_the_rule_is_off():
+    """Flat healthy health, memory rising 0.005 of the heap a minute from 0.3: the floor's trend reaches 0.95 after
+    130 minutes; every origin whose line reaches it within the horizon warns, and MASE is the health forecast's alone."""
+    times = pd.date_range("2026-06-01", periods=400, freq="1min", tz="UTC")
+    frame = pd.DataFrame({"health": 0.9, "memory": 0.3 + 0.005 * np.arange(400.0)}, index=times)
+    for name in ("cpu", "req_success", "req_fail", "response_time"):
+        frame[name] = 0.1
+    origins = np.arange(100, 300)
+    steps = family.memory_exhaustion_steps(frame, origins, Settings(), 60)
+    # From origin o the floor (rows before o, their lowest over 10 minutes) is 0.3 + 0.005 * (o - 10), at 0.005/min:
+    # it reaches 0.95 ceil((0.95 - 0.3) / 0.005 - (o - 10)) = 140 - o steps ahead, past the 60-step horizon until o = 81.
+    assert list(steps[:5]) == [40, 39, 38, 37, 36]
+    assert steps[40] == 1 and (steps[40:] == 1).all()
+    assert (family.memory_exhaustion_steps(frame, origins, dataclasses.replace(Settings(), memory_exhaustion=None), 60) == 60).all()
+    flat = np.full((len(origins), 60, 3), 0.9)
+    quiet = family.score_day(flat, None, frame, origins, [], (0.1, 0.5, 0.9), Settings())
+    warned = family.score_day(flat, None, frame, origins, [], (0.1, 0.5, 0.9), Settings(), steps)
+    assert quiet["false_alarms"] == 0 and warned["false_alarms"] >= 1  # no failure follows: a false alarm
+
+
 @pytest.mark.slow
 def test_one_unseen_app_with_a_day_of_history_scores_every_kind_the_run_fitted(tmp_path):
     pytest.importorskip("torch")

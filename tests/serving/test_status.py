@@ -109,7 +109,7 @@ def test_failing_now_reports_the_start_of_the_failing_streak(scenario, scenario_
     last_ok = failing[~failing].index[-1]
     streak_start = last_ok + pd.Timedelta(minutes=1)
     ttf = body["time_to_failure"]
-    assert ttf["expected"] == {"at": _iso(streak_start), "seconds": 0.0}
+    assert ttf["expected"] == {"at": _iso(streak_start), "seconds": 0.0, "cause": "health"}
     assert ttf["earliest"] == ttf["expected"] == ttf["latest"]
     assert body["current"]["health"] <= 0.3
     assert body["driver_minute"] == body["current"]["minute"]

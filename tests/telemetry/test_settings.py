@@ -73,3 +73,15 @@ def test_unknown_config_keys_are_refused(tmp_path):
 def test_cli_overrides_ignore_unset_flags():
     s = override(Settings(), port=None, workers=3)
     assert s.port == 5000 and s.workers == 3
+
+
+@pytest.mark.parametrize("raw, value", [(None, 0.95), ("0.9", 0.9), ("1", 1.0), ("", None), ("off", None), ("None", None)])
+def test_memory_exhaustion_is_a_share_of_the_heap_or_off(raw, value):
+    environ = {} if raw is None else {"PYCEMAKER_MEMORY_EXHAUSTION": raw}
+    assert load_settings(environ=environ, config_file=None).memory_exhaustion == value
+
+
+@pytest.mark.parametrize("raw", ["0", "1.2", "-0.5"])
+def test_memory_exhaustion_outside_the_heap_is_refused(raw):
+    with pytest.raises(SettingsError, match="memory_exhaustion"):
+        load_settings(environ={"PYCEMAKER_MEMORY_EXHAUSTION": raw}, config_file=None)
