@@ -180,6 +180,17 @@ def read_stream(
     return samples_frame(stream, docs)
 
 
+def read_window(db: Database, stream: Stream, start: dt.datetime, end: dt.datetime) -> list[dict]:
+    """Every service's raw documents of ``stream`` with ``start <= time < end`` (``service``, ``time_series`` and
+    the stream's fields), unsorted: one query on the ``time_series`` index, for callers that split them by service."""
+    query = {"time_series": {"$gte": _as_utc(start), "$lt": _as_utc(end)}}
+    projection = {"_id": 0, "service": 1, "time_series": 1, **{f: 1 for f in stream.fields}}
+    try:
+        return list(db[stream.collection].find(query, projection))
+    except PyMongoError as exc:
+        raise unavailable(db, exc) from exc
+
+
 def samples_frame(stream: Stream, docs: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     docs = list(docs)
     index = pd.DatetimeIndex([d["time_series"] for d in docs], name="time")
