@@ -40,6 +40,7 @@ from pymongo.errors import PyMongoError
 
 from telemetry import store
 from telemetry.catalogue import FLAG_NAMES, ROLLUPS_COLLECTION, STREAM_COLUMNS
+from telemetry.fleet_framing import minute_frames
 from telemetry.framing import Cadence, minute_frame, raw_minute_frame, service_cadence
 from telemetry.health import floor_step
 from telemetry.services import DEFAULT_SERVICE, Service
@@ -249,8 +250,9 @@ def update_services(db: Database, settings: Settings, spans: Sequence[Span], cad
 
     Services whose spans cover the same steps (every service at a collector tick) are computed together:
     one read per stream over those steps for all of them (a time range on the ``time_series`` index, no
-    service filter; other services' samples are left out), each service's rows by :func:`minute_frame`
-    from its own samples exactly as :func:`write_steps` reads them, and one ``bulk_write`` of upserts per
+    service filter; other services' samples are left out), each service's rows from its own samples
+    exactly as :func:`write_steps` reads them (:func:`telemetry.fleet_framing.minute_frames`: the values of
+    :func:`minute_frame`, for all of them at once), and one ``bulk_write`` of upserts per
     read (groups of more than :data:`BATCH_ROWS` rows are split). Spans of more than :data:`BATCH_STEPS`
     steps (a long replay or backfill) go service by service through :func:`write_steps`, which reads only
     that service's samples. Returns the rows written.
@@ -302,8 +304,7 @@ def _write_batch(
             rows.sort(key=lambda row: (row[0], row[1]))
             per_service[i][stream.collection] = store.samples_frame(stream, [row[2] for row in rows])
     docs_out: list[dict] = []
-    for (service, now), samples in zip(members, per_service):
-        frame = minute_frame(samples, a, b, settings, cadence)
+    for (service, now), frame in zip(members, minute_frames(per_service, a, b, settings, cadence)):
         docs_out.extend(_documents(frame, service, key, cadence, now))
     return _upsert(db, docs_out)
 

@@ -228,3 +228,32 @@ def test_a_failed_rollup_pass_keeps_every_span_for_the_next_write(settings, tmp_
     finally:
         collector.db.client.drop_database(collector.db.name)
         collector.db.client.close()
+
+
+def test_minute_frames_of_many_services_are_minute_frame_service_by_service(settings) -> None:
+    """Irregular times, NaN values, a stream missing, a service with no samples, a partial step, coarser cadence."""
+    from telemetry.fleet_framing import minute_frames
+    from telemetry.framing import minute_frame
+
+    rng = np.random.default_rng(7)
+    start, end = T0, T0 + dt.timedelta(minutes=9, seconds=30)
+    every = []
+    for i in range(6):
+        per = {}
+        for stream in STREAMS:
+            if (i, stream.collection) in {(2, "jvm_memory_usage"), (4, "request_count")} or i == 5:
+                continue
+            seconds = np.sort(rng.choice(np.arange(-20, 590, 0.5 + i), size=60 + 10 * i, replace=False))
+            index = pd.DatetimeIndex([T0 + dt.timedelta(seconds=float(x)) for x in seconds], name="time")
+            data = {c: rng.uniform(0, 1.5, len(index)) * (30 if c == "req_success" else 1) for c in stream.columns}
+            for c in data:
+                data[c][rng.random(len(index)) < 0.1] = np.nan
+            per[stream.collection] = pd.DataFrame(data, index=index)
+        every.append(per)
+    for cadence in (CADENCE, Cadence(2, 45.0)):
+        frames = minute_frames(every, start, end, settings, cadence)
+        for per, frame in zip(every, frames):
+            expected = minute_frame(per, start, end, settings, cadence)
+            pd.testing.assert_frame_equal(frame, expected, check_exact=True, check_freq=True)
+        assert frames[0]["health"].notna().sum() > 3 and frames[5]["coverage"].eq(0.0).all()
+        assert frames[2]["memory"].isna().all() and frames[2]["cpu"].notna().sum() > 3
