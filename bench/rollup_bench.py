@@ -100,14 +100,10 @@ class FleetPrometheus:
 
     def query_series(self, expr: str, at: dt.datetime) -> list[tuple[dict[str, str], Sample | None]]:
         column = next(c for q, c in self.columns.items() if expr.startswith(f"label_replace({q}{{"))
-        return [({SERVICE_LABEL: name}, Sample(at, _value(column, i, at))) for i, name in enumerate(self.names)]
-
-
-def _value(column: str, index: int, at: dt.datetime) -> float:
-    rng = np.random.default_rng([index, int(at.timestamp()), len(column)])
-    low, high = {"cpu": (0.1, 0.6), "memory": (0.2, 0.6), "req_success": (5, 40), "req_fail": (0, 1),
-                 "response_time": (0.05, 0.4)}[column]
-    return float(rng.uniform(low, high))
+        low, high = {"cpu": (0.1, 0.6), "memory": (0.2, 0.6), "req_success": (5, 40), "req_fail": (0, 1),
+                     "response_time": (0.05, 0.4)}[column]
+        values = np.random.default_rng([int(at.timestamp()), len(column)]).uniform(low, high, len(self.names)).tolist()
+        return [({SERVICE_LABEL: name}, Sample(at, value)) for name, value in zip(self.names, values)]
 
 
 def bench_ingest(settings: Settings, services: int, ticks: int, spill: Path) -> dict:
