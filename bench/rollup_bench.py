@@ -14,8 +14,9 @@ What it does (everything in one process, on loopback, against a fresh SecantusDB
    write-ahead file, one ``insert_many`` per stream collection for every service, then one rollup pass
    for every service (``Collector._update_rollups`` -> :func:`telemetry.rollups.update_services`; only
    the first tick of a minute has an ended step to store). Reported: documents stored per second, the
-   ticks without and with their rollup pass (timed apart in the same run), the slowest tick (it must end
-   within the 5-s interval), against the rate documents arrive at (N x 4 / 5 s). ``--no-read`` skips part 1.
+   ticks without and with their rollup pass (timed apart in the same run), against the rate documents
+   arrive at (N x 4 / 5 s), and the slowest tick (the first of the minute, with the rollup pass): one
+   longer than the 5-s interval makes the collector skip the next grid point and backfill it. ``--no-read`` skips part 1.
 
 Figures go to ``bench/results/rollups.json`` and docs/scaling.md (between its ``figures:rollups`` markers).
 
@@ -161,7 +162,8 @@ def bench_ingest(settings: Settings, services: int, ticks: int, spill: Path) -> 
         "insert_only_per_s": round(documents / (total_s - rollup_s), 1), "insert_and_rollup_per_s": round(documents / total_s, 1),
         "tick_s_insert_only": round((total_s - rollup_s) / ticks, 2), "tick_s_with_rollup": round(total_s / ticks, 2),
         "slowest_tick_s": round(max(tick_s), 2), "rollup_s_per_minute": round(rollup_s * 12 / ticks, 2),
-        "keeps_up_with_rollup": bool(documents / total_s >= arriving and max(tick_s) < INTERVAL_S),
+        "keeps_up_with_rollup": bool(documents / total_s >= arriving),
+        "slowest_tick_within_interval": bool(max(tick_s) < INTERVAL_S),
         "rollup_rows_written": rows,
     }
 
@@ -187,8 +189,8 @@ def render(results: dict) -> str:
         f"- **Ingest** through the collector's own tick ({results['ingest'][0]['ticks']} ticks of every service from the first of",
         "  a minute, Prometheus answered in-process; per tick the write-ahead file, one insert per stream collection for",
         "  every service, then one rollup pass for every service, which stores the minute before at the first tick and",
-        "  has nothing to store at the others; the pass timed apart in the same run; keeping up also needs the slowest",
-        "  tick within the 5-s interval):",
+        "  has nothing to store at the others; the pass timed apart in the same run; a slowest tick over the 5-s",
+        "  interval makes the collector skip the next grid point and backfill it from Prometheus):",
         "",
         "| services | arriving | stored: ticks without rollups | with the rollup pass | rollup pass per minute | slowest tick | keeps up |",
         "|---|---|---|---|---|---|---|",

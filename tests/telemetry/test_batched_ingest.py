@@ -257,3 +257,27 @@ def test_minute_frames_of_many_services_are_minute_frame_service_by_service(sett
             pd.testing.assert_frame_equal(frame, expected, check_exact=True, check_freq=True)
         assert frames[0]["health"].notna().sum() > 3 and frames[5]["coverage"].eq(0.0).all()
         assert frames[2]["memory"].isna().all() and frames[2]["cpu"].notna().sum() > 3
+
+
+def test_a_tick_of_every_service_costs_one_insert_per_collection_and_one_rollup_pass(settings, tmp_path, monkeypatch) -> None:
+    collector, _ = _run(Collector, _settings(settings, tmp_path, "trips"), StubPrometheus(), [T0 + dt.timedelta(seconds=5 * k) for k in range(12)])
+    calls: dict[str, list] = {"insert": [], "read": [], "upsert": []}
+    for name, module, attr in (("insert", store, "insert_idempotent"), ("read", store, "read_window"), ("upsert", rollups, "_upsert")):
+        original = getattr(module, attr)
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            calls[_name].append(args)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, attr, counted)
+    try:
+        at = T0 + dt.timedelta(minutes=1)
+        collector._clock = lambda: (at + dt.timedelta(seconds=0.5)).timestamp()
+        assert collector.tick(at).written == 4 * len(SERVICES)
+        assert sorted(args[1] for args in calls["insert"]) == sorted(s.collection for s in STREAMS)
+        assert all(len(args[2]) == len(SERVICES) for args in calls["insert"])
+        assert len(calls["read"]) == len(STREAMS) and len(calls["upsert"]) == 1
+        assert len(calls["upsert"][0][1]) == len(SERVICES)  # every service's row of 12:00 in one bulk write
+    finally:
+        collector.db.client.drop_database(collector.db.name)
+        collector.db.client.close()
