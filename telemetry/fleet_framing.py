@@ -13,16 +13,18 @@ tests compare both paths (tests/telemetry/test_batched_ingest.py).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from telemetry.catalogue import FLAG_NAMES, STREAM_COLUMNS, STREAMS
+from telemetry import store
+from telemetry.catalogue import FLAG_NAMES, STREAM_COLUMNS, STREAMS, Stream
 from telemetry.framing import Cadence
 from telemetry.health import flags, floor_step, grid, health_from_flags
 from telemetry.settings import Settings
 
+UTC = dt.timezone.utc
 CODE = "_service"
 
 
@@ -31,18 +33,31 @@ def minute_frames(
     cadence: Cadence,
 ) -> list[pd.DataFrame]:
     """``[minute_frame(s, start, end, settings, cadence) for s in samples]``, computed together."""
-    n = len(samples)
+    configured = {s.collection for s in settings.stream_set}
+    stacked = {collection: _stack(samples, collection) for collection in configured}
+    return stacked_minute_frames(stacked, len(samples), start, end, settings, cadence)
+
+
+def stacked_minute_frames(
+    stacked: Mapping[str, pd.DataFrame | None], n: int, start: dt.datetime, end: dt.datetime, settings: Settings,
+    cadence: Cadence,
+) -> list[pd.DataFrame]:
+    """:func:`minute_frames` of ``n`` services from their samples stacked per collection (:func:`stack_documents`):
+    a UTC ``time`` index, the stream's columns and the service's position in ``_service``, each service's rows
+    in time order without repeated times (None or absent: no service has samples of that collection)."""
     freq = f"{cadence.step_minutes}min"
     steps = pd.date_range(
         floor_step(start, cadence.step_minutes), pd.Timestamp(end) - pd.Timedelta(microseconds=1), freq=freq, name="time"
     )
-    if not n or not len(steps):
+    if not n:
+        return []
+    if not len(steps):
         from telemetry.framing import minute_frame
 
-        return [minute_frame(s, start, end, settings, cadence) for s in samples]
+        empty = minute_frame({}, start, end, settings, cadence)
+        return [empty.copy() for _ in range(n)]
     points = grid(steps[0], end, settings.grid_seconds)
     configured = {s.collection for s in settings.stream_set}
-    stacked = {collection: _stack(samples, collection) for collection in configured}
 
     # Health: as-of join of every service's samples onto the grid, flags, health, means per step.
     codes = np.repeat(np.arange(n), len(points))
@@ -53,7 +68,7 @@ def minute_frames(
     tolerance = pd.Timedelta(seconds=cadence.tolerance_s)
     columns: dict[str, np.ndarray] = {}
     for stream in settings.stream_set:
-        right = stacked[stream.collection]
+        right = stacked.get(stream.collection)
         if right is None:
             for column in stream.columns:
                 columns[column] = np.full(len(left), np.nan)
@@ -96,6 +111,28 @@ def minute_frames(
     ]
 
 
+def stack_documents(stream: Stream, rows: Iterable[tuple[int, int, dict]]) -> pd.DataFrame | None:
+    """Raw documents of ``stream`` as ``(service position, rank, document)`` -> their samples stacked for
+    :func:`stacked_minute_frames` (None: none), each service's as :func:`telemetry.store.samples_frame` gives
+    them from documents read in rank order then time order: of two at the same time, the lower rank's is kept."""
+    rows = sorted(rows, key=lambda row: (row[0], row[1], row[2]["time_series"]))
+    if not rows:
+        return None
+    codes = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+    index = pd.DatetimeIndex([row[2]["time_series"] for row in rows], name="time")
+    index = index.tz_localize(UTC) if index.tz is None else index.tz_convert(UTC)
+    data = {
+        column: np.array([store.number(row[2].get(field)) for row in rows], dtype=float)
+        for field, column in stream.fields.items()
+    }
+    frame = pd.DataFrame(data, index=index)
+    frame[CODE] = codes
+    keys = pd.MultiIndex.from_arrays([codes, index])
+    frame = frame[~keys.duplicated(keep="first")]
+    order = np.lexsort((frame.index.asi8, frame[CODE].to_numpy()))
+    return frame.iloc[order]
+
+
 def _stack(samples: Sequence[Mapping[str, pd.DataFrame]], collection: str) -> pd.DataFrame | None:
     """Every service's samples of one collection, one frame with a service code column (None: none has any)."""
     parts = [(i, frame) for i, s in enumerate(samples) if (frame := s.get(collection)) is not None and not frame.empty]
@@ -107,4 +144,4 @@ def _stack(samples: Sequence[Mapping[str, pd.DataFrame]], collection: str) -> pd
     return stacked
 
 
-__all__ = ["minute_frames"]
+__all__ = ["minute_frames", "stack_documents", "stacked_minute_frames"]

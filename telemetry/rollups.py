@@ -40,7 +40,7 @@ from pymongo.errors import PyMongoError
 
 from telemetry import store
 from telemetry.catalogue import FLAG_NAMES, ROLLUPS_COLLECTION, STREAM_COLUMNS
-from telemetry.fleet_framing import minute_frames
+from telemetry.fleet_framing import stack_documents, stacked_minute_frames
 from telemetry.framing import Cadence, minute_frame, raw_minute_frame, service_cadence
 from telemetry.health import floor_step
 from telemetry.services import DEFAULT_SERVICE, Service
@@ -251,7 +251,7 @@ def update_services(db: Database, settings: Settings, spans: Sequence[Span], cad
     Services whose spans cover the same steps (every service at a collector tick) are computed together:
     one read per stream over those steps for all of them (a time range on the ``time_series`` index, no
     service filter; other services' samples are left out), each service's rows from its own samples
-    exactly as :func:`write_steps` reads them (:func:`telemetry.fleet_framing.minute_frames`: the values of
+    exactly as :func:`write_steps` reads them (:mod:`telemetry.fleet_framing`: the values of
     :func:`minute_frame`, for all of them at once), and one ``bulk_write`` of upserts per
     read (groups of more than :data:`BATCH_ROWS` rows are split). Spans of more than :data:`BATCH_STEPS`
     steps (a long replay or backfill) go service by service through :func:`write_steps`, which reads only
@@ -299,17 +299,13 @@ def _write_batch(
         for rank, where in enumerate(service.filters()):
             wanted.setdefault(where["service"], []).append((i, rank))
     start = a - dt.timedelta(seconds=cadence.tolerance_s)
-    per_service: list[dict[str, pd.DataFrame]] = [{} for _ in members]
+    stacked = {}
     for stream in settings.stream_set:
-        found: list[list[tuple[int, dt.datetime, dict]]] = [[] for _ in members]
-        for doc in store.read_window(db, stream, start, b):
-            for i, rank in wanted.get(doc.get("service"), ()):
-                found[i].append((rank, doc["time_series"], doc))
-        for i, rows in enumerate(found):
-            rows.sort(key=lambda row: (row[0], row[1]))
-            per_service[i][stream.collection] = store.samples_frame(stream, [row[2] for row in rows])
+        stacked[stream.collection] = stack_documents(stream, (
+            (i, rank, doc) for doc in store.read_window(db, stream, start, b) for i, rank in wanted.get(doc.get("service"), ())
+        ))
     docs_out: list[dict] = []
-    for (service, now), frame in zip(members, minute_frames(per_service, a, b, settings, cadence)):
+    for (service, now), frame in zip(members, stacked_minute_frames(stacked, len(members), a, b, settings, cadence)):
         docs_out.extend(_documents(frame, service, key, cadence, now))
     return _upsert(db, docs_out)
 

@@ -196,7 +196,7 @@ def samples_frame(stream: Stream, docs: Iterable[Mapping[str, Any]]) -> pd.DataF
     index = pd.DatetimeIndex([d["time_series"] for d in docs], name="time")
     index = index.tz_localize(UTC) if index.tz is None else index.tz_convert(UTC)
     data = {
-        column: np.array([_number(d.get(field)) for d in docs], dtype=float)
+        column: np.array([number(d.get(field)) for d in docs], dtype=float)
         for field, column in stream.fields.items()
     }
     frame = pd.DataFrame(data, index=index)
@@ -204,7 +204,8 @@ def samples_frame(stream: Stream, docs: Iterable[Mapping[str, Any]]) -> pd.DataF
     return frame if frame.index.is_monotonic_increasing else frame.sort_index()
 
 
-def _number(value: Any) -> float:
+def number(value: Any) -> float:
+    """A stored field as a float (NaN: null, absent or not a number)."""
     try:
         return float(value) if value is not None else np.nan
     except (TypeError, ValueError):
