@@ -20,8 +20,11 @@ With targets (setting ``collector_targets``, telemetry/targets.py) one query per
 per tick answers for every service: each returned series is mapped to its service, and a
 service's documents carry its ``service`` field (none for the default service).
 
-After each write (a tick, a replay of the file, a backfill window) the per-step rollups of the
-steps the new samples touch are recomputed (telemetry/rollups.py): one or two steps per tick.
+A tick's documents are stored with one ``insert_many`` per stream collection for all services
+(the write-ahead file is flushed grouped by collection; duplicates skipped by the unique
+``(service, time_series)`` index). After each write (a tick, a replay of the file, a backfill
+window) the per-step rollups of the steps the new samples touch are recomputed for every service
+at once (telemetry/rollups.py: one read per stream, one bulk upsert): at most one step per tick.
 """
 
 from __future__ import annotations
@@ -468,22 +471,30 @@ class Collector:
         return 0
 
     def _update_rollups(self) -> None:
-        """Recompute the rollup steps the samples stored since the last update touch (telemetry/rollups.py), per
-        service, from one interval before the oldest: the first tick of a step also closes the step before. A
-        failure keeps the service's span for the next write (the samples are stored; only their rows wait)."""
+        """Recompute the rollup steps the samples stored since the last update touch (telemetry/rollups.py), each
+        service from one interval before its oldest new sample (the first tick of a step also closes the step
+        before), every service at once: at a tick, one read per stream and one bulk upsert for all of them
+        (:func:`telemetry.rollups.update_services`). A failure keeps the spans for the next write (the samples
+        are stored; only their rows wait)."""
         if not self.settings.rollups:
             self._rollup_spans.clear()
             return
-        for name, (first, last) in list(self._rollup_spans.items()):
-            service = service_named(name, self.settings.default_service)
-            try:
-                rollups.update(self.db, self.settings, first - dt.timedelta(seconds=self.interval_s), last, self._cadence,
-                               service=service, now=max(self.now(), last))
-            except (DatabaseUnavailable, PyMongoError) as exc:
-                log.warning("rollups of %s from %s not updated (%s); retried at the next write", service.name,
-                            first.isoformat(), exc)
-                continue
-            del self._rollup_spans[name]
+        if not self._rollup_spans:
+            return
+        now = self.now()
+        back = dt.timedelta(seconds=self.interval_s)
+        spans = [
+            rollups.Span(service_named(name, self.settings.default_service), first - back, last, max(now, last))
+            for name, (first, last) in self._rollup_spans.items()
+        ]
+        try:
+            rollups.update_services(self.db, self.settings, spans, self._cadence)
+        except (DatabaseUnavailable, PyMongoError) as exc:
+            oldest = min(first for first, _ in self._rollup_spans.values())
+            log.warning("rollups of %d services from %s not updated (%s); retried at the next write", len(spans),
+                        oldest.isoformat(), exc)
+            return
+        self._rollup_spans.clear()
 
     def _append(self, items: Sequence[Item]) -> None:
         dropped = self.wal.append(items)

@@ -29,7 +29,8 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from typing import Any, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,7 @@ from pymongo.errors import PyMongoError
 
 from telemetry import store
 from telemetry.catalogue import FLAG_NAMES, ROLLUPS_COLLECTION, STREAM_COLUMNS
+from telemetry.fleet_framing import stack_documents, stacked_minute_frames
 from telemetry.framing import Cadence, minute_frame, raw_minute_frame, service_cadence
 from telemetry.health import floor_step
 from telemetry.services import DEFAULT_SERVICE, Service
@@ -123,11 +125,10 @@ def write_steps(
     now = _utc(now) if now is not None else dt.datetime.now(UTC)
     step = _step(cadence)
     tolerance = dt.timedelta(seconds=cadence.tolerance_s)
-    a = floor_step(_utc(first), cadence.step_minutes)
-    last = min(floor_step(_utc(end) - dt.timedelta(microseconds=1), cadence.step_minutes),
-               floor_step(now, cadence.step_minutes) - step)
-    if last < a:
+    steps = _steps(first, end, cadence, now)
+    if steps is None:
         return 0
+    a, last = steps
     key = recipe(settings, cadence)
     ensure_indexes(db)
     written = 0
@@ -138,6 +139,14 @@ def write_steps(
         written += _upsert(db, list(_documents(frame, service, key, cadence, now)))
         a = b
     return written
+
+
+def _steps(first: dt.datetime, end: dt.datetime, cadence: Cadence, now: dt.datetime) -> tuple[dt.datetime, dt.datetime] | None:
+    """The first and last step :func:`write_steps` computes over ``[first, end)`` at ``now`` (None: no step)."""
+    a = floor_step(_utc(first), cadence.step_minutes)
+    last = min(floor_step(_utc(end) - dt.timedelta(microseconds=1), cadence.step_minutes),
+               floor_step(now, cadence.step_minutes) - _step(cadence))
+    return None if last < a else (a, last)
 
 
 def write_samples(
@@ -199,6 +208,15 @@ def _documents(frame: pd.DataFrame, service: Service, key: str, cadence: Cadence
         yield doc
 
 
+def _update_end(last_sample: dt.datetime, cadence: Cadence, now: dt.datetime) -> dt.datetime:
+    """The end of the steps a sample at ``last_sample`` touches (it counts up to the tolerance after it), as of ``now``."""
+    last_sample = _utc(last_sample)
+    reach = last_sample + dt.timedelta(seconds=cadence.tolerance_s)
+    if reach > now:
+        reach = max(now, last_sample)
+    return floor_step(reach, cadence.step_minutes) + _step(cadence)
+
+
 def update(
     db: Database, settings: Settings, first_sample: dt.datetime, last_sample: dt.datetime, cadence: Cadence | None = None,
     service: Service = DEFAULT_SERVICE, now: dt.datetime | None = None,
@@ -207,12 +225,89 @@ def update(
     counts at grid points up to the tolerance after it) that ``now`` has ended. Returns the rows written."""
     cadence = _default_cadence(settings, cadence)
     now = _utc(now) if now is not None else dt.datetime.now(UTC)
-    last_sample = _utc(last_sample)
-    reach = last_sample + dt.timedelta(seconds=cadence.tolerance_s)
-    if reach > now:
-        reach = max(now, last_sample)
-    end = floor_step(reach, cadence.step_minutes) + _step(cadence)
+    end = _update_end(last_sample, cadence, now)
     return write_steps(db, settings, first_sample, end, cadence, service, now)
+
+
+@dataclass(frozen=True)
+class Span:
+    """Samples of one service stored in ``[first, last]`` whose rows :func:`update_services` recomputes as of ``now``."""
+
+    service: Service
+    first: dt.datetime
+    last: dt.datetime
+    now: dt.datetime
+
+
+#: Most steps of one service :func:`update_services` computes with other services' (longer spans: one by one).
+BATCH_STEPS = 10
+#: Most rows (services x steps) :func:`update_services` computes from one read (~15 samples a stream each in memory).
+BATCH_ROWS = 5000
+
+
+def update_services(db: Database, settings: Settings, spans: Sequence[Span], cadence: Cadence | None = None) -> int:
+    """:func:`update` of many services at once, each span as of its own ``now``: the same rows, in fewer round trips.
+
+    Services whose spans cover the same steps (every service at a collector tick) are computed together:
+    one read per stream over those steps for all of them (a time range on the ``time_series`` index, no
+    service filter; other services' samples are left out), each service's rows from its own samples
+    exactly as :func:`write_steps` reads them (:mod:`telemetry.fleet_framing`: the values of
+    :func:`minute_frame`, for all of them at once), and one ``bulk_write`` of upserts per
+    read (groups of more than :data:`BATCH_ROWS` rows are split). Spans of more than :data:`BATCH_STEPS`
+    steps (a long replay or backfill) go service by service through :func:`write_steps`, which reads only
+    that service's samples. Returns the rows written.
+    """
+    cadence = _default_cadence(settings, cadence)
+    if not spans or not usable(settings, cadence):
+        return 0
+    step = _step(cadence)
+    groups: dict[tuple[dt.datetime, dt.datetime], list[tuple[Service, dt.datetime]]] = {}
+    written = 0
+    known: dict[tuple[dt.datetime, dt.datetime, dt.datetime], tuple[dt.datetime, dt.datetime] | None] = {}
+    for span in spans:
+        now = _utc(span.now)
+        # At a tick every span is the same: its steps are worked out once (a step floor costs ~0.1 ms).
+        times = (span.first, span.last, now)
+        if times not in known:
+            known[times] = _steps(span.first, _update_end(span.last, cadence, now), cadence, now)
+        steps = known[times]
+        if steps is None:
+            continue
+        if (steps[1] - steps[0]) // step + 1 > BATCH_STEPS:
+            written += write_steps(db, settings, steps[0], steps[1] + step, cadence, span.service, now)
+        else:
+            groups.setdefault(steps, []).append((span.service, now))
+    key = recipe(settings, cadence)
+    if groups:
+        ensure_indexes(db)
+    for (a, last), members in groups.items():
+        per_read = max(1, BATCH_ROWS // ((last - a) // step + 1))
+        for i in range(0, len(members), per_read):
+            written += _write_batch(db, settings, a, last + step, cadence, members[i : i + per_read], key)
+    return written
+
+
+def _write_batch(
+    db: Database, settings: Settings, a: dt.datetime, b: dt.datetime, cadence: Cadence,
+    members: Sequence[tuple[Service, dt.datetime]], key: str,
+) -> int:
+    """The rows of the steps in ``[a, b)`` of every service in ``members``, from one read per stream."""
+    # The ``service`` value of a sample -> (member, rank of the filter): the default service reads its samples
+    # without a service field before those naming it, and keeps the first of two at the same time (write_steps).
+    wanted: dict[str | None, list[tuple[int, int]]] = {}
+    for i, (service, _) in enumerate(members):
+        for rank, where in enumerate(service.filters()):
+            wanted.setdefault(where["service"], []).append((i, rank))
+    start = a - dt.timedelta(seconds=cadence.tolerance_s)
+    stacked = {}
+    for stream in settings.stream_set:
+        stacked[stream.collection] = stack_documents(stream, (
+            (i, rank, doc) for doc in store.read_window(db, stream, start, b) for i, rank in wanted.get(doc.get("service"), ())
+        ))
+    docs_out: list[dict] = []
+    for (service, now), frame in zip(members, stacked_minute_frames(stacked, len(members), a, b, settings, cadence)):
+        docs_out.extend(_documents(frame, service, key, cadence, now))
+    return _upsert(db, docs_out)
 
 
 def rebuild(
@@ -311,5 +406,5 @@ def _runs(missing: np.ndarray) -> list[tuple[int, int]]:
 
 
 __all__ = [
-    "FRAME_COLUMNS", "recipe", "usable", "ensure_indexes", "write_steps", "update", "rebuild", "delete", "read_rows", "read_frame",
+    "FRAME_COLUMNS", "Span", "recipe", "usable", "ensure_indexes", "write_steps", "update", "update_services", "rebuild", "delete", "read_rows", "read_frame",
 ]

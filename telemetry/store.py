@@ -180,12 +180,23 @@ def read_stream(
     return samples_frame(stream, docs)
 
 
+def read_window(db: Database, stream: Stream, start: dt.datetime, end: dt.datetime) -> list[dict]:
+    """Every service's raw documents of ``stream`` with ``start <= time < end`` (``service``, ``time_series`` and
+    the stream's fields), unsorted: one query on the ``time_series`` index, for callers that split them by service."""
+    query = {"time_series": {"$gte": _as_utc(start), "$lt": _as_utc(end)}}
+    projection = {"_id": 0, "service": 1, "time_series": 1, **{f: 1 for f in stream.fields}}
+    try:
+        return list(db[stream.collection].find(query, projection))
+    except PyMongoError as exc:
+        raise unavailable(db, exc) from exc
+
+
 def samples_frame(stream: Stream, docs: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     docs = list(docs)
     index = pd.DatetimeIndex([d["time_series"] for d in docs], name="time")
     index = index.tz_localize(UTC) if index.tz is None else index.tz_convert(UTC)
     data = {
-        column: np.array([_number(d.get(field)) for d in docs], dtype=float)
+        column: np.array([number(d.get(field)) for d in docs], dtype=float)
         for field, column in stream.fields.items()
     }
     frame = pd.DataFrame(data, index=index)
@@ -193,7 +204,8 @@ def samples_frame(stream: Stream, docs: Iterable[Mapping[str, Any]]) -> pd.DataF
     return frame if frame.index.is_monotonic_increasing else frame.sort_index()
 
 
-def _number(value: Any) -> float:
+def number(value: Any) -> float:
+    """A stored field as a float (NaN: null, absent or not a number)."""
     try:
         return float(value) if value is not None else np.nan
     except (TypeError, ValueError):
