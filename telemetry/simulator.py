@@ -378,7 +378,7 @@ def run_live(
     apps = [app_settings(settings, m.profile) if m.profile else settings for m in members]  # what criticity labels follow
     written_until = start or clock()
     indexed = False
-    cadences: dict[int, frames.Cadence] = {}
+    cadences: dict[AppProfile | None, frames.Cadence] = {}
     down_since: dt.datetime | None = None
     day = 0
     while not stop():
@@ -402,13 +402,8 @@ def run_live(
                             for doc in documents(stream, _due(sim.samples[stream.collection], written_until, now), app, m.service)]
                     if docs:
                         store.insert_idempotent(db, stream.collection, docs)
-                for index, (m, app) in enumerate(zip(members, apps)):
-                    if app.rollups and now > written_until:
-                        # From a step before: the first write of a step also closes the one before it.
-                        who = service_named(m.service, settings.default_service)
-                        cadence = cadences.get(index) or cadences.setdefault(index, frames.service_cadence(db, app, service=who))
-                        rollups.update(db, app, written_until - dt.timedelta(minutes=cadence.step_minutes), now, cadence,
-                                       who, now=clock())
+                if now > written_until:
+                    _update_rollups(db, members, apps, cadences, written_until, now, clock())
             except BulkWriteError:
                 raise  # not an outage: the server refuses these documents, and always would
             except (store.DatabaseUnavailable, PyMongoError) as exc:
@@ -423,6 +418,26 @@ def run_live(
                 written_until = now
             sleep(interval_s)
         day += 1
+
+
+def _update_rollups(
+    db, members: Sequence[LiveService], apps: Sequence[Settings], cadences: dict, written_until: dt.datetime,
+    now: dt.datetime, as_of: dt.datetime,
+) -> None:
+    """The rollup rows of every member's steps ended by a tick that wrote ``[written_until, now)``: one pass
+    (:func:`telemetry.rollups.update_services`) per app among them (members of one app share its cadence)."""
+    for profile in dict.fromkeys(m.profile for m in members):
+        group = [(m, app) for m, app in zip(members, apps) if m.profile == profile and app.rollups]
+        if not group:
+            continue
+        app = group[0][1]
+        if profile not in cadences:
+            cadences[profile] = frames.service_cadence(db, app, service=service_named(group[0][0].service, app.default_service))
+        cadence = cadences[profile]
+        # From a step before: the first write of a step also closes the one before it.
+        first = written_until - dt.timedelta(minutes=cadence.step_minutes)
+        spans = [rollups.Span(service_named(m.service, app.default_service), first, now, as_of) for m, _ in group]
+        rollups.update_services(db, app, spans, cadence)
 
 
 def _due(frame: pd.DataFrame, since: dt.datetime, until: dt.datetime) -> pd.DataFrame:
