@@ -236,6 +236,9 @@ class Collector:
         #: Oldest and newest sample stored since the rollups were last updated (None: nothing new).
         #: Per service name (None: the default service), the span of samples stored since its rollups were updated.
         self._rollup_spans: dict[str | None, tuple[dt.datetime, dt.datetime]] = {}
+        self._rollup_lock = threading.Lock()
+        #: Set while :meth:`run`'s rollup thread works: a write then only wakes it (the tick never waits for rows).
+        self._rollup_wake: threading.Event | None = None
         self._cadence = cadence_for(settings.collect_interval_s, settings)
         self._observe()
 
@@ -471,30 +474,52 @@ class Collector:
         return 0
 
     def _update_rollups(self) -> None:
-        """Recompute the rollup steps the samples stored since the last update touch (telemetry/rollups.py), each
-        service from one interval before its oldest new sample (the first tick of a step also closes the step
-        before), every service at once: at a tick, one read per stream and one bulk upsert for all of them
-        (:func:`telemetry.rollups.update_services`). A failure keeps the spans for the next write (the samples
-        are stored; only their rows wait)."""
+        """Recompute the rollup steps the samples stored since the last update touch (telemetry/rollups.py): inline,
+        or, while :meth:`run` ticks, by its rollup thread, so that a tick never waits for the rows (at a thousand
+        services the first tick of a minute closes a thousand steps)."""
         if not self.settings.rollups:
-            self._rollup_spans.clear()
+            with self._rollup_lock:
+                self._rollup_spans.clear()
             return
-        if not self._rollup_spans:
+        if self._rollup_wake is not None:
+            self._rollup_wake.set()
+            return
+        self._compute_rollups()
+
+    def _compute_rollups(self) -> None:
+        """The pending spans' rows, each service from one interval before its oldest new sample (the first tick of
+        a step also closes the step before), every service at once: one read per stream and one bulk upsert for
+        all of them at a tick (:func:`telemetry.rollups.update_services`). A failure keeps the spans for the next
+        write (the samples are stored; only their rows wait)."""
+        with self._rollup_lock:
+            pending, self._rollup_spans = self._rollup_spans, {}
+        if not pending:
             return
         now = self.now()
         back = dt.timedelta(seconds=self.interval_s)
         spans = [
             rollups.Span(service_named(name, self.settings.default_service), first - back, last, max(now, last))
-            for name, (first, last) in self._rollup_spans.items()
+            for name, (first, last) in pending.items()
         ]
         try:
             rollups.update_services(self.db, self.settings, spans, self._cadence)
         except (DatabaseUnavailable, PyMongoError) as exc:
-            oldest = min(first for first, _ in self._rollup_spans.values())
+            oldest = min(first for first, _ in pending.values())
             log.warning("rollups of %d services from %s not updated (%s); retried at the next write", len(spans),
                         oldest.isoformat(), exc)
-            return
-        self._rollup_spans.clear()
+            for name, (first, last) in pending.items():
+                self._note_span(name, first, last)
+
+    def _rollup_loop(self, wake: threading.Event, done: threading.Event) -> None:
+        while True:
+            wake.wait()
+            wake.clear()
+            try:
+                self._compute_rollups()
+            except Exception:  # noqa: BLE001 - the thread must outlive one bad pass; the spans wait for the next
+                log.exception("rollup pass failed; retried at the next write")
+            if done.is_set():
+                return
 
     def _append(self, items: Sequence[Item]) -> None:
         dropped = self.wal.append(items)
@@ -541,9 +566,12 @@ class Collector:
             at = doc.get("time_series")
             if not isinstance(at, dt.datetime):
                 continue
-            name = doc.get("service")
+            self._note_span(doc.get("service"), at, at)
+
+    def _note_span(self, name: str | None, first: dt.datetime, last: dt.datetime) -> None:
+        with self._rollup_lock:
             span = self._rollup_spans.get(name)
-            self._rollup_spans[name] = (at, at) if span is None else (min(at, span[0]), max(at, span[1]))
+            self._rollup_spans[name] = (first, last) if span is None else (min(first, span[0]), max(last, span[1]))
 
     def _observe(self) -> None:
         self.metrics.wal_samples.set(len(self.wal))
@@ -563,6 +591,20 @@ class Collector:
             log.info("%d targets: %s", len(self.targets), "; ".join(str(t) for t in self.targets))
         # Query a moment after each grid point: a scrape stamped just before it may still be in flight.
         settle_s = min(0.5, 0.1 * self.interval_s)
+        wake, done = threading.Event(), threading.Event()
+        worker = threading.Thread(target=self._rollup_loop, args=(wake, done), name="collector-rollups", daemon=True)
+        self._rollup_wake = wake
+        worker.start()
+        try:
+            self._tick_until(stop, at, settle_s)
+        finally:
+            self._rollup_wake = None
+            done.set()
+            wake.set()
+            worker.join(timeout=120)
+            self._compute_rollups()  # what the thread's last pass did not see
+
+    def _tick_until(self, stop: threading.Event, at: dt.datetime, settle_s: float) -> None:
         while not stop.is_set():
             wait = (at - self.now()).total_seconds() + settle_s
             if wait > 0 and stop.wait(wait):

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from typing import Mapping
 
 import numpy as np
@@ -48,6 +50,15 @@ class StubPrometheus:
             value = 0.2 + 0.1 * i + 0.01 * np.sin(offset / 30 + i) if column != "req_success" else 10.0 + i + offset / 60
             out.append(({SERVICE_LABEL: service}, Sample(at, float(value))))
         return out
+
+    def query_range_series(self, expr: str, start: dt.datetime, end: dt.datetime, step_s: float):
+        per_service: dict[str, list[Sample]] = {}
+        at = start
+        while at <= end:
+            for labels, sample in self.query_series(expr, at):
+                per_service.setdefault(labels[SERVICE_LABEL], []).append(sample)
+            at += dt.timedelta(seconds=step_s)
+        return [({SERVICE_LABEL: name}, samples) for name, samples in per_service.items()]
 
 
 def _settings(settings, tmp_path, name: str):
@@ -281,3 +292,45 @@ def test_a_tick_of_every_service_costs_one_insert_per_collection_and_one_rollup_
     finally:
         collector.db.client.drop_database(collector.db.name)
         collector.db.client.close()
+
+
+def test_while_run_ticks_its_rollup_thread_writes_the_rows_and_no_tick_waits_for_them(settings, tmp_path, monkeypatch) -> None:
+    """``run`` on a clock 50 s into a minute, ticking every second: the minute's rows are computed by the collector's
+    rollup thread (never the ticking one) and are the raw path's frame; the stop leaves no span behind."""
+    run_settings = with_settings(_settings(settings, tmp_path, "thread"), collect_interval_s=1.0)
+    db = store.connect(run_settings, autostart=False)
+    offset = time.time() - (T0 + dt.timedelta(seconds=50)).timestamp()
+    collector = Collector(run_settings, StubPrometheus(), db, clock=lambda: time.time() - offset, db_retry_delays_s=(0.0,))
+    passes: list[str] = []
+    update = rollups.update_services
+
+    def watched(*args, **kwargs):
+        passes.append(threading.current_thread().name)
+        return update(*args, **kwargs)
+
+    monkeypatch.setattr(rollups, "update_services", watched)
+    stop = threading.Event()
+    thread = threading.Thread(target=collector.run, args=(stop,), name="ticking")
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while collector.now() < T0 + dt.timedelta(seconds=64) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    try:
+        assert not thread.is_alive()
+        assert "collector-rollups" in passes and "ticking" not in passes
+        assert collector._rollup_spans == {}
+        rows = {(r["service"], r["time"]) for r in db[ROLLUPS_COLLECTION].find({"time": T0})}
+        assert rows == {(name, T0) for name in SERVICES}
+        for name in SERVICES:
+            service = service_named(name)
+            fast = load_minute_frame(db, T0, T0 + dt.timedelta(minutes=1), run_settings, CADENCE, service)
+            raw = raw_minute_frame(db, T0, T0 + dt.timedelta(minutes=1), run_settings, CADENCE, service)
+            pd.testing.assert_frame_equal(fast, raw, check_exact=True)
+            assert fast["health"].notna().all()
+    finally:
+        db.client.drop_database(db.name)
+        db.client.close()
