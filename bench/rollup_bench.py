@@ -15,8 +15,9 @@ What it does (everything in one process, on loopback, against a fresh SecantusDB
    for every service (``Collector._update_rollups`` -> :func:`telemetry.rollups.update_services`; only
    the first tick of a minute has an ended step to store). Reported: documents stored per second, the
    ticks without and with their rollup pass (timed apart in the same run), against the rate documents
-   arrive at (N x 4 / 5 s), and the slowest tick (the first of the minute, with the rollup pass): one
-   longer than the 5-s interval makes the collector skip the next grid point and backfill it. ``--no-read`` skips part 1.
+   arrive at (N x 4 / 5 s), and the slowest tick, its inserts alone (while ``pycemaker collect`` runs, the pass is
+   its rollup thread's) and with the pass (the first of the minute): a tick longer than the 5-s interval makes the
+   collector skip the next grid point and backfill it. ``--no-read`` skips part 1.
 
 Figures go to ``bench/results/rollups.json`` and docs/scaling.md (between its ``figures:rollups`` markers).
 
@@ -138,14 +139,17 @@ def bench_ingest(settings: Settings, services: int, ticks: int, spill: Path) -> 
         began = time.perf_counter()
         update()
         rollup_s += time.perf_counter() - began
+        tick_rollup_s[-1] += time.perf_counter() - began
 
     collector._update_rollups = timed_update  # type: ignore[method-assign]
     # ``ticks`` ticks from the first of a minute: the steady state, where the first tick of a minute stores the
     # minute before (for every service at once) and the other eleven have no ended step to store.
     tick_s: list[float] = []
+    tick_rollup_s: list[float] = []
     stored = 0
     for k in range(ticks):
         now["t"] = END + dt.timedelta(seconds=INTERVAL_S * k)
+        tick_rollup_s.append(0.0)
         began = time.perf_counter()
         report = collector.tick(now["t"])
         tick_s.append(time.perf_counter() - began)
@@ -162,8 +166,10 @@ def bench_ingest(settings: Settings, services: int, ticks: int, spill: Path) -> 
         "insert_only_per_s": round(documents / (total_s - rollup_s), 1), "insert_and_rollup_per_s": round(documents / total_s, 1),
         "tick_s_insert_only": round((total_s - rollup_s) / ticks, 2), "tick_s_with_rollup": round(total_s / ticks, 2),
         "slowest_tick_s": round(max(tick_s), 2), "rollup_s_per_minute": round(rollup_s * 12 / ticks, 2),
+        # While `collect` runs, the pass is its rollup thread's: a tick itself is its inserts.
+        "slowest_tick_without_rollup_s": round(max(t - r for t, r in zip(tick_s, tick_rollup_s)), 2),
         "keeps_up_with_rollup": bool(documents / total_s >= arriving),
-        "slowest_tick_within_interval": bool(max(tick_s) < INTERVAL_S),
+        "slowest_tick_within_interval": bool(max(t - r for t, r in zip(tick_s, tick_rollup_s)) < INTERVAL_S),
         "rollup_rows_written": rows,
     }
 
@@ -189,17 +195,20 @@ def render(results: dict) -> str:
         f"- **Ingest** through the collector's own tick ({results['ingest'][0]['ticks']} ticks of every service from the first of",
         "  a minute, Prometheus answered in-process; per tick the write-ahead file, one insert per stream collection for",
         "  every service, then one rollup pass for every service, which stores the minute before at the first tick and",
-        "  has nothing to store at the others; the pass timed apart in the same run; a slowest tick over the 5-s",
-        "  interval makes the collector skip the next grid point and backfill it from Prometheus):",
+        "  has nothing to store at the others; the pass timed apart in the same run. While `pycemaker collect` runs the",
+        "  pass is its rollup thread's, so a tick waits for its inserts alone; a tick over the 5-s interval makes the",
+        "  collector skip the next grid point and backfill it from Prometheus):",
         "",
-        "| services | arriving | stored: ticks without rollups | with the rollup pass | rollup pass per minute | slowest tick | keeps up |",
+        "| services | arriving | stored: ticks without rollups | with the rollup pass | rollup pass per minute "
+        "| slowest tick: inserts / with the pass | keeps up |",
         "|---|---|---|---|---|---|---|",
     ]
     for size in results["ingest"]:
         lines.append(
             f"| {size['services']} | {size['arriving_per_s']:.0f} docs/s | {size['insert_only_per_s']:.0f} docs/s "
             f"| {size['insert_and_rollup_per_s']:.0f} docs/s | {size['rollup_s_per_minute']:.1f} s "
-            f"| {size['slowest_tick_s']:.1f} s | {'yes' if size['keeps_up_with_rollup'] else 'no'} |"
+            f"| {size['slowest_tick_without_rollup_s']:.1f} s / {size['slowest_tick_s']:.1f} s "
+            f"| {'yes' if size['keeps_up_with_rollup'] else 'no'} |"
         )
     return "\n".join(lines) + "\n"
 
