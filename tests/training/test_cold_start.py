@@ -12,7 +12,7 @@ import datetime as dt
 import pytest
 
 from forecasting import registry
-from telemetry import simulator
+from telemetry import simulator, store
 from tests.scenario import Clock
 from tests.training.conftest import tiny_fit_config
 
@@ -22,6 +22,15 @@ from training.pipeline import train_once  # noqa: E402
 
 UTC = dt.timezone.utc
 END = dt.datetime(2026, 5, 6, tzinfo=UTC)
+
+
+@pytest.fixture
+def db(settings):
+    """The test's database, not dropped after (as tests/conftest.py's ``db`` does): the name is unique and the server's
+    data dies with the session, and dropping a day of samples costs tens of seconds on a busy machine."""
+    database = store.connect(settings, autostart=False)
+    yield database
+    database.client.close()
 
 
 def write(settings, db, hours: float, seed: int = 21) -> None:
