@@ -59,19 +59,29 @@ def workers_of(pid: int) -> list[int]:
     return sorted(out)
 
 
+def start_serve(env: dict[str, str], cwd: Path, *, workers: int, threads: int, log_path: Path | None = None,
+                new_session: bool = False) -> tuple[subprocess.Popen, str]:
+    """``pycemaker serve`` with exactly ``env`` on a free port, output to ``log_path`` (None: discarded), not waited
+    for; returns (process, base URL). ``new_session``: its own process group (``os.killpg`` ends it and its workers)."""
+    port = free_port()
+    command = [sys.executable, "-m", "pycemaker", "serve", "--port", str(port), "--workers", str(workers), "--threads", str(threads)]
+    if log_path is None:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=new_session)
+    else:
+        with log_path.open("w") as log_file:
+            process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                       start_new_session=new_session)
+    return process, f"http://127.0.0.1:{port}"
+
+
 @contextmanager
 def gunicorn(env: dict[str, str], cwd: Path, *, workers: int = 2, threads: int = 2) -> Iterator[tuple[str, subprocess.Popen, Path]]:
     """``pycemaker serve`` with ``env`` on a free port; yields (base URL, process, log file) once /livez answers."""
-    port = free_port()
     log_path = cwd / "serve.log"
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "PYCEMAKER_LOG_LEVEL": "INFO", **env}
     full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    with log_path.open("w") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pycemaker", "serve", "--port", str(port), "--workers", str(workers), "--threads", str(threads)],
-            cwd=cwd, env=full_env, stdout=log_file, stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
+    process, base = start_serve(full_env, cwd, workers=workers, threads=threads, log_path=log_path)
     try:
         deadline = time.monotonic() + 90
         while True:

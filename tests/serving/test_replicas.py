@@ -7,8 +7,6 @@ import datetime as dt
 import os
 import signal
 import subprocess
-import sys
-import time
 import uuid
 
 import pytest
@@ -19,7 +17,7 @@ from telemetry import simulator
 from telemetry.settings import Settings
 from telemetry.store import connect
 from tests.conftest import REPO
-from tests.ports import free_port
+from tests.reliability.processes import start_serve, wait_for
 from tests.serving.onnx_models import declining_model
 
 UTC = dt.timezone.utc
@@ -29,7 +27,8 @@ HEARTBEAT_S, TIMEOUT_S = 0.5, 3.0
 
 @pytest.fixture
 def split_fleet(mongo_uri, tmp_path):
-    """``COUNT`` services with the last 50 minutes of samples (and ten past now), a declining model, the env of a replica."""
+    """``COUNT`` services with the last 40 minutes of samples (the model's L is 30; and ten past now), a declining model,
+    the env of a replica."""
     settings = Settings(mongo_uri=mongo_uri, database=f"replicas_{uuid.uuid4().hex[:8]}", models_dir=tmp_path / "models")
     declining_model(settings.models_dir, rate=0.01, L=30, H=60)
     db = connect(settings, autostart=False)
@@ -37,7 +36,7 @@ def split_fleet(mongo_uri, tmp_path):
     names = []
     for index in range(1, COUNT + 1):
         name, seed, scale = simulator.fleet_service(7, index, COUNT)
-        sim = simulator.simulate(now - dt.timedelta(minutes=50), now + dt.timedelta(minutes=10), seed, settings, capacity_scale=scale)
+        sim = simulator.simulate(now - dt.timedelta(minutes=40), now + dt.timedelta(minutes=10), seed, settings, capacity_scale=scale)
         simulator.write(db, sim, settings, service=name)
         names.append(name)
     env = {**os.environ, "MONGO_URI": mongo_uri, "PYCEMAKER_DATABASE": settings.database,
@@ -46,26 +45,16 @@ def split_fleet(mongo_uri, tmp_path):
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     try:
         yield db, names, env, tmp_path
-    finally:
-        db.client.drop_database(settings.database)
+    finally:  # not dropped: the name is unique and the server's data dies with the session (dropping costs seconds)
         db.client.close()
 
 
 def _serve(env: dict, cwd) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "pycemaker", "serve", "--port", str(port), "--workers", "1", "--threads", "2"],
-                               cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    return process, f"http://127.0.0.1:{port}"
+    return start_serve(env, cwd, workers=1, threads=2, new_session=True)
 
 
 def _until(check, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
-        time.sleep(0.3)
+    return wait_for(check, timeout_s, what, every=0.3)
 
 
 def _live(db) -> list[str]:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import uuid
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from telemetry import simulator
+from telemetry import simulator, store
 from telemetry.frames import minute_frame
 from telemetry.settings import Settings
 
@@ -45,3 +48,75 @@ def two_days_frame(two_days_simulation):
 def one_day_simulation():
     """One simulated day (seed 11), for runs that go through the store (writing and reading cost seconds)."""
     return simulator.simulate(START, START + dt.timedelta(days=1), seed=11, settings=Settings())
+
+
+@pytest.fixture(scope="session")
+def one_day_store(mongo_uri, one_day_simulation) -> Settings:
+    """A database holding :func:`one_day_simulation` as the default service's, written once per session (writing a
+    day costs tens of seconds). Shared: tests read it and keep their registries in their own ``models_dir``."""
+    base = Settings(mongo_uri=mongo_uri, database=f"train_{uuid.uuid4().hex[:10]}")
+    db = store.connect(base, autostart=False)
+    simulator.write(db, one_day_simulation, base)
+    db.client.close()
+    # Not dropped after: the name is unique and the server's data dies with the session (dropping costs ~8 s).
+    return base
+
+
+FLEET = ["svc-01", "svc-02", "svc-03"]
+#: The fleet's span. The per-service choice (test_service_assignments.py) needs a day: on 12 hours svc-01's
+#: stretched pattern still shows a 60-minute season.
+FLEET_HOURS = 24
+#: L and H for the pooled LSTM (test_fleet_training.py): smaller windows train faster (its split needs
+#: (L + H) / 0.15 minutes: 10 h).
+FLEET_LSTM = dict(input_minutes=60, horizon_minutes=30)
+SEASONAL = "svc-03"
+#: svc-03 repeats one hour all day (with a little noise): its own baselines find the hourly season and forecast it
+#: closely. svc-01, the primary service a run's baselines are fitted on, is the same app slowed down in time (a
+#: 60-minute pattern becomes a 77-minute one, no season the detector tries), so those baselines find no season and
+#: cannot; svc-02 is svc-01's twin, so its own baselines are svc-01's.
+PERIOD = dt.timedelta(hours=1)
+STRETCH = 60 / 47
+
+
+def stretched(sim: simulator.Simulation, start: dt.datetime, end: dt.datetime) -> simulator.Simulation:
+    """Time slowed by :data:`STRETCH` from ``start`` (cut at ``end``)."""
+    out = {}
+    for name, frame in sim.samples.items():
+        moved = frame.copy()
+        moved.index = (start + (frame.index - start) * STRETCH).round("ms")
+        out[name] = moved[moved.index < end]
+    return simulator.Simulation(out, [])
+
+
+def pure_seasonal(sim: simulator.Simulation, start: dt.datetime, end: dt.datetime, seed: int = 3) -> simulator.Simulation:
+    """Every stream's samples of the first hour repeated from ``start`` to ``end``, each value times 1 + N(0, 3%)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, frame in sim.samples.items():
+        piece = frame[frame.index < start + PERIOD]
+        copies = []
+        k = 0
+        while start + k * PERIOD < end:
+            shifted = piece * (1 + 0.03 * rng.standard_normal(piece.shape))
+            shifted.index = piece.index + k * PERIOD
+            copies.append(shifted[shifted.index < end])
+            k += 1
+        out[name] = pd.concat(copies)
+    return simulator.Simulation(out, [])
+
+
+@pytest.fixture(scope="session")
+def fleet_store(mongo_uri) -> Settings:
+    """Three services of :data:`FLEET_HOURS` and nothing for the default service, written once per session for the
+    fleet tests (test_fleet_training.py, test_service_assignments.py): svc-01 and its twin svc-02 (one simulated app,
+    time stretched), svc-03 (that app's first hour repeated: purely seasonal)."""
+    base = Settings(mongo_uri=mongo_uri, database=f"fleet_{uuid.uuid4().hex[:10]}")
+    db = store.connect(base, autostart=False)
+    end = START + dt.timedelta(hours=FLEET_HOURS)
+    _, seed, scale = simulator.fleet_service(42, 1, 3)
+    sim = simulator.simulate(START, end, seed, base, capacity_scale=scale)
+    simulator.write(db, stretched(sim, START, end), base, service="svc-01")
+    simulator.write(db, stretched(sim, START, end), base, service="svc-02")
+    simulator.write(db, pure_seasonal(sim, START, end), base, service=SEASONAL)
+    db.client.close()
+    return base

@@ -12,7 +12,7 @@ import datetime as dt
 import pytest
 
 from forecasting import registry
-from telemetry import simulator
+from telemetry import simulator, store
 from tests.scenario import Clock
 from tests.training.conftest import tiny_fit_config
 
@@ -22,6 +22,15 @@ from training.pipeline import train_once  # noqa: E402
 
 UTC = dt.timezone.utc
 END = dt.datetime(2026, 5, 6, tzinfo=UTC)
+
+
+@pytest.fixture
+def db(settings):
+    """The test's database, not dropped after (as tests/conftest.py's ``db`` does): the name is unique and the server's
+    data dies with the session, and dropping a day of samples costs tens of seconds on a busy machine."""
+    database = store.connect(settings, autostart=False)
+    yield database
+    database.client.close()
 
 
 def write(settings, db, hours: float, seed: int = 21) -> None:
@@ -49,8 +58,9 @@ def test_an_empty_registry_and_hours_of_history_get_a_model_and_forecasts(settin
     assert forecast.get_json()["model_version"] == card.version
 
 
-def test_two_days_on_an_empty_registry_make_the_service_ready_on_every_route(settings, db, make_app):
-    write(settings, db, 48)
+def test_a_day_on_an_empty_registry_makes_the_service_ready_on_every_route(settings, db, make_app):
+    """A day: long enough for the LSTM's split at L = 120, H = 60 (training/datamodule.py minimum_minutes: 1201)."""
+    write(settings, db, 24)
     result = train_once(dataclasses.replace(settings, horizon_minutes=60), db, config=tiny_fit_config(max_epochs=2),
                         progress_bar=False)
     assert result.promoted and result.status == "succeeded"

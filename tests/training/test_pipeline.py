@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from bson import ObjectId
 pytest.importorskip("torch")
 
 from forecasting import registry, training_runs  # noqa: E402
-from telemetry import simulator, store  # noqa: E402
+from telemetry import store  # noqa: E402
 from telemetry.settings import Settings  # noqa: E402
 from tests.training.conftest import TINY, tiny_fit_config  # noqa: E402
 from training import pipeline  # noqa: E402
@@ -29,14 +28,9 @@ V1 = REPO / "tests" / "fixtures" / "models" / "v1"
 
 
 @pytest.fixture(scope="module")
-def stored(mongo_uri, one_day_simulation):
-    """A database holding one simulated day (written once for the module)."""
-    base = Settings(mongo_uri=mongo_uri, database=f"train_{uuid.uuid4().hex[:10]}")
-    db = store.connect(base, autostart=False)
-    simulator.write(db, one_day_simulation, base)
-    db.client.close()
-    # Not dropped after: the name is unique and the server's data dies with the session (dropping costs ~8 s).
-    return base
+def stored(one_day_store):
+    """A database holding one simulated day (tests/training/conftest.py: written once for the session)."""
+    return one_day_store
 
 
 @pytest.fixture(scope="module")

@@ -2,76 +2,25 @@
 (training/pipeline.py ``_assign_services``, ``services.json``: forecasting/registry.py), and serving follows."""
 
 import dataclasses
-import datetime as dt
 import json
 import shutil
-import uuid
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from forecasting import registry
-from telemetry import simulator, store
-from telemetry.settings import Settings
-from tests.training.conftest import START, TINY
+from telemetry import store
+from tests.training.conftest import FLEET, SEASONAL, TINY
 from training.pipeline import train_once
 
-SERVICES = ["svc-01", "svc-02", "svc-03"]
-SEASONAL = "svc-03"
-#: svc-03 repeats one hour all day (with a little noise): its own baselines find the hourly season and forecast it
-#: closely. svc-01, the primary service the run's baselines are fitted on, is the same app slowed down in time (a
-#: 60-minute pattern becomes a 77-minute one, no season the detector tries), so those baselines find no season and
-#: cannot; svc-02 is svc-01's twin, so its own baselines are svc-01's.
-PERIOD = dt.timedelta(hours=1)
-STRETCH = 60 / 47
-
-
-def stretched(sim: simulator.Simulation, start: dt.datetime, end: dt.datetime) -> simulator.Simulation:
-    """Time slowed by :data:`STRETCH` from ``start`` (cut at ``end``)."""
-    out = {}
-    for name, frame in sim.samples.items():
-        moved = frame.copy()
-        moved.index = (start + (frame.index - start) * STRETCH).round("ms")
-        out[name] = moved[moved.index < end]
-    return simulator.Simulation(out, [])
-
-
-def pure_seasonal(sim: simulator.Simulation, start: dt.datetime, end: dt.datetime, seed: int = 3) -> simulator.Simulation:
-    """Every stream's samples of the first hour repeated from ``start`` to ``end``, each value times 1 + N(0, 3%)."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name, frame in sim.samples.items():
-        piece = frame[frame.index < start + PERIOD]
-        copies = []
-        k = 0
-        while start + k * PERIOD < end:
-            shifted = piece * (1 + 0.03 * rng.standard_normal(piece.shape))
-            shifted.index = piece.index + k * PERIOD
-            copies.append(shifted[shifted.index < end])
-            k += 1
-        out[name] = pd.concat(copies)
-    return simulator.Simulation(out, [])
+SERVICES = FLEET
 
 
 @pytest.fixture(scope="module")
-def seasonal_fleet(mongo_uri):
-    base = Settings(mongo_uri=mongo_uri, database=f"assign_{uuid.uuid4().hex[:10]}")
-    db = store.connect(base, autostart=False)
-    end = START + dt.timedelta(days=1)
-    _, seed, scale = simulator.fleet_service(42, 1, 3)
-    sim = simulator.simulate(START, end, seed, base, capacity_scale=scale)
-    simulator.write(db, stretched(sim, START, end), base, service="svc-01")
-    simulator.write(db, stretched(sim, START, end), base, service="svc-02")
-    simulator.write(db, pure_seasonal(sim, START, end), base, service=SEASONAL)
-    db.client.close()
-    return base
-
-
-@pytest.fixture(scope="module")
-def assigned_run(seasonal_fleet, tmp_path_factory):
+def assigned_run(fleet_store, tmp_path_factory):
+    """The fleet (tests/training/conftest.py) trained once with the baselines only."""
     models = tmp_path_factory.mktemp("assign") / "models"
-    settings = dataclasses.replace(seasonal_fleet, models_dir=models, candidate_kinds=("seasonal_naive", "ets"), **TINY)
+    settings = dataclasses.replace(fleet_store, models_dir=models, candidate_kinds=("seasonal_naive", "ets"), **TINY)
     db = store.connect(settings, autostart=False)
     try:
         result = train_once(settings, db, progress_bar=False)
@@ -122,12 +71,10 @@ def test_assignments_hold_only_while_current_names_their_champion(assigned_run, 
     assert data["format_version"] == registry.FORMAT_VERSION and np.isfinite(len(data["services"]))
 
 
-def test_a_one_service_run_writes_no_assignments(mongo_uri, one_day_simulation, tmp_path):
-    base = Settings(mongo_uri=mongo_uri, database=f"assign_one_{uuid.uuid4().hex[:10]}")
-    db = store.connect(base, autostart=False)
+def test_a_one_service_run_writes_no_assignments(one_day_store, tmp_path):
+    db = store.connect(one_day_store, autostart=False)
     try:
-        simulator.write(db, one_day_simulation, base)
-        settings = dataclasses.replace(base, models_dir=tmp_path / "models", candidate_kinds=("seasonal_naive", "ets"), **TINY)
+        settings = dataclasses.replace(one_day_store, models_dir=tmp_path / "models", candidate_kinds=("seasonal_naive", "ets"), **TINY)
         result = train_once(settings, db, progress_bar=False)
     finally:
         db.client.close()
