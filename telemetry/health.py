@@ -68,8 +68,8 @@ def align(
             for column in stream.columns:
                 columns[column] = np.full(len(points), np.nan)
             continue
-        kept = frame.dropna(how="all")
-        times = _nanoseconds(kept.index, points.tz)
+        present = _any_value(frame)  # the rows ``frame.dropna(how="all")`` keeps
+        times = _nanoseconds(frame.index, points.tz)[present]
         order = None
         if len(times) > 1 and not (times[1:] >= times[:-1]).all():
             order = np.argsort(times, kind="stable")
@@ -79,11 +79,18 @@ def align(
         found[found] = point_ns[found] - times[at[found]] <= tolerance
         take = np.where(found, at, 0)
         for column in stream.columns:
-            values = np.asarray(kept[column].to_numpy(), dtype=float)
+            values = np.asarray(frame[column].to_numpy(), dtype=float)[present]
             if order is not None:
                 values = values[order]
             columns[column] = np.where(found, values[take], np.nan) if len(values) else np.full(len(points), np.nan)
     return pd.DataFrame(columns, index=points)
+
+
+def _any_value(frame: pd.DataFrame) -> np.ndarray:
+    """Per row, whether any of its values is present (not NaN / None)."""
+    if all(dtype.kind == "f" for dtype in frame.dtypes):
+        return ~np.isnan(frame.to_numpy()).all(axis=1)
+    return frame.notna().to_numpy().any(axis=1)
 
 
 def _nanoseconds(index: pd.Index, tz: dt.tzinfo | None) -> np.ndarray:
@@ -133,9 +140,13 @@ def minute_health(
     scored = flag_frame.assign(health=health_from_flags(flag_frame))
     bins = scored.index.floor(freq)
     per_step = scored.groupby(bins).mean()
-    counts = scored["health"].notna().groupby(bins).sum()
-    expected = scored["health"].groupby(bins).size()
-    columns = {"health": per_step["health"].reindex(steps).to_numpy(), "coverage": (counts / expected).reindex(steps).fillna(0.0).to_numpy()}
+    # Coverage: scored grid points / grid points, per step (0 for a step with none); counted, so exact either way.
+    codes = steps.get_indexer(bins)
+    expected = np.bincount(codes, minlength=len(steps))
+    counts = np.bincount(codes, weights=scored["health"].notna().to_numpy(), minlength=len(steps))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        coverage = np.where(expected > 0, counts / np.maximum(expected, 1), 0.0)
+    columns = {"health": per_step["health"].reindex(steps).to_numpy(), "coverage": coverage}
     for name in FLAG_NAMES:
         columns[f"flag_{name}"] = per_step[name].reindex(steps).to_numpy() if name in per_step else np.full(len(steps), np.nan)
     return pd.DataFrame(columns, index=steps)
