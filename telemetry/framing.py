@@ -15,6 +15,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Mapping
 
+import numpy as np
 import pandas as pd
 from pymongo.database import Database
 
@@ -80,17 +81,20 @@ def minute_frame(
     cadence = cadence or Cadence(1, settings.alignment_tolerance_s)
     step_minutes = cadence.step_minutes
     health = minute_health(samples, start, end, settings, step_minutes, cadence.tolerance_s)
-    frame = pd.DataFrame(index=health.index)
     freq = f"{step_minutes}min"
     configured = {s.collection for s in settings.stream_set}
+    columns: dict[str, np.ndarray] = {}  # one frame built at the end: a column insert each costs more than its mean
     for stream in STREAMS:
         data = samples.get(stream.collection) if stream.collection in configured else None
+        if data is None or data.empty:
+            for column in stream.columns:
+                columns[column] = np.full(len(health.index), np.nan)
+            continue
+        means = data[list(stream.columns)].groupby(data.index.floor(freq)).mean().reindex(health.index)
         for column in stream.columns:
-            if data is None or data.empty:
-                frame[column] = float("nan")
-            else:
-                frame[column] = data[column].groupby(data.index.floor(freq)).mean().reindex(frame.index)
-    return pd.concat([frame[list(STREAM_COLUMNS)], health], axis=1)
+            columns[column] = means[column].to_numpy(dtype=float)
+    frame = pd.DataFrame({column: columns[column] for column in STREAM_COLUMNS}, index=health.index)
+    return pd.concat([frame, health], axis=1)
 
 
 #: Frame steps shorter than an hour divide it, so every step lies within one hour.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 
@@ -62,3 +63,25 @@ def test_a_round_of_the_fleet_is_batched(fleet_settings, make_app):
     rt.models.forecaster.predict_scaled = lambda windows: runs.append(len(windows)) or network(windows)
     rt.fleet.refresh_all()
     assert max(runs) >= len(SERVICES)  # the default service has its own refresher; the fleet's run together
+
+
+def test_rounds_after_new_samples_equal_a_cold_recomputation(model_settings, make_app):
+    """Each round reads only its statuses' newest minutes (the recent frames are kept and their tails re-read):
+    after new samples (the clock moves 5 s a round, across minute boundaries), every status equals the one a
+    process computes from nothing at the same moment."""
+    clock = Clock(NOW)
+    fleet = make_app(model_settings, clock).extensions["pycemaker"].fleet
+    fleet.refresh_all()  # cold: every recent frame read whole
+    first = {name: fleet.status(name).current().body for name in SERVICES}
+    for seconds in (5, 5, 5, 5, 5, 40, 5):  # 00:52:40 -> 00:53:50: two minutes end meanwhile
+        clock.now += dt.timedelta(seconds=seconds)
+        fleet.refresh_all()
+    warm = {name: fleet.status(name).current() for name in SERVICES}
+    assert all(snap.now == clock() for snap in warm.values())  # recomputed at the clock's moment, not kept
+
+    cold_fleet = make_app(model_settings, Clock(clock())).extensions["pycemaker"].fleet
+    for name in SERVICES:
+        cold = cold_fleet.status(name).refresh(force=True)
+        assert warm[name].body == cold.body, name
+        assert warm[name].frame.equals(cold.frame), name
+    assert any(warm[name].body != first[name] for name in SERVICES)  # the new samples changed something
