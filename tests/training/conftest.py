@@ -63,7 +63,7 @@ def one_day_store(mongo_uri, one_day_simulation) -> Settings:
 
 
 FLEET = ["svc-01", "svc-02", "svc-03"]
-#: The fleet's span. The per-service choice (test_service_assignments.py) needs a day: on 12 hours svc-01's
+#: The fleet's span. The per-service choice (test_fleet_training.py) needs a day: on 12 hours svc-01's
 #: stretched pattern still shows a 60-minute season.
 FLEET_HOURS = 24
 #: L and H for the pooled LSTM (test_fleet_training.py): smaller windows train faster (its split needs
@@ -108,7 +108,7 @@ def pure_seasonal(sim: simulator.Simulation, start: dt.datetime, end: dt.datetim
 @pytest.fixture(scope="session")
 def fleet_store(mongo_uri) -> Settings:
     """Three services of :data:`FLEET_HOURS` and nothing for the default service, written once per session for the
-    fleet tests (test_fleet_training.py, test_service_assignments.py): svc-01 and its twin svc-02 (one simulated app,
+    fleet tests (test_fleet_training.py): svc-01 and its twin svc-02 (one simulated app,
     time stretched), svc-03 (that app's first hour repeated: purely seasonal)."""
     base = Settings(mongo_uri=mongo_uri, database=f"fleet_{uuid.uuid4().hex[:10]}")
     db = store.connect(base, autostart=False)

@@ -1,6 +1,12 @@
-"""One model for the fleet: `train --once` across every service with data (training/pipeline.py, training/data.py)."""
+"""One model for the fleet: `train --once` across every service with data (training/pipeline.py, training/data.py),
+then the per-service choice: a service that another model serves measurably better gets it (training/pipeline.py
+``_assign_services``, ``services.json``: forecasting/registry.py), and serving follows.
+
+One file, so that one xdist worker builds the simulated fleet (tests/training/conftest.py ``fleet_store``) for both."""
 
 import dataclasses
+import json
+import shutil
 
 import numpy as np
 import pytest
@@ -10,7 +16,7 @@ pytest.importorskip("torch")
 from forecasting import registry  # noqa: E402
 from telemetry import store  # noqa: E402
 from telemetry.settings import SettingsError, load_settings  # noqa: E402
-from tests.training.conftest import FLEET, FLEET_LSTM, TINY, tiny_fit_config  # noqa: E402
+from tests.training.conftest import FLEET, FLEET_LSTM, SEASONAL, TINY, tiny_fit_config  # noqa: E402
 from training.data import only_the_default, training_services  # noqa: E402
 from training.datamodule import PooledWindowDataModule, WindowDataModule  # noqa: E402
 from training.pipeline import pooled_scores, train_once  # noqa: E402
@@ -40,7 +46,7 @@ def test_a_fleet_run_trains_one_model_across_every_service_and_scores_each(fleet
     in_run = {c["version"] for c in candidates}
     # the baselines, the zero-shot base and its fine-tuning: fitted (or calibrated) on the first service
     assert {c.training["services"][0] for c in cards if c.kind != "lstm" and c.version in in_run} == {"svc-01"}
-    # Any other version is a per-service choice (svc-03's own baseline: test_service_assignments.py).
+    # Any other version is a per-service choice (svc-03's own baseline: the assignment tests below).
     assigned = {a["version"] for a in result.metrics.get("assignments", {}).values()}
     assert {c.version for c in cards} - in_run == assigned
     # Every candidate was judged on the three held-back blocks: its windows are the three blocks' together.
@@ -100,3 +106,72 @@ def test_a_store_with_only_the_default_service_trains_as_before(one_day_store, t
     # The one-service run, whatever train_services says: the same windows, the same scores.
     scores = [{c["kind"]: c["scores"] for c in r.metrics["candidates"]} for r in (result, named)]
     assert scores[0] == scores[1] and scores[0]["ets"]["windows"] > 0
+
+
+# --- per-service assignments ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def assigned_run(fleet_store, tmp_path_factory):
+    """The fleet (tests/training/conftest.py) trained once with the baselines only."""
+    models = tmp_path_factory.mktemp("assign") / "models"
+    settings = dataclasses.replace(fleet_store, models_dir=models, candidate_kinds=("seasonal_naive", "ets"), **TINY)
+    db = store.connect(settings, autostart=False)
+    try:
+        result = train_once(settings, db, progress_bar=False)
+    finally:
+        db.client.close()
+    assert result.status == "succeeded" and result.promoted, result.error
+    return settings, result
+
+
+def test_the_pure_seasonal_service_is_served_by_its_own_baseline_the_others_by_the_champion(assigned_run):
+    settings, result = assigned_run
+    models = settings.models_dir
+    current = registry.current_version(models)
+    found = registry.read_assignments(models)
+    assert found is not None and found.champion == current and found.run_id == result.run_id
+    assert result.metrics["assignments"] == found.services
+    assert set(found.services) == {SEASONAL}, found.services  # the simulated services keep the fleet's model
+    version = found.services[SEASONAL]["version"]
+    card = registry.read_card(models, version)
+    assert card.kind in ("seasonal_naive", "ets") and card.training["services"] == [SEASONAL]
+    assert card.metrics["season"]["minutes"] == 60  # detected on its own history
+    assert registry.read_card(models, current).metrics["season"]["minutes"] is None  # svc-01's: none
+    assert registry.service_assignments(models) == {SEASONAL: version}
+    # Why, in numbers: on svc-03's held-back block it beats the fleet's model by the selection rules.
+    choice = result.metrics["service_choices"][SEASONAL]
+    scores = {c["version"]: c["scores"] for c in choice["candidates"]}
+    assert choice["serving"] == version and scores[version]["health_rmse"] < scores[current]["health_rmse"] - 1e-6
+    assert scores[version]["health_rmse"] < 0.02
+    for name in ("svc-01", "svc-02"):
+        assert result.metrics["service_choices"][name]["serving"] == current
+    # Kept by pruning while assigned, even when it is not among the newest (on a copy: the other tests read the registry).
+    copy = models.parent / "pruned"
+    shutil.copytree(models, copy)
+    pruned = registry.prune(copy, keep=0)
+    assert pruned and version not in pruned and current not in pruned and (copy / version).is_dir()
+
+
+def test_assignments_hold_only_while_current_names_their_champion(assigned_run, tmp_path):
+    settings, _ = assigned_run
+    models = tmp_path / "copy"
+    shutil.copytree(settings.models_dir, models)
+    other = registry.service_assignments(models)[SEASONAL]
+    registry.activate(models, other)  # another version activated (a rollback): every service on it
+    assert registry.service_assignments(models) == {} and registry.read_assignments(models) is not None
+    (models / registry.ASSIGNMENTS).write_text("{not json")
+    assert registry.read_assignments(models) is None and registry.service_assignments(models) == {}
+    data = json.loads((settings.models_dir / registry.ASSIGNMENTS).read_text())
+    assert data["format_version"] == registry.FORMAT_VERSION and np.isfinite(len(data["services"]))
+
+
+def test_a_one_service_run_writes_no_assignments(one_day_store, tmp_path):
+    db = store.connect(one_day_store, autostart=False)
+    try:
+        settings = dataclasses.replace(one_day_store, models_dir=tmp_path / "models", candidate_kinds=("seasonal_naive", "ets"), **TINY)
+        result = train_once(settings, db, progress_bar=False)
+    finally:
+        db.client.close()
+    assert result.status == "succeeded" and "assignments" not in result.metrics
+    assert not (settings.models_dir / registry.ASSIGNMENTS).exists() and registry.service_assignments(settings.models_dir) == {}
