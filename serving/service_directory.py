@@ -1,7 +1,10 @@
 """Which services there are, with each one's streams and data range: scanned once, then only the newest span.
 
 :func:`telemetry.store.list_services` reads the last ``services_scan_hours`` (24 h) of samples on the
-first scan (so a service's ``first`` sample is the oldest within that span); later scans read only
+first scan, a window of ``SCAN_WINDOW`` at a time, newest first, for ``SCAN_BUDGET_S`` per scan (a day of a
+fleet's samples in one read would outlast the database's operation timeout; where the span takes longer than the
+budget, a service silent since is listed, and each service's ``first`` sample moves back, as the next scans
+reach the older windows); later scans read only
 the samples since the last one (less ``OVERLAP``, for samples written late) and merge the ranges,
 so keeping the list current costs a few seconds of samples per scan. A scan is done at most every
 ``services_refresh_s`` (by the fleet's background thread in production), or when a request names
@@ -28,6 +31,11 @@ log = logging.getLogger(__name__)
 OVERLAP = dt.timedelta(minutes=2)
 #: A request naming an unknown service rescans at most this often (seconds).
 UNKNOWN_RESCAN_S = 1.0
+#: The first scan's span is read a window at a time, newest first: one aggregation over a day of a fleet's samples
+#: outlasts the database's operation timeout (20 services: about 70,000 samples a stream an hour).
+SCAN_WINDOW = dt.timedelta(hours=1)
+#: A scan reads older windows of the first scan's span until it has spent this long (seconds); the next scans go on.
+SCAN_BUDGET_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,8 @@ class ServiceDirectory:
         self._ranges: dict[str, dict[str, store.StreamRange]] = {}
         self._until: dt.datetime | None = None  # the ``now`` the last scan read up to
         self._scanned_at = -float("inf")
+        #: The part of the first scan's span not read yet: (oldest, until).
+        self._backlog: tuple[dt.datetime, dt.datetime] | None = None
         #: Scans done (a fleet listing built from an older scan is rebuilt).
         self.scans = 0
 
@@ -94,16 +104,32 @@ class ServiceDirectory:
             now = self.clock()
             full = self._until is None or now < self._until
             since = now - dt.timedelta(hours=self.settings.services_scan_hours) if full else self._until - OVERLAP
-            found = store.list_services(self.db, self.settings.stream_set, since=since, until=now,
-                                        limit=self.settings.max_services, default_name=self.settings.default_service)
             ranges = {} if full else {name: dict(streams) for name, streams in self._ranges.items()}
-            for name, streams in found.items():
-                if name not in ranges and len(ranges) >= self.settings.max_services:
-                    log.warning("more than max_services=%d services: %s and later ones are not watched", self.settings.max_services, name)
+            if full:
+                self._backlog = (since, now)
+            else:
+                self._merge(ranges, self._list(since, now))
+            began = time.monotonic()
+            while self._backlog is not None:  # the first scan's span, newest window first, a few seconds' worth a scan
+                oldest, until = self._backlog
+                start = max(oldest, until - SCAN_WINDOW)
+                self._merge(ranges, self._list(start, until))
+                self._backlog = (oldest, start) if start > oldest else None
+                if time.monotonic() - began > SCAN_BUDGET_S:
                     break
-                known = ranges.setdefault(name, {})
-                for collection, span in streams.items():
-                    old = known.get(collection)
-                    known[collection] = span if old is None else old.merged(span)
             self._ranges, self._until, self._scanned_at = ranges, now, time.monotonic()
             self.scans += 1
+
+    def _list(self, since: dt.datetime, until: dt.datetime) -> dict[str, dict[str, store.StreamRange]]:
+        return store.list_services(self.db, self.settings.stream_set, since=since, until=until,
+                                   limit=self.settings.max_services, default_name=self.settings.default_service)
+
+    def _merge(self, ranges: dict[str, dict[str, store.StreamRange]], found: dict[str, dict[str, store.StreamRange]]) -> None:
+        for name, streams in found.items():
+            if name not in ranges and len(ranges) >= self.settings.max_services:
+                log.warning("more than max_services=%d services: %s and later ones are not watched", self.settings.max_services, name)
+                break
+            known = ranges.setdefault(name, {})
+            for collection, span in streams.items():
+                old = known.get(collection)
+                known[collection] = span if old is None else old.merged(span)

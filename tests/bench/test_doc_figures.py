@@ -21,6 +21,7 @@ BLOCKS = [
     ("family", "bench.family_bench"),
     ("pretrain", "bench.pretrain_figures"),
     ("fleet", "bench.fleet_bench"),
+    ("fleet_e2e", "bench.fleet_e2e_bench"),
     ("rollups", "bench.rollup_bench"),
 ]
 

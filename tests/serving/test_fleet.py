@@ -193,6 +193,38 @@ def test_the_first_scan_reaches_back_services_scan_hours(fleet_settings, make_ap
     assert _get(client, f"/api/v1/services/{STALE}/status", status=404)
 
 
+def test_a_first_scan_over_its_budget_goes_on_a_window_per_scan_until_it_lists_what_one_read_would(fleet_settings, monkeypatch):
+    """Twenty-minute windows, no time budget: the first scan reads the newest window only (svc-03, silent for 52 min,
+    is not listed yet, the others' ranges start 20 min back); each later scan one window more, until the ranges are
+    those of one read over the whole span."""
+    from serving import service_directory
+    from telemetry import store
+
+    monkeypatch.setattr(service_directory, "SCAN_WINDOW", dt.timedelta(minutes=20))
+    monkeypatch.setattr(service_directory, "SCAN_BUDGET_S", 0.0)
+    fleet_settings = dataclasses.replace(fleet_settings, services_scan_hours=3.0)  # the data's 2 h 13 min, and more
+    db = store.connect(fleet_settings, autostart=False)
+    try:
+        directory = service_directory.ServiceDirectory(db, fleet_settings, Clock(NOW))
+        directory.refresh()
+        first = directory.services(max_age_s=math.inf)
+        assert STALE not in first and set(first) == {"default", *SERVICES} - {STALE}
+        assert all(s.first >= NOW - dt.timedelta(minutes=20) for s in first.values())
+        scans = 1
+        while directory._backlog is not None:
+            directory.refresh()
+            scans += 1
+        span = NOW - dt.timedelta(hours=fleet_settings.services_scan_hours)
+        expected = store.list_services(db, fleet_settings.stream_set, since=span, until=NOW,
+                                       default_name=fleet_settings.default_service)
+        got = directory.services(max_age_s=math.inf)
+        assert scans == math.ceil((NOW - span) / dt.timedelta(minutes=20)) == 9  # a window each
+        assert {n: {c: (r.first, r.last) for c, r in d.streams.items()} for n, d in got.items()} == {
+            n: {c: (r.first, r.last) for c, r in streams.items()} for n, streams in expected.items()}
+    finally:
+        db.client.close()
+
+
 def test_the_fleet_route_hands_out_one_rendering_per_change_of_the_rows(fleet_settings, make_app):
     import json
     import urllib.request
