@@ -47,6 +47,7 @@ from serving.service_directory import ServiceData, ServiceDirectory
 from serving.status import FAILING_NOW, FAILURE_PREDICTED, NO_FAILURE, UNKNOWN, Status
 from serving.status_service import Snapshot, StatusService
 from telemetry.frames import Cadence
+from telemetry.store import DatabaseUnavailable
 from telemetry.services import Service, service_named
 from telemetry.settings import Settings
 
@@ -114,6 +115,7 @@ class Fleet:
         self.models = models
         self.clock = clock
         self.directory = directory
+        self._database_down = False  # the last background round found the database down
         self.default = default
         self._cadence = cadence
         self._recent_minutes = recent_minutes
@@ -333,7 +335,18 @@ class Fleet:
             self.replicas.stop()
 
     def _round(self) -> None:
-        self.refresh_all()
+        """One background round; a database that is down skips it (logged once per outage, no traceback: routes
+        answer 503 meanwhile, and the next round after it answers again catches up)."""
+        try:
+            self.refresh_all()
+        except DatabaseUnavailable as exc:
+            if not self._database_down:
+                log.warning("fleet round skipped until the database answers: %s", exc)
+            self._database_down = True
+            return
+        if self._database_down:
+            log.info("fleet round: the database answers again")
+        self._database_down = False
 
 def fleet_order(name: str, status: Status | None) -> tuple:
     """Sort key of ``GET /api/v1/fleet``: failing now (by name), failure predicted (by expected, then earliest
