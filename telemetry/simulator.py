@@ -60,8 +60,9 @@ class Incident:
     failure_time: dt.datetime | None
     end: dt.datetime
 
-    def document(self) -> dict:
-        return asdict(self)
+    def document(self, service: str | None = None) -> dict:
+        """The ``incidents`` document, with ``service`` when it is a named service's (None: the default service's)."""
+        return asdict(self) | ({"service": service} if service is not None else {})
 
 
 @dataclass
@@ -294,7 +295,7 @@ def write(
             inserted += store.insert_idempotent(db, stream.collection, chunk).inserted
             if progress:
                 progress(len(chunk))
-    incidents = [inc.document() | ({"service": service} if service is not None else {}) for inc in simulation.incidents]
+    incidents = [inc.document(service) for inc in simulation.incidents]
     store.insert_idempotent(db, INCIDENTS_COLLECTION, incidents)
     if settings.rollups:
         who = service_named(service, settings.default_service)
@@ -393,9 +394,8 @@ def run_live(
                     store.ensure_indexes(db)
                     indexed = True
                 if not incidents_written:
-                    store.insert_idempotent(db, INCIDENTS_COLLECTION, [
-                        i.document() | ({"service": m.service} if m.service is not None else {})
-                        for m, sim in zip(members, sims) for i in sim.incidents])
+                    store.insert_idempotent(db, INCIDENTS_COLLECTION,
+                                            [i.document(m.service) for m, sim in zip(members, sims) for i in sim.incidents])
                     incidents_written = True
                 for stream in STREAMS:
                     docs = [doc for m, app, sim in zip(members, apps, sims) if stream.collection in sim.samples
