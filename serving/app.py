@@ -99,6 +99,8 @@ def create_app(
 
     def on_swap(state: ModelState) -> None:
         metrics.MODEL_SWAPS.inc()
+        served = models.for_service(settings.default_service)
+        metrics.observe_model(served.version, served.problem)
         if state.forecaster is not None:  # frames of the cadence the model was made for
             card = state.forecaster.card
             cache.set_cadence(Cadence(card.step_minutes, card.tolerance_s))
@@ -109,8 +111,10 @@ def create_app(
     cache.ensure_recent(lookback_minutes(settings.input_minutes))
 
     def on_update(snap) -> None:
-        state: ModelState = snap.model or models.state
-        metrics.observe_status(snap.status if snap.error is None else None, state.version, state.problem, snap.now)
+        # The model gauges name the model serving now, not the one this snapshot was computed with (a snapshot
+        # finishing just after a swap would otherwise put the old version back).
+        served = models.for_service(settings.default_service)
+        metrics.observe_status(snap.status if snap.error is None else None, served.version, served.problem, snap.now)
 
     status = StatusService(settings, cache, models.view(settings.default_service), clock, ttl_s=status_ttl_s, on_update=on_update)
     models.poll()  # the first model is loaded before the first request
