@@ -149,6 +149,13 @@ def _steps(first: dt.datetime, end: dt.datetime, cadence: Cadence, now: dt.datet
     return None if last < a else (a, last)
 
 
+def first_step_in_memory(first: dt.datetime, cadence: Cadence) -> dt.datetime:
+    """The first step :func:`write_samples` computes from samples beginning at ``first`` alone: a step needs the
+    samples of [step - tolerance, step end), so the steps before it are read from the store (its edge)."""
+    return floor_step(first + dt.timedelta(seconds=cadence.tolerance_s) - dt.timedelta(microseconds=1),
+                      cadence.step_minutes) + _step(cadence)
+
+
 def write_samples(
     db: Database, settings: Settings, samples: Mapping[str, pd.DataFrame], cadence: Cadence | None = None,
     service: Service = DEFAULT_SERVICE, now: dt.datetime | None = None,
@@ -165,8 +172,7 @@ def write_samples(
     step = _step(cadence)
     first = min(frame.index[0] for frame in present.values()).to_pydatetime()
     last = max(frame.index[-1] for frame in present.values()).to_pydatetime()
-    # A step needs the samples of [step - tolerance, step end): inside [first, last] for the in-memory part.
-    a = floor_step(first + dt.timedelta(seconds=cadence.tolerance_s) - dt.timedelta(microseconds=1), cadence.step_minutes) + step
+    a = first_step_in_memory(first, cadence)
     b = min(floor_step(last, cadence.step_minutes), floor_step(now, cadence.step_minutes))
     if b <= a:
         return update(db, settings, first, last, cadence, service, now)

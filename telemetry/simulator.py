@@ -282,32 +282,54 @@ def documents(stream: Stream, frame: pd.DataFrame, settings: Settings, service: 
 
 def write(
     db, simulation: Simulation, settings: Settings, batch: int = 5000, progress: Callable[[int], None] | None = None,
-    service: str | None = None,
+    service: str | None = None, raw_since: dt.datetime | None = None,
 ) -> int:
     """Write a simulation (idempotently), as ``service``'s (None: the default service's, no ``service`` field);
-    returns the number of new sample documents."""
+    returns the number of new sample documents.
+
+    ``raw_since``: the samples before it are kept only as per-step rollups (needs ``settings.rollups``), as in a
+    store whose raw samples expired: frames, statuses and training read the same rows, and a long history
+    is written in a fraction of the time (benchmarks and tests that need hours of history, not its raw samples)."""
+    if raw_since is not None and not settings.rollups:
+        raise ValueError("raw_since needs rollups: without them the older samples would be lost")
     store.ensure_indexes(db)
-    inserted = 0
-    for stream in (s for s in STREAMS if s.collection in simulation.samples):  # a service may lack some streams
-        docs = documents(stream, simulation.samples[stream.collection], settings, service)
-        for i in range(0, len(docs), batch):
-            chunk = docs[i : i + batch]
-            inserted += store.insert_idempotent(db, stream.collection, chunk).inserted
-            if progress:
-                progress(len(chunk))
+    present = [s for s in STREAMS if s.collection in simulation.samples]  # a service may lack some streams
+    who = service_named(service, settings.default_service)
+    inserted = total = 0
+    cadence = None
+
+    def insert(keep: Callable[[pd.DatetimeIndex], np.ndarray] | None = None) -> None:
+        nonlocal inserted, total
+        for stream in present:
+            frame = simulation.samples[stream.collection]
+            docs = documents(stream, frame[keep(frame.index)] if keep is not None else frame, settings, service)
+            total += len(docs)
+            for i in range(0, len(docs), batch):
+                chunk = docs[i : i + batch]
+                inserted += store.insert_idempotent(db, stream.collection, chunk).inserted
+                if progress:
+                    progress(len(chunk))
+
+    if raw_since is None:
+        insert()
+    else:  # the tail, then the head the rollups' first step reads back from the store (at the tail's cadence)
+        insert(lambda index: index >= raw_since)
+        times = [simulation.samples[s.collection].index for s in present if len(simulation.samples[s.collection])]
+        if times:
+            cadence = frames.service_cadence(db, settings, service=who)
+            head_end = rollups.first_step_in_memory(min(t[0] for t in times).to_pydatetime(), cadence)
+            insert(lambda index: index < min(head_end, raw_since))
     incidents = [inc.document(service) for inc in simulation.incidents]
     store.insert_idempotent(db, INCIDENTS_COLLECTION, incidents)
     if settings.rollups:
-        who = service_named(service, settings.default_service)
-        cadence = frames.service_cadence(db, settings, service=who)
-        total = sum(len(simulation.samples[s.collection]) for s in STREAMS if s.collection in simulation.samples)
+        cadence = cadence or frames.service_cadence(db, settings, service=who)
         if inserted == total:  # every sample is new: the rows come from the simulation, not read back
             rollups.write_samples(db, settings, simulation.samples, cadence, who)
         else:
             times = [f.index for f in simulation.samples.values() if len(f)]
             if times:
                 first, last = min(t[0] for t in times).to_pydatetime(), max(t[-1] for t in times).to_pydatetime()
-                rollups.update(db, settings, first, last, cadence, who)
+                rollups.update(db, settings, max(first, raw_since) if raw_since else first, last, cadence, who)
     return inserted
 
 

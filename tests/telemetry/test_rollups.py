@@ -237,3 +237,25 @@ def test_a_backtest_from_the_store_reads_the_same_series_through_the_rollups(set
     assert len(fast) == len(raw) == 1 and fast[0].multivariate and fast[0].name == raw[0].name
     pd.testing.assert_frame_equal(fast[0].frame, raw[0].frame, check_exact=True)
     assert (fast[0].channels, fast[0].season_steps, fast[0].source) == (raw[0].channels, raw[0].season_steps, raw[0].source)
+
+
+def test_a_simulation_written_with_raw_since_reads_as_the_whole_one(settings, db) -> None:
+    """simulator.write ``raw_since``: the rows are the whole simulation's (the first step's too: its samples are
+    stored), the raw samples only those of that first step and after ``raw_since``."""
+    sim = _simulate(settings, 6, None)
+    simulator.write(db, sim, settings, service="whole")
+    since = START + dt.timedelta(hours=HOURS) - dt.timedelta(minutes=20)
+    simulator.write(db, sim, settings, service="tail", raw_since=since)
+    whole, tail = service_named("whole"), service_named("tail")
+    cadence = service_cadence(db, settings, service=tail)
+    assert cadence == service_cadence(db, settings, service=whole)
+    frames = [load_minute_frame(db, START, START + dt.timedelta(hours=HOURS, minutes=2), settings, cadence, s) for s in (whole, tail)]
+    pd.testing.assert_frame_equal(*frames, check_exact=True)
+    assert frames[0]["health"].notna().sum() >= HOURS * 60 - 2
+    stored = [d["time_series"] for d in db["cpu_usage"].find({"service": "tail"}, {"time_series": 1}).sort("time_series", 1)]
+    head_end = rollups.first_step_in_memory(sim.samples["cpu_usage"].index[0].to_pydatetime(), cadence)
+    assert {t < head_end or t >= since for t in (x.replace(tzinfo=UTC) for x in stored)} == {True}
+    assert 0 < sum(t.replace(tzinfo=UTC) < head_end for t in stored) <= 24  # the first step's samples (2 minutes at most)
+    assert len(stored) < len(sim.samples["cpu_usage"]) / 4
+    with pytest.raises(ValueError, match="rollups"):
+        simulator.write(db, sim, with_settings(settings, rollups=False), service="x", raw_since=since)

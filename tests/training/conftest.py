@@ -52,16 +52,22 @@ def one_day_simulation():
 
 @pytest.fixture(scope="session")
 def one_day_store(mongo_uri, one_day_simulation) -> Settings:
-    """A database holding :func:`one_day_simulation` as the default service's, written once per session (writing a
-    day costs tens of seconds). Shared: tests read it and keep their registries in their own ``models_dir``."""
+    """A database holding :func:`one_day_simulation` as the default service's, written once per session. Shared:
+    tests read it and keep their registries in their own ``models_dir``. Raw samples for the last :data:`RAW_TAIL`
+    only, the rollups for the whole day (simulator.write ``raw_since``): training reads the rows either way, and
+    writing a day's raw samples costs ten seconds a service (the rollups' equality with the raw frames:
+    tests/telemetry/test_rollups.py)."""
     base = Settings(mongo_uri=mongo_uri, database=f"train_{uuid.uuid4().hex[:10]}")
     db = store.connect(base, autostart=False)
-    simulator.write(db, one_day_simulation, base)
+    end = one_day_simulation.samples["cpu_usage"].index[-1].to_pydatetime()
+    simulator.write(db, one_day_simulation, base, raw_since=end - RAW_TAIL)
     db.client.close()
     # Not dropped after: the name is unique and the server's data dies with the session (dropping costs ~8 s).
     return base
 
 
+#: The span of raw samples the stores below keep (before it: rollups only).
+RAW_TAIL = dt.timedelta(hours=1)
 FLEET = ["svc-01", "svc-02", "svc-03"]
 #: The fleet's span. The per-service choice (test_fleet_training.py) needs a day: on 12 hours svc-01's
 #: stretched pattern still shows a 60-minute season.
@@ -115,8 +121,9 @@ def fleet_store(mongo_uri) -> Settings:
     end = START + dt.timedelta(hours=FLEET_HOURS)
     _, seed, scale = simulator.fleet_service(42, 1, 3)
     sim = simulator.simulate(START, end, seed, base, capacity_scale=scale)
-    simulator.write(db, stretched(sim, START, end), base, service="svc-01")
-    simulator.write(db, stretched(sim, START, end), base, service="svc-02")
-    simulator.write(db, pure_seasonal(sim, START, end), base, service=SEASONAL)
+    raw_since = end - RAW_TAIL  # as one_day_store
+    simulator.write(db, stretched(sim, START, end), base, service="svc-01", raw_since=raw_since)
+    simulator.write(db, stretched(sim, START, end), base, service="svc-02", raw_since=raw_since)
+    simulator.write(db, pure_seasonal(sim, START, end), base, service=SEASONAL, raw_since=raw_since)
     db.client.close()
     return base

@@ -16,7 +16,7 @@ import pytest
 from forecasting import registry
 from telemetry import simulator
 from telemetry.app_family import app_settings, held_out_profiles
-from tests.training.conftest import tiny_fit_config
+from tests.training.conftest import RAW_TAIL, tiny_fit_config
 
 pytest.importorskip("torch")
 
@@ -31,7 +31,8 @@ pytestmark = pytest.mark.slow
 
 
 def write_app(settings, db, profile, hours: float = HOURS) -> None:
-    simulator.write(db, simulator.simulate(END - dt.timedelta(hours=hours), END, 5, settings, profile=profile), settings)
+    sim = simulator.simulate(END - dt.timedelta(hours=hours), END, 5, settings, profile=profile)
+    simulator.write(db, sim, settings, raw_since=END - RAW_TAIL)  # rollups before the last hour (conftest.py)
 
 
 def entries(card: registry.ModelCard) -> list[selection.Entry]:

@@ -24,6 +24,7 @@ from forecasting import registry, training_runs  # noqa: E402
 from telemetry import simulator, store  # noqa: E402
 from telemetry.settings import Settings  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
+from tests.training.conftest import RAW_TAIL  # noqa: E402
 from training import distributed, pipeline  # noqa: E402
 from training.lock import LOCK_FILE  # noqa: E402
 from training.fit import FitConfig  # noqa: E402
@@ -97,7 +98,7 @@ def twelve_hours(mongo_uri):
     base = Settings(mongo_uri=mongo_uri, database=f"ddp_{uuid.uuid4().hex[:10]}")
     end = dt.datetime(2026, 5, 4, 12, tzinfo=UTC)
     db = store.connect(base, autostart=False)
-    simulator.write(db, simulator.simulate(end - dt.timedelta(hours=12), end, seed=5, settings=base), base)
+    simulator.write(db, simulator.simulate(end - dt.timedelta(hours=12), end, seed=5, settings=base), base, raw_since=end - RAW_TAIL)
     try:
         yield base
     finally:

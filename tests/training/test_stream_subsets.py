@@ -16,7 +16,7 @@ from forecasting import registry
 from telemetry import simulator, store
 from telemetry.catalogue import STREAMS_BY_NAME
 from tests.scenario import Clock
-from tests.training.conftest import TINY, tiny_fit_config
+from tests.training.conftest import RAW_TAIL, TINY, tiny_fit_config
 
 pytest.importorskip("torch")
 
@@ -32,7 +32,7 @@ def write_service(settings, db, streams: tuple[str, ...], every: int = 1) -> Non
     sim = simulator.simulate(END - dt.timedelta(days=1), END, 13, settings)
     wanted = {STREAMS_BY_NAME[n].collection for n in streams}
     sim.samples = {c: frame.iloc[::every] for c, frame in sim.samples.items() if c in wanted}
-    simulator.write(db, sim, settings)
+    simulator.write(db, sim, settings, raw_since=END - RAW_TAIL)  # rollups before the last hour (conftest.py)
 
 
 @pytest.mark.parametrize(
