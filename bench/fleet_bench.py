@@ -1,8 +1,9 @@
-"""Fleet benchmark: ``GET /api/v1/fleet`` latency and the time to refresh every service's status, for 20 and 200 services.
+"""Fleet benchmark: ``GET /api/v1/fleet`` latency and the time to refresh every service's status, for 20 to 1,000 services.
 
-What it does, per fleet size (everything in one process, on loopback):
+What it does, per fleet size (the API and its rounds in this process, on loopback):
 
-1. hosts a SecantusDB server and writes ``--hours`` of simulated samples per service
+1. hosts a SecantusDB server in its own process (``pycemaker db``, as production and ``make demo`` host it: the
+   server's work does not share the API's interpreter) and writes ``--hours`` of simulated samples per service
    (``svc-01``..``svc-N``, each its own app: :func:`telemetry.simulator.fleet_service`), ten minutes
    past the clock so that later rounds find new samples;
 2. builds the API (``create_app``, the fixture LSTM ``tests/fixtures/models/v1`` serving every
@@ -20,17 +21,22 @@ What it does, per fleet size (everything in one process, on loopback):
    its worst). The staleness bound is that round's time plus the refresher's 1-s pause: no status is older
    while every service changes.
 
-1,000 services (``--sizes 1000``) take long to populate (writing samples and the cold round grow with the
-services: about 25 min and 6 min on 2 cores when the samples were written one service at a time). The samples
-are written by ``--jobs`` processes (one per core by default), each simulating a service and storing it with
-``insert_many`` and its rollups from the simulation itself (no read-back): simulating and encoding overlap with
+The samples are written by ``--jobs`` processes (one per core by default), each simulating a service and storing it
+with ``insert_many`` and its rollups from the simulation itself (no read-back): simulating and encoding overlap with
 the server's inserts. ``--hours 2.5`` keeps the history at what the model reads: the fixture LSTM's input window
-is 120 minutes plus the forward fill's 5-minute lead-in (2.1 h), and a status reads up to 180 minutes (much fewer hours would leave
-the windows short, not make the benchmark cheaper to run faithfully).
+is 120 minutes plus the forward fill's 5-minute lead-in (2.1 h), and a status reads up to 180 minutes (much fewer
+hours would leave the windows short, not make the benchmark cheaper to run faithfully). ``--raw-minutes 30`` stores
+the raw samples of only the last 30 minutes (and the 10 past the clock) while the rollups cover every hour
+(simulator.write ``raw_since``): the statuses read the same rows (rollups where they exist: telemetry/rollups.py),
+the directory's first scan finds less to read, and 1,000 services are written in a quarter of an hour on 2 cores
+(``write_s`` in the JSON), a fraction of what every raw sample would take. Ingest itself is measured by bench/rollup_bench.py. The figures
+in docs/scaling.md come from::
+
+    PYTHONPATH=. .venv/bin/python bench/fleet_bench.py --sizes 20 200 1000 --raw-minutes 30
 
 Figures go to ``bench/results/fleet.json`` and docs/scaling.md (between its ``figures:fleet`` markers).
 
-    PYTHONPATH=. .venv/bin/python bench/fleet_bench.py [--sizes 20 200] [--requests 300] [--hours 3]
+    PYTHONPATH=. .venv/bin/python bench/fleet_bench.py [--sizes 20 200] [--requests 300] [--hours 3] [--raw-minutes N]
 """
 
 from __future__ import annotations
@@ -56,11 +62,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.docblock import replace_block  # noqa: E402
+from bench.serve_bench import database_process, free_port, stop_process  # noqa: E402
 from serving.app import create_app  # noqa: E402
 from serving.periodic import Periodic  # noqa: E402
 from serving.wsgi import SWITCH_INTERVAL_S, tune_interpreter  # noqa: E402
 from telemetry import simulator, store  # noqa: E402
-from telemetry.embedded import open_server  # noqa: E402
 from telemetry.settings import Settings  # noqa: E402
 
 UTC = dt.timezone.utc
@@ -84,32 +90,34 @@ class Clock:
             self.now += dt.timedelta(seconds=seconds)
 
 
-def write_service(settings: Settings, index: int, count: int, hours: float, seed: int) -> None:
+def write_service(settings: Settings, index: int, count: int, hours: float, seed: int, raw_minutes: float | None = None) -> None:
     """Simulate and store one service of the fleet (its samples with ``insert_many``, its rollups from the simulation
-    itself: simulator.write), over a client of its own (a writer process's)."""
+    itself: simulator.write), over a client of its own (a writer process's). With ``raw_minutes``, only the samples of
+    the last ``raw_minutes`` before the clock (and those past it) are stored; the rollups cover every hour."""
     db = store.connect(settings, autostart=False)
     try:
         name, service_seed, scale = simulator.fleet_service(seed, index, count)
         sim = simulator.simulate(END - dt.timedelta(hours=hours), END + AHEAD, service_seed, settings, capacity_scale=scale)
-        simulator.write(db, sim, settings, service=name)
+        raw_since = END - dt.timedelta(minutes=raw_minutes) if raw_minutes is not None else None
+        simulator.write(db, sim, settings, service=name, raw_since=raw_since)
     finally:
         db.client.close()
 
 
-def write_fleet(db, settings: Settings, count: int, hours: float, seed: int = 42, jobs: int = 1) -> float:
+def write_fleet(db, settings: Settings, count: int, hours: float, seed: int = 42, jobs: int = 1, raw_minutes: float | None = None) -> float:
     """Write every service's samples, ``jobs`` services at a time (each in a process of its own: simulating and
     encoding overlap with the server's inserts, and use every core)."""
     began = time.perf_counter()
     store.ensure_indexes(db)
     if jobs <= 1:
         for index in range(1, count + 1):
-            write_service(settings, index, count, hours, seed)
+            write_service(settings, index, count, hours, seed, raw_minutes)
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            done = [pool.submit(write_service, settings, index, count, hours, seed) for index in range(1, count + 1)]
+            done = [pool.submit(write_service, settings, index, count, hours, seed, raw_minutes) for index in range(1, count + 1)]
             for future in done:
                 future.result()
     return time.perf_counter() - began
@@ -161,14 +169,13 @@ def rss_bytes() -> int:
 def run_size(count: int, args, work: Path) -> dict:
     from werkzeug.serving import make_server
 
-    server = open_server(work / f"db-{count}", port=0)
-    settings = Settings(mongo_uri=server.uri, database=f"fleet{count}", models_dir=work / f"models-{count}",
+    settings = Settings(mongo_uri=f"mongodb://127.0.0.1:{free_port()}/", database=f"fleet{count}", models_dir=work / f"models-{count}",
                         onnx_threads=1, services_refresh_s=3600.0, max_services=max(1000, count))
     shutil.copytree(FIXTURE, settings.models_dir)
     result: dict = {"services": count}
+    server, db = database_process(work / f"db-{count}", settings, work / f"db-{count}.log")
     try:
-        db = store.connect(settings, autostart=False)
-        result["write_s"] = round(write_fleet(db, settings, count, args.hours, jobs=args.jobs), 1)
+        result["write_s"] = round(write_fleet(db, settings, count, args.hours, jobs=args.jobs, raw_minutes=args.raw_minutes), 1)
         clock = Clock(END)
         # Requests hand out cached statuses (as with the background refresher); the rounds below compute them.
         app = create_app(settings, clock=clock, background=False, status_ttl_s=3600.0, db=db)
@@ -253,15 +260,16 @@ def run_size(count: int, args, work: Path) -> dict:
         rt.stop()
         db.client.close()
     finally:
-        server.stop()
+        stop_process(server)
     return result
 
 
 def render(results: dict) -> str:
     """The docs/scaling.md block, from the JSON."""
     lines = [
-        f"Measured by `bench/fleet_bench.py` ({results['machine']}, {results['when']}; {results['hours']} h of samples per",
-        "service, the fixture LSTM serving every service, one API process, statuses recomputed in batches"
+        f"Measured by `bench/fleet_bench.py` ({results['machine']}, {results['when']}; {results['hours']} h of rollups per service"
+        + (f" with raw samples for its last {results['raw_minutes']:g} min" if results.get("raw_minutes") else " and of raw samples") + ",",
+        "the fixture LSTM serving every service, one API process and the database in its own, statuses recomputed in batches"
         + (f", GIL switch interval {1000 * results['switch_interval_s']:g} ms" if "switch_interval_s" in results else "") + "):",
         "",
         "| services | status round: cold | new samples | one by one (before batching) | quiet | staleness bound "
@@ -285,9 +293,12 @@ def render(results: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[20, 200], help="fleet sizes (1000 too: see the module doc)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20, 200], help="fleet sizes (default 20 200; the docs' figures add 1000: see the module doc)")
     parser.add_argument("--requests", type=int, default=300, help="requests per latency measurement (default 300)")
     parser.add_argument("--hours", type=float, default=2.5, help="hours of samples per service (default 2.5: the model reads 2)")
+    parser.add_argument("--raw-minutes", type=float,
+                        help="store raw samples for only the last N minutes before the clock (rollups for all --hours): "
+                             "statuses read rollups either way, and the fleet is written in a fraction of the time")
     parser.add_argument("--repeats", type=int, default=3, help="new-samples rounds timed each way, the median kept (default 3)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes writing the samples (default: one per core)")
     parser.add_argument("--switch-interval", type=float, help=f"GIL switch interval, s (default: a worker's, {SWITCH_INTERVAL_S})")
@@ -317,6 +328,7 @@ def main() -> int:
         "requests": args.requests,
         "switch_interval_s": sys.getswitchinterval(),
         "write_jobs": args.jobs,
+        "raw_minutes": args.raw_minutes,
         "sizes": sizes,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.docblock import replace_block  # noqa: E402
-from bench.serve_bench import FIXTURE, free_port, stop_process  # noqa: E402
+from bench.serve_bench import FIXTURE, database_process, free_port, stop_process  # noqa: E402
 from telemetry import simulator, store  # noqa: E402
 from telemetry.catalogue import CPU  # noqa: E402
 from telemetry.settings import Settings  # noqa: E402
@@ -85,19 +85,10 @@ def run(days: float, cold_runs: int = 5, warm_s: float = 20.0) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO), "MONGO_URI": settings.mongo_uri, "PYCEMAKER_DATABASE": "bench",
            "PYCEMAKER_LOG_LEVEL": "WARNING"}
     python = sys.executable
-    server = _start([python, "-m", "pycemaker", "db", "--data-dir", str(work / "db"), "--port", str(port)], env, work / "db.log")
+    server, db = database_process(work / "db", settings, work / "db.log")
     live = None
     apps = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                db = store.connect(settings, autostart=False)
-                break
-            except store.DatabaseUnavailable:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.3)
         now = dt.datetime.now(UTC).replace(microsecond=0)
         began = time.perf_counter()
         written = simulator.write(db, simulator.simulate(now - dt.timedelta(days=days), now, 21, settings), settings)

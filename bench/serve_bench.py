@@ -246,6 +246,24 @@ def wait_ready(base: str, process: subprocess.Popen, timeout: float = 90) -> Non
     raise RuntimeError("the API did not become ready")
 
 
+def database_process(data_dir: Path, settings: Settings, log: Path, timeout: float = 60) -> tuple[subprocess.Popen, object]:
+    """The embedded server in its own process (``pycemaker db``, as ``make demo`` and production host it) on
+    ``settings.mongo_uri``'s port, and a database handle once it answers."""
+    port = int(settings.mongo_uri.rstrip("/").rsplit(":", 1)[1])
+    with log.open("w") as out:
+        server = subprocess.Popen([sys.executable, "-m", "pycemaker", "db", "--data-dir", str(data_dir), "--port", str(port)],
+                                  cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return server, store.connect(settings, autostart=False)
+        except store.DatabaseUnavailable:
+            if time.monotonic() > deadline or server.poll() is not None:
+                stop_process(server)
+                raise
+            time.sleep(0.3)
+
+
 def stop_process(process: subprocess.Popen | None, timeout: float = 30) -> None:
     """SIGTERM (gunicorn's graceful stop), then SIGKILL if it outlives ``timeout``."""
     if process is not None and process.poll() is None:

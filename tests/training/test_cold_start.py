@@ -14,7 +14,7 @@ import pytest
 from forecasting import registry
 from telemetry import simulator, store
 from tests.scenario import Clock
-from tests.training.conftest import tiny_fit_config
+from tests.training.conftest import RAW_TAIL, tiny_fit_config
 
 pytest.importorskip("torch")
 
@@ -34,7 +34,8 @@ def db(settings):
 
 
 def write(settings, db, hours: float, seed: int = 21) -> None:
-    simulator.write(db, simulator.simulate(END - dt.timedelta(hours=hours), END, seed, settings), settings)
+    """``hours`` of samples to END: raw for the last :data:`RAW_TAIL`, rollups before (conftest.py)."""
+    simulator.write(db, simulator.simulate(END - dt.timedelta(hours=hours), END, seed, settings), settings, raw_since=END - RAW_TAIL)
 
 
 @pytest.mark.parametrize("hours", [2, 3])
