@@ -9,9 +9,10 @@ What it does, per fleet size (the API and its rounds in this process, on loopbac
 2. builds the API (``create_app``, the fixture LSTM ``tests/fixtures/models/v1`` serving every
    service) on a fixed clock, and times the status rounds of :class:`serving.fleet.Fleet`:
    ``cold`` (every status created: 3 h of minutes read and forecast per service), ``new_samples``
-   (the clock moves 5 s: every service has a new grid point, every status is recomputed, in batches:
-   serving/batch.py), ``new_samples_one_by_one`` (the same, each status refreshed on its own, as before
-   batching; the two alternate ``--repeats`` times, medians kept) and ``quiet`` (nothing new: only the newest-sample checks); the resident memory the
+   (the clock moves 5 s: the statuses with a new sample since are recomputed, most of them as scrapes are 5-6 s
+   apart, in batches: serving/batch.py), ``new_samples_one_by_one`` (the same, each status refreshed on its own,
+   as before batching; the two alternate ``--repeats`` times, medians kept, and are compared per status
+   recomputed, ``ms_per_recomputed``) and ``quiet`` (nothing new: only the newest-sample checks); the resident memory the
    statuses added (RSS after the cold round less before, per service; the first service's status is created
    before, so what the process allocates once is not counted per service);
 3. serves it with a threaded werkzeug server (the GIL switch interval set as in a gunicorn worker:
@@ -146,6 +147,19 @@ def time_requests(port: int, path: str, count: int) -> tuple[list[float], int]:
     return times, size
 
 
+def timed_round(fleet, run) -> tuple[float, int]:
+    """``run``'s seconds and how many statuses it recomputed (a new key; a kept snapshot keeps its key)."""
+    before = {name: status.current() for name, status in fleet._statuses.items()}
+    began = time.perf_counter()
+    run()
+    elapsed = time.perf_counter() - began
+    recomputed = 0
+    for name, status in fleet._statuses.items():
+        old, new = before.get(name), status.current()
+        recomputed += new is not None and (old is None or new.key != old.key)
+    return elapsed, recomputed
+
+
 def frames_bytes(fleet) -> int:
     total = 0
     for status in list(fleet._statuses.values()):
@@ -202,20 +216,28 @@ def run_size(count: int, args, work: Path) -> dict:
         rounds = {"cold": first_s + fleet.refresh_all()}
         gc.collect()
         result["rss_kib_per_service"] = round((rss_bytes() - rss_before) / max(1, count - 1) / 1024, 1)
+        def one_by_one_round() -> None:  # as rounds were before batching: each status on its own, the model run per service
+            for name in listed:
+                fleet.status(name).refresh()
+
         batched, one_by_one = [], []
         for _ in range(args.repeats):  # alternated, so a busy moment of the machine weighs on both alike
             clock.advance(5)
-            batched.append(fleet.refresh_all())
+            batched.append(timed_round(fleet, fleet.refresh_all))
             clock.advance(5)
-            began = time.perf_counter()
-            for name in listed:  # as rounds were before batching: each status on its own, the model run per service
-                fleet.status(name).refresh()
-            one_by_one.append(time.perf_counter() - began)
-        rounds["new_samples"] = float(np.median(batched))
-        rounds["new_samples_one_by_one"] = float(np.median(one_by_one))
+            one_by_one.append(timed_round(fleet, one_by_one_round))
+        rounds["new_samples"] = float(np.median([s for s, _ in batched]))
+        rounds["new_samples_one_by_one"] = float(np.median([s for s, _ in one_by_one]))
         rounds["quiet"] = fleet.refresh_all()
         result["status_round_s"] = {k: round(v, 3) for k, v in rounds.items()}
         result["status_round_ms_per_service"] = {k: round(1000 * v / count, 2) for k, v in rounds.items()}
+        # A round recomputes the statuses with a new grid point since the last (scrapes are 5-6 s apart: in a given
+        # 5 s some services have none), so the two ways are compared per status recomputed.
+        result["recomputed"] = {"new_samples": [n for _, n in batched], "new_samples_one_by_one": [n for _, n in one_by_one]}
+        result["ms_per_recomputed"] = {
+            key: round(float(np.median([1000 * s / max(1, n) for s, n in runs])), 2)
+            for key, runs in (("new_samples", batched), ("new_samples_one_by_one", one_by_one))
+        }
         result["frames_kib_per_service"] = round(frames_bytes(fleet) / count / 1024, 1)
         states: dict[str, int] = {}
         for status in fleet._statuses.values():
@@ -277,12 +299,18 @@ def render(results: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for size in results["sizes"]:
-        r, ms = size["status_round_s"], size["status_round_ms_per_service"]
-        one = f"{r['new_samples_one_by_one']:.2f} s ({ms['new_samples_one_by_one']:.0f} ms each)" if "new_samples_one_by_one" in r else "-"
+        r, ms = size["status_round_s"], size.get("ms_per_recomputed", size["status_round_ms_per_service"])
+
+        def recomputed(key: str) -> str:
+            counts = size.get("recomputed", {}).get(key)
+            return f"{int(np.median(counts))} recomputed, " if counts else ""
+
+        one = (f"{r['new_samples_one_by_one']:.2f} s ({recomputed('new_samples_one_by_one')}{ms['new_samples_one_by_one']:.0f} ms each)"
+               if "new_samples_one_by_one" in r else "-")
         stale = f"{size['staleness_bound_s']:.1f} s" if size.get("staleness_bound_s") is not None else "-"
         rss = f"{size['rss_kib_per_service']:.0f} KiB" if "rss_kib_per_service" in size else "-"
         lines.append(
-            f"| {size['services']} | {r['cold']:.1f} s | {r['new_samples']:.2f} s ({ms['new_samples']:.0f} ms each) | {one} "
+            f"| {size['services']} | {r['cold']:.1f} s | {r['new_samples']:.2f} s ({recomputed('new_samples')}{ms['new_samples']:.0f} ms each) | {one} "
             f"| {r['quiet']:.2f} s | {stale} "
             f"| {size['fleet_idle']['p50_ms']:.1f} / {size['fleet_idle']['p99_ms']:.1f} ms "
             f"| {size['fleet_refreshing']['p50_ms']:.1f} / {size['fleet_refreshing']['p99_ms']:.1f} ms "
