@@ -294,6 +294,8 @@ def write(
         raise ValueError("raw_since needs rollups: without them the older samples would be lost")
     store.ensure_indexes(db)
     present = [s for s in STREAMS if s.collection in simulation.samples]  # a service may lack some streams
+    spans = [simulation.samples[s.collection].index for s in present if len(simulation.samples[s.collection])]
+    first = min(t[0] for t in spans).to_pydatetime() if spans else None
     who = service_named(service, settings.default_service)
     inserted = total = 0
     cadence = None
@@ -314,10 +316,9 @@ def write(
         insert()
     else:  # the tail, then the head the rollups' first step reads back from the store (at the tail's cadence)
         insert(lambda index: index >= raw_since)
-        times = [simulation.samples[s.collection].index for s in present if len(simulation.samples[s.collection])]
-        if times:
+        if first is not None:
             cadence = frames.service_cadence(db, settings, service=who)
-            head_end = rollups.first_step_in_memory(min(t[0] for t in times).to_pydatetime(), cadence)
+            head_end = rollups.first_step_in_memory(first, cadence)
             insert(lambda index: index < min(head_end, raw_since))
     incidents = [inc.document(service) for inc in simulation.incidents]
     store.insert_idempotent(db, INCIDENTS_COLLECTION, incidents)
@@ -325,11 +326,9 @@ def write(
         cadence = cadence or frames.service_cadence(db, settings, service=who)
         if inserted == total:  # every sample is new: the rows come from the simulation, not read back
             rollups.write_samples(db, settings, simulation.samples, cadence, who)
-        else:
-            times = [f.index for f in simulation.samples.values() if len(f)]
-            if times:
-                first, last = min(t[0] for t in times).to_pydatetime(), max(t[-1] for t in times).to_pydatetime()
-                rollups.update(db, settings, max(first, raw_since) if raw_since else first, last, cadence, who)
+        elif first is not None:
+            last = max(t[-1] for t in spans).to_pydatetime()
+            rollups.update(db, settings, max(first, raw_since) if raw_since else first, last, cadence, who)
     return inserted
 
 
