@@ -33,6 +33,7 @@ from telemetry.settings import Settings
 
 UTC = dt.timezone.utc
 HOUR = pd.Timedelta(hours=1)
+MICROSECOND = dt.timedelta(microseconds=1)
 #: Minutes the recent frame keeps beyond a model's lookback (the minute under way, the status's look back).
 RECENT_MARGIN_MINUTES = 10
 #: The columns of a minute frame (telemetry.frames.minute_frame), in order.
@@ -73,6 +74,8 @@ class MinuteCache:
         self._latest: dict[str, dt.datetime | None] = {}
         self._searched_until: dict[str, dt.datetime] = {}
         self._latest_full_at = -float("inf")
+        #: The newest step's samples, as :meth:`latest_sample_times` last read them (for :meth:`refresh` at that now).
+        self._window: store.SampleWindow | None = None
 
     @property
     def step_minutes(self) -> int:
@@ -99,6 +102,9 @@ class MinuteCache:
         """
         start = pd.Timestamp(floor_step(now, self.step_minutes)) - pd.Timedelta(minutes=self.recent_minutes - self.step_minutes)
         with self._refresh_lock:
+            window, self._window = self._window, None
+            if window is not None and window.end != now + MICROSECOND:
+                window = None
             recent, until = self._recent, self._recent_until
             full = (
                 recent is None
@@ -108,11 +114,11 @@ class MinuteCache:
                 or time.monotonic() - self._recent_full_at > self.full_reload_s
             )
             if full:
-                frame = load_minute_frame(self.db, start.to_pydatetime(), now, self.settings, self.cadence, self.service)
+                frame = load_minute_frame(self.db, start.to_pydatetime(), now, self.settings, self.cadence, self.service, window)
                 self._recent_full_at = time.monotonic()
             else:
                 tail_start = max(start, (recent.index[-1] - self.overlap).floor(f"{self.step_minutes}min"))
-                tail = load_minute_frame(self.db, tail_start.to_pydatetime(), now, self.settings, self.cadence, self.service)
+                tail = load_minute_frame(self.db, tail_start.to_pydatetime(), now, self.settings, self.cadence, self.service, window)
                 kept = recent[(recent.index >= start) & (recent.index < tail_start)]
                 frame = pd.concat([kept, tail]) if len(kept) else tail
             self._recent, self._recent_until = frame, now
@@ -192,12 +198,14 @@ class MinuteCache:
     def latest_sample_times(self, now: dt.datetime) -> dict[str, dt.datetime | None]:
         """The newest sample at or before ``now`` per stream, within ``max_interval_hours`` (None: none).
 
-        Each call asks only about the minutes since the last search (back to the newest sample
-        seen, or ``overlap`` before the last search for samples written late), which is one short
-        index range. Every ``full_reload_s`` the search starts over, so history rewritten or
-        replayed further back is seen, as the recent frame's full reload sees it. Every query is
-        bounded (:func:`telemetry.store.newest_sample_time`): an open-ended lower bound, such as a
-        newest sample from days before, made one query decode days of documents on the embedded server.
+        The newest step's samples are read (from the as-of tolerance before it up to ``now``: what its frame row is
+        computed from) and kept for :meth:`refresh` at the same ``now``, which then frames that step without reading
+        them again; a stream with a sample there has its newest. For the others the search asks only about the
+        minutes since the last search (back to the newest sample seen, or ``overlap`` before the last search for
+        samples written late), which is one short index range. Every ``full_reload_s`` the search starts over, so
+        history rewritten or replayed further back is seen, as the recent frame's full reload sees it. Every query is
+        bounded (:func:`telemetry.store.newest_sample_time`): an open-ended lower bound, such as a newest sample
+        from days before, made one query decode days of documents on the embedded server.
         """
         full = (
             time.monotonic() - self._latest_full_at > self.full_reload_s
@@ -206,17 +214,28 @@ class MinuteCache:
         if full:  # the first search, a periodic one, or the clock went back (tests)
             self._latest.clear()
             self._searched_until.clear()
+        step_from = floor_step(now, self.step_minutes) - dt.timedelta(seconds=self.cadence.tolerance_s)
+        streams = self.settings.stream_set
+        window = store.SampleWindow(step_from, now + MICROSECOND,
+                                    store.read_samples(self.db, step_from, now + MICROSECOND, streams, self.service))
         out: dict[str, dt.datetime | None] = {}
         look_back = now - dt.timedelta(hours=self.settings.max_interval_hours)
-        for stream in self.settings.stream_set:
+        for stream in streams:
             name = stream.collection
             known = self._latest.get(name)
             searched = self._searched_until.get(name)
             floor = look_back if searched is None else max(searched - self.overlap, known or look_back, look_back)
-            latest = store.newest_sample_time(self.db, stream, before=now, after=floor, service=self.service) or known
+            held = window.samples[name]
+            if len(held):
+                latest = held.index[-1].to_pydatetime()
+            elif floor < step_from:  # none in the newest step: search before it
+                latest = store.newest_sample_time(self.db, stream, before=step_from, after=floor, service=self.service) or known
+            else:
+                latest = known
             self._latest[name] = latest
             self._searched_until[name] = now
             out[name] = latest
+        self._window = window
         if full:
             self._latest_full_at = time.monotonic()
         return out

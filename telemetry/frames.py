@@ -16,21 +16,23 @@ from pymongo.database import Database
 from telemetry import rollups
 from telemetry.framing import STEPS_WITHIN_AN_HOUR, Cadence, cadence_for, minute_frame, raw_minute_frame, service_cadence
 from telemetry.services import DEFAULT_SERVICE, Service
+from telemetry.store import SampleWindow
 from telemetry.settings import Settings
 
 
 def load_minute_frame(
     db: Database, start: dt.datetime, end: dt.datetime, settings: Settings, cadence: Cadence | None = None,
-    service: Service = DEFAULT_SERVICE,
+    service: Service = DEFAULT_SERVICE, window: SampleWindow | None = None,
 ) -> pd.DataFrame:
     """:func:`minute_frame` of ``service`` over ``[start, end)`` from the store (the configured streams only).
 
     With ``settings.rollups`` (the default): the stored per-step rows where they exist, the other steps from
     the samples (:func:`telemetry.rollups.read_frame`; the same frame). Otherwise: :func:`raw_minute_frame`.
+    ``window``: samples of ``service`` already read (:class:`telemetry.store.SampleWindow`), used where they cover a read.
     """
     if settings.rollups:
-        return rollups.read_frame(db, start, end, settings, cadence, service)
-    return raw_minute_frame(db, start, end, settings, cadence, service)
+        return rollups.read_frame(db, start, end, settings, cadence, service, window)
+    return raw_minute_frame(db, start, end, settings, cadence, service, window)
 
 
 __all__ = [

@@ -21,7 +21,7 @@ from pymongo.database import Database
 
 from telemetry import store
 from telemetry.catalogue import STREAM_COLUMNS, STREAMS
-from telemetry.health import minute_health
+from telemetry.health import nanoseconds, step_codes, step_health, step_index, step_means
 from telemetry.services import DEFAULT_SERVICE, Service
 from telemetry.settings import Settings
 
@@ -80,21 +80,20 @@ def minute_frame(
     ``health``, ``coverage`` and ``flag_*``, per step of the cadence (a minute by default)."""
     cadence = cadence or Cadence(1, settings.alignment_tolerance_s)
     step_minutes = cadence.step_minutes
-    health = minute_health(samples, start, end, settings, step_minutes, cadence.tolerance_s)
-    freq = f"{step_minutes}min"
+    steps = step_index(start, end, step_minutes)
     configured = {s.collection for s in settings.stream_set}
-    columns: dict[str, np.ndarray] = {}  # one frame built at the end: a column insert each costs more than its mean
+    columns: dict[str, np.ndarray] = {}
     for stream in STREAMS:
         data = samples.get(stream.collection) if stream.collection in configured else None
         if data is None or data.empty:
             for column in stream.columns:
-                columns[column] = np.full(len(health.index), np.nan)
+                columns[column] = np.full(len(steps), np.nan)
             continue
-        means = data[list(stream.columns)].groupby(data.index.floor(freq)).mean().reindex(health.index)
+        codes = step_codes(nanoseconds(data.index), steps, step_minutes)
         for column in stream.columns:
-            columns[column] = means[column].to_numpy(dtype=float)
-    frame = pd.DataFrame({column: columns[column] for column in STREAM_COLUMNS}, index=health.index)
-    return pd.concat([frame, health], axis=1)
+            columns[column] = step_means(codes, data[column].to_numpy(dtype=float), len(steps))
+    health = step_health(samples, steps, end, settings, step_minutes, cadence.tolerance_s)
+    return pd.DataFrame({**{column: columns[column] for column in STREAM_COLUMNS}, **health}, index=steps)
 
 
 #: Frame steps shorter than an hour divide it, so every step lies within one hour.
@@ -103,12 +102,13 @@ STEPS_WITHIN_AN_HOUR = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)
 
 def raw_minute_frame(
     db: Database, start: dt.datetime, end: dt.datetime, settings: Settings, cadence: Cadence | None = None,
-    service: Service = DEFAULT_SERVICE,
+    service: Service = DEFAULT_SERVICE, window: store.SampleWindow | None = None,
 ) -> pd.DataFrame:
-    """:func:`minute_frame` of ``service`` over ``[start, end)`` computed from the raw samples.
+    """:func:`minute_frame` of ``service`` over ``[start, end)`` computed from the raw samples (those ``window``
+    holds, already read, if it holds them all).
 
     Reads from the tolerance before ``start`` so the first step's grid points have their as-of samples.
     """
     cadence = cadence or Cadence(1, settings.alignment_tolerance_s)
-    samples = store.read_samples(db, start - dt.timedelta(seconds=cadence.tolerance_s), end, settings.stream_set, service)
+    samples = store.read_samples(db, start - dt.timedelta(seconds=cadence.tolerance_s), end, settings.stream_set, service, window)
     return minute_frame(samples, start, end, settings, cadence)

@@ -59,17 +59,24 @@ def align(
     tolerance=...)``, done with one ``searchsorted`` per stream: the values are selected, never computed,
     so they are the same, without a merge's fixed cost (most of a one-minute frame's).
     """
+    return pd.DataFrame(_aligned(samples, nanoseconds(points, points.tz), points.tz, tolerance_s, streams), index=points)
+
+
+def _aligned(
+    samples: Mapping[str, pd.DataFrame], point_ns: np.ndarray, tz: dt.tzinfo | None, tolerance_s: float,
+    streams: Sequence[Stream],
+) -> dict[str, np.ndarray]:
+    """:func:`align`'s columns, for points given as int64 nanoseconds since the epoch (in ``tz``)."""
     tolerance = pd.Timedelta(seconds=tolerance_s).value
-    point_ns = _nanoseconds(points, points.tz)
-    columns: dict[str, np.ndarray] = {}  # one frame built at the end: a column insert per stream costs more than the join
+    columns: dict[str, np.ndarray] = {}
     for stream in streams:
         frame = samples.get(stream.collection)
         if frame is None or frame.empty:
             for column in stream.columns:
-                columns[column] = np.full(len(points), np.nan)
+                columns[column] = np.full(len(point_ns), np.nan)
             continue
         present = _any_value(frame)  # the rows ``frame.dropna(how="all")`` keeps
-        times = _nanoseconds(frame.index, points.tz)[present]
+        times = nanoseconds(frame.index, tz)[present]
         order = None
         if len(times) > 1 and not (times[1:] >= times[:-1]).all():
             order = np.argsort(times, kind="stable")
@@ -82,8 +89,8 @@ def align(
             values = np.asarray(frame[column].to_numpy(), dtype=float)[present]
             if order is not None:
                 values = values[order]
-            columns[column] = np.where(found, values[take], np.nan) if len(values) else np.full(len(points), np.nan)
-    return pd.DataFrame(columns, index=points)
+            columns[column] = np.where(found, values[take], np.nan) if len(values) else np.full(len(point_ns), np.nan)
+    return columns
 
 
 def _any_value(frame: pd.DataFrame) -> np.ndarray:
@@ -93,7 +100,7 @@ def _any_value(frame: pd.DataFrame) -> np.ndarray:
     return frame.notna().to_numpy().any(axis=1)
 
 
-def _nanoseconds(index: pd.Index, tz: dt.tzinfo | None) -> np.ndarray:
+def nanoseconds(index: pd.Index, tz: dt.tzinfo | None = UTC) -> np.ndarray:
     """``index`` as int64 nanoseconds since the epoch, in ``tz`` (a naive index stays naive, as the points' dtype)."""
     times = pd.DatetimeIndex(index)
     if tz is not None:
@@ -127,29 +134,81 @@ def minute_health(
     Columns: ``health`` (NaN when unknown), ``coverage`` (0..1), and the mean flag of each health
     input (``flag_cpu``, ``flag_memory``, ``flag_request_rate``, ``flag_response_time``; NaN for an
     input the service does not have). Index: every step of the interval, tz-aware UTC, missing ones
-    included. ``tolerance_s``: the as-of tolerance (default ``alignment_tolerance_s``).
+    included. ``tolerance_s``: the as-of joins' tolerance (default ``alignment_tolerance_s``).
+
+    Computed on arrays (:func:`step_means`), not with pandas' group-bys: a minute costs ~0.5 ms rather than ~6 ms
+    of fixed costs (a fleet's status round computes one per service every 5 s), with the same values to the last bit.
     """
-    freq = f"{step_minutes}min"
-    steps = pd.date_range(
-        floor_step(start, step_minutes), pd.Timestamp(end) - pd.Timedelta(microseconds=1), freq=freq, name="time"
+    steps = step_index(start, end, step_minutes)
+    return pd.DataFrame(step_health(samples, steps, end, settings, step_minutes, tolerance_s), index=steps)
+
+
+def step_index(start: dt.datetime, end: dt.datetime, step_minutes: int = 1) -> pd.DatetimeIndex:
+    """The steps ``floor(start) <= t < end`` of ``step_minutes`` (UTC, named ``time``)."""
+    return pd.date_range(
+        floor_step(start, step_minutes), pd.Timestamp(end) - pd.Timedelta(microseconds=1), freq=f"{step_minutes}min", name="time"
     )
+
+
+def step_codes(times_ns: np.ndarray, steps: pd.DatetimeIndex, step_minutes: int) -> np.ndarray:
+    """The position in ``steps`` of the step holding each time (int64 ns since the epoch); outside: -1 or past the end."""
+    if not len(steps):
+        return np.full(len(times_ns), -1, dtype=np.int64)
+    return np.floor_divide(times_ns - steps[0].value, pd.Timedelta(minutes=step_minutes).value)
+
+
+def step_health(
+    samples: Mapping[str, pd.DataFrame], steps: pd.DatetimeIndex, end: dt.datetime, settings: Settings,
+    step_minutes: int, tolerance_s: float | None,
+) -> dict[str, np.ndarray]:
+    """:func:`minute_health`'s columns over ``steps`` (:func:`step_index` of the interval ending at ``end``), as arrays."""
     tolerance = settings.alignment_tolerance_s if tolerance_s is None else tolerance_s
-    points = grid(steps[0], end, settings.grid_seconds) if len(steps) else pd.DatetimeIndex([], tz=UTC)
-    aligned = align(samples, points, tolerance, settings.stream_set)
-    flag_frame = flags(aligned, settings)
-    scored = flag_frame.assign(health=health_from_flags(flag_frame))
-    bins = scored.index.floor(freq)
-    per_step = scored.groupby(bins).mean()
-    # Coverage: scored grid points / grid points, per step (0 for a step with none); counted, so exact either way.
-    codes = steps.get_indexer(bins)
+    point_ns = nanoseconds(grid(steps[0], end, settings.grid_seconds), UTC) if len(steps) else np.zeros(0, dtype=np.int64)
+    aligned = _aligned(samples, point_ns, UTC, tolerance, settings.stream_set)
+    cuts = settings.cuts()
+    flag_values = {name: flag_of(np.asarray(value, dtype=float), cuts[name])
+                   for name, value in flag_inputs(aligned, settings.stream_set).items()}
+    stacked = np.stack(list(flag_values.values())) if flag_values else np.zeros((0, len(point_ns)))
+    health = 1.0 - stacked.sum(axis=0) / (3 * len(flag_values))  # NaN wherever an input is (health_from_flags)
+    codes = step_codes(point_ns, steps, step_minutes)
     expected = np.bincount(codes, minlength=len(steps))
-    counts = np.bincount(codes, weights=scored["health"].notna().to_numpy(), minlength=len(steps))
+    scored = np.bincount(codes, weights=~np.isnan(health), minlength=len(steps))
     with np.errstate(invalid="ignore", divide="ignore"):
-        coverage = np.where(expected > 0, counts / np.maximum(expected, 1), 0.0)
-    columns = {"health": per_step["health"].reindex(steps).to_numpy(), "coverage": coverage}
+        coverage = np.where(expected > 0, scored / np.maximum(expected, 1), 0.0)
+    columns = {"health": step_means(codes, health, len(steps)), "coverage": coverage}
     for name in FLAG_NAMES:
-        columns[f"flag_{name}"] = per_step[name].reindex(steps).to_numpy() if name in per_step else np.full(len(steps), np.nan)
-    return pd.DataFrame(columns, index=steps)
+        columns[f"flag_{name}"] = step_means(codes, flag_values[name], len(steps)) if name in flag_values else np.full(len(steps), np.nan)
+    return columns
+
+
+def step_means(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """The mean of ``values`` per code ``0..n-1`` (NaN and codes outside skipped; NaN for a code with none).
+
+    Each code's values are added in their order with compensated (Kahan) summation, as pandas' grouped mean
+    adds them, so each mean equals ``Series(values).groupby(codes).mean()``'s to the last bit. Vectorised
+    across codes: the k-th values of every code are added together, one pass per value of the fullest code.
+    """
+    values = np.asarray(values, dtype=float)
+    keep = ~np.isnan(values) & (codes >= 0) & (codes < n)
+    codes, values = codes[keep], values[keep]
+    total, compensation = np.zeros(n), np.zeros(n)
+    counts = np.bincount(codes, minlength=n)
+    if len(codes):
+        if len(codes) > 1 and not (codes[1:] >= codes[:-1]).all():
+            order = np.argsort(codes, kind="stable")
+            codes, values = codes[order], values[order]
+        rank = np.arange(len(codes)) - np.searchsorted(codes, codes, side="left")
+        with np.errstate(invalid="ignore"):  # inf - inf, below, is NaN: no compensation then (as pandas')
+            for k in range(int(rank.max()) + 1):
+                at = rank == k
+                code = codes[at]
+                y = values[at] - compensation[code]
+                t = total[code] + y
+                lost = t - total[code] - y
+                compensation[code] = np.where(lost == lost, lost, 0.0)
+                total[code] = t
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, total / np.maximum(counts, 1), np.nan)
 
 
 def is_failure(health: pd.Series | np.ndarray | float, settings: Settings) -> np.ndarray:

@@ -367,10 +367,11 @@ def read_rows(
 
 def read_frame(
     db: Database, start: dt.datetime, end: dt.datetime, settings: Settings, cadence: Cadence | None = None,
-    service: Service = DEFAULT_SERVICE,
+    service: Service = DEFAULT_SERVICE, window: store.SampleWindow | None = None,
 ) -> pd.DataFrame:
     """:func:`telemetry.frames.minute_frame` of ``service`` over ``[start, end)``: rollup rows for the whole
-    steps that have one, the other steps computed from the samples. Identical to the raw path's frame."""
+    steps that have one, the other steps computed from the samples (``window``'s, where it holds them).
+    Identical to the raw path's frame."""
     cadence = _default_cadence(settings, cadence)
     start, end = _utc(start), _utc(end)
     freq = f"{cadence.step_minutes}min"
@@ -378,7 +379,7 @@ def read_frame(
         floor_step(start, cadence.step_minutes), pd.Timestamp(end) - pd.Timedelta(microseconds=1), freq=freq, name="time"
     )
     if not len(steps) or not usable(settings, cadence):
-        return raw_minute_frame(db, start, end, settings, cadence, service)
+        return raw_minute_frame(db, start, end, settings, cadence, service, window)
     delta = pd.Timedelta(minutes=cadence.step_minutes)
     whole = (steps >= pd.Timestamp(start)) & (steps + delta <= pd.Timestamp(end))
     out = pd.DataFrame(np.nan, index=steps, columns=list(FRAME_COLUMNS))
@@ -394,7 +395,7 @@ def read_frame(
     for i, j in _runs(np.flatnonzero(~have)):
         run_start = max(steps[i], pd.Timestamp(start)).to_pydatetime()
         run_end = min(steps[j] + delta, pd.Timestamp(end)).to_pydatetime()
-        part = raw_minute_frame(db, run_start, run_end, settings, cadence, service)
+        part = raw_minute_frame(db, run_start, run_end, settings, cadence, service, window)
         out.iloc[i : j + 1, :] = part[list(FRAME_COLUMNS)].to_numpy()
     out["coverage"] = out["coverage"].astype(float)
     return out

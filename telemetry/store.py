@@ -212,12 +212,35 @@ def number(value: Any) -> float:
         return np.nan
 
 
+@dataclass(frozen=True)
+class SampleWindow:
+    """Samples of one service already read over ``[start, end)``, keyed by collection: :func:`read_samples` answers
+    an interval within it from these, without a query (serving/minute_cache.py reads the newest step's samples to
+    find the newest sample times, then frames that step from them)."""
+
+    start: dt.datetime
+    end: dt.datetime
+    samples: Mapping[str, pd.DataFrame]
+
+    def within(self, stream: Stream, start: dt.datetime, end: dt.datetime) -> pd.DataFrame | None:
+        """``stream``'s samples over ``[start, end)`` (None: not held, or not all of the interval)."""
+        frame = self.samples.get(stream.collection)
+        if frame is None or start < self.start or end > self.end:
+            return None
+        return frame[(frame.index >= start) & (frame.index < end)]
+
+
 def read_samples(
     db: Database, start: dt.datetime, end: dt.datetime, streams: Sequence[Stream] = STREAMS,
-    service: Service = DEFAULT_SERVICE,
+    service: Service = DEFAULT_SERVICE, window: SampleWindow | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """The samples of ``service``'s ``streams`` (default: every stream) over ``[start, end)``, keyed by collection."""
-    return {s.collection: read_stream(db, s, start, end, service) for s in streams}
+    """The samples of ``service``'s ``streams`` (default: every stream) over ``[start, end)``, keyed by collection
+    (from ``window`` where it holds them: it must be ``service``'s)."""
+    out = {}
+    for stream in streams:
+        held = window.within(stream, start, end) if window is not None else None
+        out[stream.collection] = held if held is not None else read_stream(db, stream, start, end, service)
+    return out
 
 
 #: Widths of the successive windows :func:`newest_sample_time` searches back through (the last repeats).

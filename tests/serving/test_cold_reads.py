@@ -108,3 +108,27 @@ def test_the_newest_sample_is_found_window_by_window(db, settings):
         assert store.newest_sample_time(watched, CPU, before=old, after=old - dt.timedelta(minutes=1)) == old
     finally:
         client.close()
+
+
+def test_a_status_reads_the_newest_steps_samples_once(scenario_settings, make_app):
+    """A recomputed status reads the newest minute's samples once: they give the newest sample times (whether
+    anything changed) and that minute's frame row (MinuteCache's sample window), and the status equals a cold one."""
+    persistence_model(scenario_settings.models_dir, "v1", L=120, H=60)
+    listener = Finds()
+    client = MongoClient(scenario_settings.mongo_uri, tz_aware=True, event_listeners=[listener])
+    db = client[scenario_settings.database]
+    clock = Clock(at("23:30:10"))
+    try:
+        rt = make_app(scenario_settings, clock, db=db).extensions["pycemaker"]
+        rt.status.refresh()
+        clock.now += dt.timedelta(seconds=20)  # new samples, the same minute
+        listener.finds.clear()
+        warm = rt.status.refresh()
+        reads = [collection for collection, _ in listener.finds]
+        spellings = len(rt.cache.service.filters())  # the default service's samples with and without its name
+        assert all(reads.count(s.collection) == spellings for s in STREAMS), reads
+        assert reads.count(ROLLUPS_COLLECTION) == 1  # the closed minutes re-read (a late sample may have changed one)
+        cold = make_app(scenario_settings, Clock(clock.now), db=db).extensions["pycemaker"].status.refresh()
+        assert warm.body == cold.body and warm.status.current.health is not None
+    finally:
+        client.close()

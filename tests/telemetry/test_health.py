@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from telemetry.catalogue import CPU, MEMORY, REQUESTS, RESPONSE_TIME
-from telemetry.health import align, grid, is_failure, minute_health, staleness
+from telemetry.framing import minute_frame
+from telemetry.health import align, grid, is_failure, minute_health, staleness, step_means
 from telemetry.settings import Settings
 
 UTC = dt.timezone.utc
@@ -114,3 +115,31 @@ def test_staleness():
     result = staleness(silent, now, S)
     assert result.stale and result.streams == ("cpu_usage", "response_time")
     assert result.since == now - dt.timedelta(minutes=5)
+
+
+def test_step_means_add_as_pandas_grouped_mean_does():
+    """Compensated sums, NaN skipped, each code's values in their order, codes outside dropped: bit for bit."""
+    rng = np.random.default_rng(3)
+    codes = rng.integers(-2, 12, 400)  # 10 and 11 lie outside the 10 steps below
+    values = rng.lognormal(0, 3, 400) * rng.choice([1.0, -1.0], 400)
+    values[::17] = np.nan
+    values[5], values[9] = np.inf, -np.inf
+    expected = pd.Series(values).groupby(codes).mean().reindex(range(10)).to_numpy()
+    np.testing.assert_array_equal(step_means(codes, values, 10), expected)
+    cancelling = np.array([1e16, 1.0, 1.0, -1e16])  # a plain sum gives 0.0; pandas' mean 0.5
+    only = step_means(np.zeros(4, dtype=np.int64), cancelling, 1)
+    assert only[0] == pd.Series(cancelling).groupby(np.zeros(4)).mean().iloc[0] == 0.5
+    assert np.isnan(step_means(np.array([0]), np.array([np.nan]), 2)).all()  # no value, or none at all: NaN
+
+
+def test_minute_frame_means_equal_pandas_group_bys():
+    samples = steady(5, cpu=np.linspace(0.1, 0.9, 62), rt=np.geomspace(0.01, 2.0, 62))
+    start, end = T0 + dt.timedelta(seconds=20), T0 + dt.timedelta(minutes=4, seconds=40)
+    frame = minute_frame(samples, start, end, S)
+    for collection, columns in ((CPU.collection, ["cpu"]), (RESPONSE_TIME.collection, ["response_time"])):
+        data = samples[collection]
+        expected = data[columns].groupby(data.index.floor("1min")).mean().reindex(frame.index)
+        np.testing.assert_array_equal(frame[columns].to_numpy(), expected.to_numpy())
+    health = minute_health(samples, start, end, S)
+    pd.testing.assert_frame_equal(frame[list(health.columns)], health, check_exact=True)
+    assert list(frame.index) == list(pd.date_range(T0, periods=5, freq="1min", name="time"))
