@@ -12,7 +12,7 @@ What it does, per fleet size (the API and its rounds in this process, on loopbac
    (the clock moves 5 s: the statuses with a new sample since are recomputed, most of them as scrapes are 5-6 s
    apart, in batches: serving/batch.py), ``new_samples_one_by_one`` (the same, each status refreshed on its own,
    as before batching; the two alternate ``--repeats`` times, medians kept, and are compared per status
-   recomputed, ``ms_per_recomputed``) and ``quiet`` (nothing new: only the newest-sample checks); the resident memory the
+   recomputed, ``ms_per_recomputed``) and ``quiet`` (nothing new: only the checks, each reading its newest step's samples); the resident memory the
    statuses added (RSS after the cold round less before, per service; the first service's status is created
    before, so what the process allocates once is not counted per service);
 3. serves it with a threaded werkzeug server (the GIL switch interval set as in a gunicorn worker:
