@@ -22,6 +22,7 @@ BLOCKS = [
     ("pretrain", "bench.pretrain_figures"),
     ("fleet", "bench.fleet_bench"),
     ("fleet_e2e", "bench.fleet_e2e_bench"),
+    ("fleet_train", "bench.fleet_train_bench"),
     ("rollups", "bench.rollup_bench"),
 ]
 

@@ -1,0 +1,148 @@
+"""Fleet training benchmark: one ``train --once`` across 20 to 1,000 simulated services, as the scheduler runs it.
+
+What it does, per fleet size:
+
+1. hosts a SecantusDB server in its own process (``pycemaker db``, as production does) and writes ``--hours`` of
+   simulated history per service (``svc-01``..``svc-N``, each its own app: :func:`telemetry.simulator.fleet_service`;
+   written as bench/fleet_bench.py writes them: rollups for every hour, raw samples for the last ``--raw-minutes``);
+2. runs one whole :func:`training.pipeline.train_once` with the production settings (every candidate kind, the
+   LSTM's fit within ``train_budget_s``) over every service: each service's frame read from its rollups, one model
+   pooled across the fleet, every candidate judged on every service's held-back block, the per-service choice;
+3. records the run's seconds (whole, reading, fitting every candidate, judging and registering), what it promoted,
+   how many services it scored and assigned a model of their own, and this process's peak resident memory.
+
+The default ``--hours 36`` is the shortest history the LSTM's split takes at the production input and horizon
+(120 + 180 minutes in a 15 % block: 2,001 minutes), with a margin. Writing 1,000 services of it takes most of an
+hour on 2 cores; ``--sizes 20 200`` is the quick run.
+
+    PYTHONPATH=. .venv/bin/python bench/fleet_train_bench.py [--sizes 20 200 1000] [--hours 36]
+
+Figures go to ``bench/results/fleet_train.json`` and docs/scaling.md (between its ``figures:fleet_train`` markers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.docblock import replace_block  # noqa: E402
+from bench.fleet_bench import write_fleet  # noqa: E402
+from bench.serve_bench import database_process, free_port, stop_process  # noqa: E402
+from forecasting import registry  # noqa: E402
+from telemetry.settings import load_settings  # noqa: E402
+
+UTC = dt.timezone.utc
+DOC = REPO / "docs" / "scaling.md"
+log = logging.getLogger("fleet_train")
+
+
+def run_size(count: int, args, work: Path) -> dict:
+    from training.pipeline import train_once
+
+    settings = dataclasses.replace(
+        load_settings(), mongo_uri=f"mongodb://127.0.0.1:{free_port()}/", database=f"train{count}",
+        models_dir=work / f"models-{count}", max_services=max(1000, count),
+    )
+    result: dict = {"services": count}
+    server, db = database_process(work / f"db-{count}", settings, work / f"db-{count}.log")
+    try:
+        result["write_s"] = round(write_fleet(db, settings, count, args.hours, jobs=args.jobs, raw_minutes=args.raw_minutes), 1)
+        log.info("%d services written in %.0f s", count, result["write_s"])
+        began = time.perf_counter()
+        run = train_once(settings, db, days=args.hours / 24, progress_bar=False)
+        result["train_s"] = round(time.perf_counter() - began, 1)
+        metrics = run.metrics
+        seconds = metrics.get("seconds", {})
+        result.update({
+            "status": run.status,
+            "error": run.error,
+            "read_s": seconds.get("read"),
+            "fit_all_s": seconds.get("fit_all"),
+            "judge_and_register_s": seconds.get("judge_and_register"),
+            "candidates_s": seconds.get("candidates"),
+            "plan": metrics.get("plan"),
+            "trained_services": len(metrics.get("services", [])),
+            "scored_services": len(metrics.get("scored_services", [])),
+            "assigned_own_model": len(metrics.get("assignments", {}) or {}),
+            "promoted": registry.read_card(settings.models_dir, run.version).kind if run.promoted and run.version else None,
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        })
+        db.client.close()
+    finally:
+        stop_process(server)
+    return result
+
+
+def render(results: dict) -> str:
+    """The docs/scaling.md block, from the JSON."""
+    lines = [
+        f"Measured by `bench/fleet_train_bench.py` ({results['machine']}, {results['when']}; {results['hours']:g} h of "
+        f"history per service, production settings, an empty registry: every candidate kind, the LSTM's fit within "
+        f"{results['train_budget_s']:g} s):",
+        "",
+        "| services | `train --once` | reading frames | fitting every candidate | judging and registering "
+        "| services scored | assigned a model of their own | promoted | peak RSS (trainer) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for size in results["sizes"]:
+        if size["status"] != "succeeded":
+            lines.append(f"| {size['services']} | failed: {size['error']} | | | | | | | |")
+            continue
+        lines.append(
+            f"| {size['services']} | {size['train_s']:.0f} s | {size['read_s']:.0f} s | {size['fit_all_s']:.0f} s "
+            f"| {size['judge_and_register_s']:.0f} s | {size['scored_services']} | {size['assigned_own_model']} "
+            f"| {size['promoted'] or '-'} | {size['peak_rss_mib']:.0f} MiB |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20, 200], help="fleet sizes (default 20 200)")
+    parser.add_argument("--hours", type=float, default=36.0, help="hours of history per service (default 36: the LSTM's minimum and a margin)")
+    parser.add_argument("--raw-minutes", type=float, default=10.0, help="raw samples kept for the last N minutes (rollups for every hour)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes writing the samples (default: one per core)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "fleet_train.json")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/scaling.md's figures")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    work = Path(tempfile.mkdtemp(prefix="pycemaker-fleet-train-"))
+    try:
+        sizes = []
+        for count in args.sizes:
+            sizes.append(run_size(count, args, work))
+            print(json.dumps(sizes[-1]), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results = {
+        "benchmark": "bench/fleet_train_bench.py",
+        "when": dt.datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
+        "hours": args.hours,
+        "raw_minutes": args.raw_minutes,
+        "train_budget_s": load_settings().train_budget_s,
+        "sizes": sizes,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    if not args.no_docs:
+        replace_block(DOC, "fleet_train", render(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
