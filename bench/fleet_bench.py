@@ -286,6 +286,29 @@ def run_size(count: int, args, work: Path) -> dict:
     return result
 
 
+def header(benchmark: str) -> dict:
+    """The fields every fleet benchmark's JSON starts with: which script, when, on what."""
+    return {
+        "benchmark": benchmark,
+        "when": dt.datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
+    }
+
+
+def run_sizes(sizes: list[int], run_size, args, prefix: str) -> list[dict]:
+    """``run_size(count, args, work)`` for each fleet size, in one scratch directory (removed after), each result
+    printed as it comes."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        results = []
+        for count in sizes:
+            results.append(run_size(count, args, work))
+            print(json.dumps(results[-1]), flush=True)
+        return results
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def render(results: dict) -> str:
     """The docs/scaling.md block, from the JSON."""
     lines = [
@@ -340,24 +363,14 @@ def main() -> int:
         sys.setswitchinterval(args.switch_interval)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    work = Path(tempfile.mkdtemp(prefix="pycemaker-fleet-bench-"))
-    try:
-        sizes = []
-        for count in args.sizes:
-            sizes.append(run_size(count, args, work))
-            print(json.dumps(sizes[-1]), flush=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     results = {
-        "benchmark": "bench/fleet_bench.py",
-        "when": dt.datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
+        **header("bench/fleet_bench.py"),
         "hours": args.hours,
         "requests": args.requests,
         "switch_interval_s": sys.getswitchinterval(),
         "write_jobs": args.jobs,
         "raw_minutes": args.raw_minutes,
-        "sizes": sizes,
+        "sizes": run_sizes(args.sizes, run_size, args, "pycemaker-fleet-bench-"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -28,11 +28,8 @@ import datetime as dt
 import json
 import logging
 import os
-import platform
 import resource
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.docblock import replace_block  # noqa: E402
-from bench.fleet_bench import write_fleet  # noqa: E402
+from bench.fleet_bench import header, run_sizes, write_fleet  # noqa: E402
 from bench.serve_bench import database_process, free_port, stop_process  # noqa: E402
 from forecasting import registry  # noqa: E402
 from telemetry.settings import load_settings  # noqa: E402
@@ -120,22 +117,12 @@ def main() -> int:
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/scaling.md's figures")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    work = Path(tempfile.mkdtemp(prefix="pycemaker-fleet-train-"))
-    try:
-        sizes = []
-        for count in args.sizes:
-            sizes.append(run_size(count, args, work))
-            print(json.dumps(sizes[-1]), flush=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     results = {
-        "benchmark": "bench/fleet_train_bench.py",
-        "when": dt.datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
+        **header("bench/fleet_train_bench.py"),
         "hours": args.hours,
         "raw_minutes": args.raw_minutes,
         "train_budget_s": load_settings().train_budget_s,
-        "sizes": sizes,
+        "sizes": run_sizes(args.sizes, run_size, args, "pycemaker-fleet-train-"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
