@@ -16,8 +16,8 @@ from pymongo.database import Database
 from telemetry import rollups
 from telemetry.framing import STEPS_WITHIN_AN_HOUR, Cadence, cadence_for, minute_frame, raw_minute_frame, service_cadence
 from telemetry.services import DEFAULT_SERVICE, Service
-from telemetry.store import SampleWindow
 from telemetry.settings import Settings
+from telemetry.store import SampleWindow
 
 
 def load_minute_frame(

@@ -136,8 +136,8 @@ def minute_health(
     input the service does not have). Index: every step of the interval, tz-aware UTC, missing ones
     included. ``tolerance_s``: the as-of joins' tolerance (default ``alignment_tolerance_s``).
 
-    Computed on arrays (:func:`step_means`), not with pandas' group-bys: a minute costs ~0.5 ms rather than ~6 ms
-    of fixed costs (a fleet's status round computes one per service every 5 s), with the same values to the last bit.
+    Computed on arrays (:func:`step_means`), not with pandas' group-bys, whose fixed costs were most of a short
+    frame's (a fleet's status round computes one per service every 5 s): the same values, to the last bit.
     """
     steps = step_index(start, end, step_minutes)
     return pd.DataFrame(step_health(samples, steps, end, settings, step_minutes, tolerance_s), index=steps)
