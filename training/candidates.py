@@ -144,8 +144,15 @@ def in_sample_origins(data: RunData, input_minutes: int) -> np.ndarray:
     return origins
 
 
-def build_baseline(kind: str, data: RunData, settings: Settings, workdir: Path) -> Candidate:
-    """Fit, choose the health source, score, export and card a baseline of ``kind`` (forecasting/linear.py)."""
+def build_baseline(kind: str, data: RunData, settings: Settings, workdir: Path, *, scored_by_caller: bool = False) -> Candidate:
+    """Fit, choose the health source, score, export and card a baseline of ``kind`` (forecasting/linear.py).
+
+    ``scored_by_caller``: a service's own baseline in a fleet run (training/pipeline.py ``_own_baselines``), which the
+    per-service choice scores on the service's held-back block through its exported model: only the validation
+    block's choice of health source is computed here (the in-sample windows too when there is no validation block),
+    not the held-back scores (``test`` None) nor the in-sample ones, which nothing reads then (most of a fleet
+    run's per-service time was these validations).
+    """
     from training.linear_export import export_linear
 
     began = time.perf_counter()
@@ -161,13 +168,16 @@ def build_baseline(kind: str, data: RunData, settings: Settings, workdir: Path) 
         scaled = model.predict_scaled(_windows(data.features, origins, L))
         return scoring.validate(scaled, data.values, origins, data.scaling, quantiles, L, settings, health_source=source)
 
-    in_sample = validate(in_sample_origins(data, L))
-    chooser = validate(data.plan.validation) or in_sample
+    chooser, in_sample = validate(data.plan.validation), None
+    if chooser is None or not scored_by_caller:
+        in_sample = validate(in_sample_origins(data, L))
+        chooser = chooser or in_sample
     source = chooser.health_source if chooser is not None else "direct"
-    test = validate(data.plan.test, source)
+    test = None if scored_by_caller else validate(data.plan.test, source)
     if in_sample is not None and in_sample.health_source != source:
         in_sample = validate(in_sample.origins, source)
-    parity_origins = test.origins[:512] if test is not None else np.array([data.plan.rows])
+    held_back = data.plan.test[data.plan.test >= L]
+    parity_origins = held_back[:512] if len(held_back) else np.array([data.plan.rows])
     onnx_path = workdir / f"{kind}.onnx"
     report = export_linear(model, onnx_path, _windows(data.features, parity_origins, L), threads=settings.onnx_threads)
     card = _card(

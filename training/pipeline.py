@@ -488,7 +488,7 @@ class _Run:
         out = []
         for kind in sorted(kinds, key=selection.PREFERENCE.index):
             try:
-                candidate = build_baseline(kind, own, self.settings, workdir)
+                candidate = build_baseline(kind, own, self.settings, workdir, scored_by_caller=True)
             except Exception:  # the fleet's model still serves the service
                 log.exception("%s for service %s failed", kind, name)
                 continue
