@@ -27,7 +27,7 @@ from pymongo.database import Database
 from telemetry import store
 from telemetry.catalogue import FLAG_NAMES, STREAM_COLUMNS
 from telemetry.frames import Cadence, load_minute_frame
-from telemetry.health import floor_step
+from telemetry.health import floor_step, step_index
 from telemetry.services import DEFAULT_SERVICE, Service
 from telemetry.settings import Settings
 
@@ -138,8 +138,7 @@ class MinuteCache:
         The recent part comes from the recent frame (re-read first if it is older than
         ``max_age_s``); older steps from hour chunks.
         """
-        minutes = pd.date_range(floor_step(start, self.step_minutes), pd.Timestamp(end) - pd.Timedelta(microseconds=1),
-                                freq=f"{self.step_minutes}min", name="time")
+        minutes = step_index(start, end, self.step_minutes)
         if not len(minutes):
             return self._empty(minutes)
         recent, until = self._recent, self._recent_until

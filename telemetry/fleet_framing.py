@@ -21,7 +21,7 @@ import pandas as pd
 from telemetry import store
 from telemetry.catalogue import FLAG_NAMES, STREAM_COLUMNS, STREAMS, Stream
 from telemetry.framing import Cadence
-from telemetry.health import flags, floor_step, grid, health_from_flags
+from telemetry.health import flags, grid, health_from_flags, step_index
 from telemetry.settings import Settings
 
 UTC = dt.timezone.utc
@@ -46,9 +46,7 @@ def stacked_minute_frames(
     a UTC ``time`` index, the stream's columns and the service's position in ``_service``, each service's rows
     in time order without repeated times (None or absent: no service has samples of that collection)."""
     freq = f"{cadence.step_minutes}min"
-    steps = pd.date_range(
-        floor_step(start, cadence.step_minutes), pd.Timestamp(end) - pd.Timedelta(microseconds=1), freq=freq, name="time"
-    )
+    steps = step_index(start, end, cadence.step_minutes)
     if not n:
         return []
     if not len(steps):

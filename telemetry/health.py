@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -110,15 +110,24 @@ def nanoseconds(index: pd.Index, tz: dt.tzinfo | None = UTC) -> np.ndarray:
 
 def flags(aligned: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     """Flag 0-3 per configured health input and grid point (NaN where that input is missing)."""
+    return pd.DataFrame(flag_values(aligned, settings), index=aligned.index)
+
+
+def flag_values(aligned: Mapping[str, Any], settings: Settings) -> dict[str, np.ndarray]:
+    """:func:`flags`' columns, from aligned stream columns (a frame, or arrays by column name), as arrays."""
     cuts = settings.cuts()
-    return pd.DataFrame({name: flag_of(np.asarray(value, dtype=float), cuts[name])
-                         for name, value in flag_inputs(aligned, settings.stream_set).items()}, index=aligned.index)
+    return {name: flag_of(np.asarray(value, dtype=float), cuts[name])
+            for name, value in flag_inputs(aligned, settings.stream_set).items()}
 
 
 def health_from_flags(flag_frame: pd.DataFrame) -> pd.Series:
     """1 - sum(flags) / (3 x inputs) where every input of the frame is present, else NaN."""
-    total = flag_frame.sum(axis=1, min_count=flag_frame.shape[1])
-    return 1.0 - total / (3 * flag_frame.shape[1])
+    return pd.Series(health_of(flag_frame.to_numpy(dtype=float).T), index=flag_frame.index)
+
+
+def health_of(flag_rows: np.ndarray) -> np.ndarray:
+    """:func:`health_from_flags` of flags given one row per input (inputs x points): NaN wherever an input is."""
+    return 1.0 - flag_rows.sum(axis=0) / (3 * flag_rows.shape[0])
 
 
 def minute_health(
@@ -165,11 +174,8 @@ def step_health(
     tolerance = settings.alignment_tolerance_s if tolerance_s is None else tolerance_s
     point_ns = nanoseconds(grid(steps[0], end, settings.grid_seconds), UTC) if len(steps) else np.zeros(0, dtype=np.int64)
     aligned = _aligned(samples, point_ns, UTC, tolerance, settings.stream_set)
-    cuts = settings.cuts()
-    flag_values = {name: flag_of(np.asarray(value, dtype=float), cuts[name])
-                   for name, value in flag_inputs(aligned, settings.stream_set).items()}
-    stacked = np.stack(list(flag_values.values())) if flag_values else np.zeros((0, len(point_ns)))
-    health = 1.0 - stacked.sum(axis=0) / (3 * len(flag_values))  # NaN wherever an input is (health_from_flags)
+    flagged = flag_values(aligned, settings)
+    health = health_of(np.stack(list(flagged.values())) if flagged else np.zeros((0, len(point_ns))))
     codes = step_codes(point_ns, steps, step_minutes)
     expected = np.bincount(codes, minlength=len(steps))
     scored = np.bincount(codes, weights=~np.isnan(health), minlength=len(steps))
@@ -177,7 +183,7 @@ def step_health(
         coverage = np.where(expected > 0, scored / np.maximum(expected, 1), 0.0)
     columns = {"health": step_means(codes, health, len(steps)), "coverage": coverage}
     for name in FLAG_NAMES:
-        columns[f"flag_{name}"] = step_means(codes, flag_values[name], len(steps)) if name in flag_values else np.full(len(steps), np.nan)
+        columns[f"flag_{name}"] = step_means(codes, flagged[name], len(steps)) if name in flagged else np.full(len(steps), np.nan)
     return columns
 
 

@@ -42,7 +42,7 @@ from telemetry import store
 from telemetry.catalogue import FLAG_NAMES, ROLLUPS_COLLECTION, STREAM_COLUMNS
 from telemetry.fleet_framing import stack_documents, stacked_minute_frames
 from telemetry.framing import Cadence, minute_frame, raw_minute_frame, service_cadence
-from telemetry.health import floor_step
+from telemetry.health import floor_step, step_index
 from telemetry.services import DEFAULT_SERVICE, Service
 from telemetry.settings import Settings
 
@@ -374,10 +374,7 @@ def read_frame(
     Identical to the raw path's frame."""
     cadence = _default_cadence(settings, cadence)
     start, end = _utc(start), _utc(end)
-    freq = f"{cadence.step_minutes}min"
-    steps = pd.date_range(
-        floor_step(start, cadence.step_minutes), pd.Timestamp(end) - pd.Timedelta(microseconds=1), freq=freq, name="time"
-    )
+    steps = step_index(start, end, cadence.step_minutes)
     if not len(steps) or not usable(settings, cadence):
         return raw_minute_frame(db, start, end, settings, cadence, service, window)
     delta = pd.Timedelta(minutes=cadence.step_minutes)
