@@ -15,7 +15,9 @@ The default ``--hours 36`` is the shortest history the LSTM's split takes at the
 (120 + 180 minutes in a 15 % block: 2,001 minutes), with a margin. Writing 1,000 services of it takes most of an
 hour on 2 cores; ``--sizes 20 200`` is the quick run.
 
-    PYTHONPATH=. .venv/bin/python bench/fleet_train_bench.py [--sizes 20 200 1000] [--hours 36]
+    PYTHONPATH=. .venv/bin/python bench/fleet_train_bench.py [--sizes 20 200 1000] [--hours 36] [--keep]
+
+``--keep`` keeps the sizes the JSON already holds that this run does not measure (each with its date).
 
 Figures go to ``bench/results/fleet_train.json`` and docs/scaling.md (between its ``figures:fleet_train`` markers).
 """
@@ -37,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.docblock import replace_block  # noqa: E402
-from bench.fleet_bench import header, run_sizes, write_fleet  # noqa: E402
+from bench.fleet_bench import dates, header, run_sizes, sizes_kept, write_fleet  # noqa: E402
 from bench.serve_bench import database_process, free_port, stop_process  # noqa: E402
 from forecasting import registry  # noqa: E402
 from telemetry.settings import load_settings  # noqa: E402
@@ -78,6 +80,9 @@ def run_size(count: int, args, work: Path) -> dict:
             "promoted": registry.read_card(settings.models_dir, run.version).kind if run.promoted and run.version else None,
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         })
+        lstm = [card for card in registry.list_versions(settings.models_dir) if card.kind == "lstm"]
+        if lstm:
+            result["lstm"] = {key: lstm[-1].training.get(key) for key in ("train_windows", "epochs", "stopped_by", "epoch_seconds_mean")}
         db.client.close()
     finally:
         stop_process(server)
@@ -87,22 +92,24 @@ def run_size(count: int, args, work: Path) -> dict:
 def render(results: dict) -> str:
     """The docs/scaling.md block, from the JSON."""
     lines = [
-        f"Measured by `bench/fleet_train_bench.py` ({results['machine']}, {results['when']}; {results['hours']:g} h of "
+        f"Measured by `bench/fleet_train_bench.py` ({results['machine']}, {dates(results)}; {results['hours']:g} h of "
         f"history per service, production settings, an empty registry: every candidate kind, the LSTM's fit within "
-        f"{results['train_budget_s']:g} s):",
+        f"{results['train_budget_s']:g} s"
+        + (f" on at most {results['train_max_windows']:,} training windows" if results.get("train_max_windows") else "") + "):",
         "",
         "| services | `train --once` | reading frames | fitting every candidate | judging and registering "
-        "| services scored | assigned a model of their own | promoted | peak RSS (trainer) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| services scored | assigned a model of their own | promoted | LSTM: training windows, epochs | peak RSS (trainer) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for size in results["sizes"]:
         if size["status"] != "succeeded":
-            lines.append(f"| {size['services']} | failed: {size['error']} | | | | | | | |")
+            lines.append(f"| {size['services']} | failed: {size['error']} | | | | | | | | |")
             continue
+        lstm = f"{size['lstm']['train_windows']:,}, {size['lstm']['epochs']}" if size.get("lstm") else "-"
         lines.append(
             f"| {size['services']} | {size['train_s']:.0f} s | {size['read_s']:.0f} s | {size['fit_all_s']:.0f} s "
             f"| {size['judge_and_register_s']:.0f} s | {size['scored_services']} | {size['assigned_own_model']} "
-            f"| {size['promoted'] or '-'} | {size['peak_rss_mib']:.0f} MiB |"
+            f"| {size['promoted'] or '-'} | {lstm} | {size['peak_rss_mib']:.0f} MiB |"
         )
     return "\n".join(lines) + "\n"
 
@@ -115,6 +122,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes writing the samples (default: one per core)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "fleet_train.json")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/scaling.md's figures")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the sizes --out already holds that this run does not measure (each keeps its date)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     results = {
@@ -122,8 +131,9 @@ def main() -> int:
         "hours": args.hours,
         "raw_minutes": args.raw_minutes,
         "train_budget_s": load_settings().train_budget_s,
-        "sizes": run_sizes(args.sizes, run_size, args, "pycemaker-fleet-train-"),
+        "train_max_windows": load_settings().train_max_windows,
     }
+    results["sizes"] = sizes_kept(args.out, run_sizes(args.sizes, run_size, args, "pycemaker-fleet-train-"), results["when"], args.keep)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     if not args.no_docs:

@@ -133,6 +133,10 @@ class Settings:
     train_threads: int = 1
     #: Wall-clock budget of one fit in seconds; the best epoch so far is kept (0: no limit).
     train_budget_s: float = 180.0
+    #: Most training windows one LSTM fit keeps (training/datamodule.py): past it, every service's training windows
+    #: are thinned with one wider stride. Bounds the trainer's memory and an epoch's time as the fleet grows
+    #: (~11 KB a window; 0: no limit).
+    train_max_windows: int = 150_000
     #: How long the trainer waits on one database read (a week of samples; ~20 s from the embedded
     #: server on a busy 2-core box) before the run fails.
     train_read_timeout_s: float = 300.0
@@ -324,6 +328,8 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"candidate_kinds: {', '.join(unknown) or 'none given'}; known: {', '.join(CANDIDATE_KINDS)}")
     if s.frame_minutes < 0 or s.scrape_interval_s < 0:
         raise SettingsError("frame_minutes and scrape_interval_s must be 0 (follow the data) or positive")
+    if s.train_max_windows < 0:
+        raise SettingsError("train_max_windows must be 0 (no limit) or positive")
     if s.min_history_minutes < 2:
         raise SettingsError("min_history_minutes must be at least 2")
     if s.collector_spill_max_bytes < 4096:

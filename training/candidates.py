@@ -406,7 +406,8 @@ def lstm_windows(data: RunData, settings: Settings, config):
         return window_data(data.frame, settings, config)
     return PooledWindowDataModule(
         [data.frame] + [frame for _, frame in data.pool], data.steps(settings.input_minutes), data.steps(settings.horizon_minutes),
-        batch_size=config.batch_size, train_stride=config.train_stride, seed=config.seed)
+        batch_size=config.batch_size, train_stride=config.train_stride, seed=config.seed,
+        max_train_windows=config.max_train_windows)
 
 
 def _card(kind: str, settings: Settings, data: RunData, input_steps: int, horizon_steps: int, health_source: str,

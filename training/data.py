@@ -118,6 +118,7 @@ def window_data(frame: pd.DataFrame, settings: Settings, config: FitConfig, scal
     return WindowDataModule(
         frame, steps(settings.input_minutes, step), steps(settings.horizon_minutes, step),
         batch_size=config.batch_size, train_stride=config.train_stride, seed=config.seed, scaling=scaling,
+        max_train_windows=config.max_train_windows,
     )
 
 

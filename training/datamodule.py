@@ -43,6 +43,13 @@ class WindowSet:
         return len(self.origins)
 
 
+def cut(features: np.ndarray, scaled_targets: np.ndarray, origins: np.ndarray, input_minutes: int,
+        horizon_minutes: int) -> WindowSet:
+    """The windows at ``origins`` of one frame's feature matrix and scaled targets."""
+    x, y = windows(features, scaled_targets, origins, input_minutes, horizon_minutes)
+    return WindowSet(origins, x, y)
+
+
 class ForecastDataModule(L.LightningDataModule):
     """What the network is built from: the number of input features and of forecast targets (the contract's)."""
 
@@ -55,11 +62,20 @@ class ForecastDataModule(L.LightningDataModule):
         return len(TARGETS)
 
 
+def capped_stride(origins: int, stride: int, max_windows: int | None) -> int:
+    """``stride``, widened until ``origins`` training origins give at most ``max_windows`` windows (None: no cap)."""
+    stride = max(1, int(stride))
+    if max_windows and origins > max_windows * stride:
+        stride = -(-origins // max_windows)
+    return stride
+
+
 class WindowDataModule(ForecastDataModule):
     """Train / validation / test windows of one per-minute frame.
 
     ``train_stride`` > 1 keeps every n-th training window (neighbouring windows overlap by
-    all but one minute, so striding costs little accuracy and saves epoch time).
+    all but one minute, so striding costs little accuracy and saves epoch time); ``max_train_windows``
+    widens that stride where more windows would be cut (a window is ~11 KB: this bounds memory and an epoch).
     Validation and test keep every window: the gates score on all of them.
     """
 
@@ -73,6 +89,7 @@ class WindowDataModule(ForecastDataModule):
         fractions: tuple[float, float, float] = FRACTIONS,
         seed: int = 7,
         scaling: Scaling | None = None,
+        max_train_windows: int | None = None,
     ):
         """``scaling``: a fixed one (the base model's when fine-tuning it; a pooled run's, :mod:`training.pooled`);
         None: fitted on the training minutes."""
@@ -82,6 +99,7 @@ class WindowDataModule(ForecastDataModule):
         self.horizon_minutes = horizon_minutes
         self.batch_size = batch_size
         self.train_stride = max(1, int(train_stride))
+        self.max_train_windows = max_train_windows
         self.fractions = fractions
         self.seed = seed
         self.scaling: Scaling | None = scaling
@@ -110,14 +128,11 @@ class WindowDataModule(ForecastDataModule):
         features = feature_matrix(self.frame, self.scaling)
         scaled_targets = self.scaling.transform(self.values)
         self.split = split
-
-        def part(origins: np.ndarray) -> WindowSet:
-            x, y = windows(features, scaled_targets, origins, self.input_minutes, self.horizon_minutes)
-            return WindowSet(origins, x, y)
-
-        self.train = part(split.train[:: self.train_stride])
-        self.validation = part(split.validation)
-        self.test = part(split.test)
+        L_, H_ = self.input_minutes, self.horizon_minutes
+        self.train_stride = capped_stride(len(split.train), self.train_stride, self.max_train_windows)
+        self.train = cut(features, scaled_targets, split.train[:: self.train_stride], L_, H_)
+        self.validation = cut(features, scaled_targets, split.validation, L_, H_)
+        self.test = cut(features, scaled_targets, split.test, L_, H_)
 
     def _loader(self, windows_: WindowSet, shuffle: bool) -> DataLoader:
         dataset = TensorDataset(torch.from_numpy(windows_.inputs), torch.from_numpy(windows_.targets))
@@ -163,7 +178,9 @@ def _joined(parts: list[WindowSet]) -> WindowSet:
 class PooledWindowDataModule(WindowDataModule):
     """Several services' frames, one fit: every frame's training windows pooled, every frame's validation
     windows pooled for early stopping, all scaled with one scaling fitted on every frame's training span
-    (the served contract has one scaling per model: docs/model.md, "One model for the fleet").
+    (the served contract has one scaling per model: docs/model.md, "One model for the fleet"). Past
+    ``max_train_windows`` every frame's training windows are thinned with one wider stride, so a large
+    fleet's fit keeps a bounded memory and epoch time and every service its share.
 
     The first frame (the run's primary service) keeps its own parts in ``validation``, ``test`` and
     ``values``: the band is calibrated and the model judged on them as in a one-service run. A frame
@@ -181,7 +198,7 @@ class PooledWindowDataModule(WindowDataModule):
             return
         L_, H_ = self.input_minutes, self.horizon_minutes
         need = minimum_minutes(L_, H_, self.fractions)
-        spans = []
+        spans, origins, validation_origins = [], 0, 0
         for i, frame in enumerate(self.frames):
             split = split_origins(len(frame), L_, H_, self.fractions)
             if len(frame) < need or not all(len(part) for part in (split.train, split.validation, split.test)):
@@ -189,17 +206,33 @@ class PooledWindowDataModule(WindowDataModule):
                     raise NotEnoughData(f"{len(frame)} minutes of data; at least {need} are needed for L={L_}, H={H_}")
                 continue
             self.used.append(i)
+            origins += len(split.train)
+            validation_origins += len(split.validation)
             spans.append(target_values(frame)[split.train[0] - L_ : split.train[-1] + H_])
         scaling = Scaling.fit(np.concatenate(spans))
-        parts = [WindowDataModule(self.frames[i], L_, H_, self.batch_size, self.train_stride, self.fractions, self.seed,
-                                  scaling=scaling) for i in self.used]
-        for part in parts:
-            part.setup(stage)
-        first = parts[0]
+        self.train_stride = capped_stride(origins, self.train_stride, self.max_train_windows)
+        # Early stopping's pool is thinned alike, to the split's proportion of validation to training windows.
+        most_validation = max(1, round(self.max_train_windows * self.fractions[1] / self.fractions[0])) \
+            if self.max_train_windows else None
+        validation_stride = capped_stride(validation_origins, 1, most_validation)
+        first = WindowDataModule(self.frames[0], L_, H_, self.batch_size, self.train_stride, self.fractions, self.seed,
+                                 scaling=scaling)
+        first.setup(stage)
         self.scaling, self.split, self.values = scaling, first.split, first.values
-        self.train = _joined([p.train for p in parts])
         self.validation, self.test = first.validation, first.test
-        self.pooled_validation = _joined([p.validation for p in parts])
+        every = slice(None, None, validation_stride)
+        trains = [first.train]
+        validations = [WindowSet(first.validation.origins[every], first.validation.inputs[every],
+                                 first.validation.targets[every])]
+        for i in self.used[1:]:
+            # The other services' windows are cut straight to what the pools keep (and no test windows:
+            # a thousand services' weeks of them would take gigabytes).
+            frame = self.frames[i]
+            split = split_origins(len(frame), L_, H_, self.fractions)
+            features, targets = feature_matrix(frame, scaling), scaling.transform(target_values(frame))
+            trains.append(cut(features, targets, split.train[:: self.train_stride], L_, H_))
+            validations.append(cut(features, targets, split.validation[every], L_, H_))
+        self.train, self.pooled_validation = _joined(trains), _joined(validations)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.pooled_validation, shuffle=False)

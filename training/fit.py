@@ -46,6 +46,8 @@ class FitConfig:
     patience: int = 5
     #: Keep every n-th training window (see :class:`training.datamodule.WindowDataModule`).
     train_stride: int = 2
+    #: Most training windows kept (None: all); past it the stride widens (``Settings.train_max_windows``).
+    max_train_windows: int | None = None
     #: Wall-clock budget for the fit in seconds (None: no limit); the best epoch so far is kept.
     max_time_s: float | None = None
     seed: int = 7
@@ -63,7 +65,7 @@ class FitConfig:
         """The full run's configuration: epochs, seed, threads and time budget from the settings."""
         values: dict[str, Any] = dict(
             max_epochs=settings.max_epochs, seed=settings.seed, threads=settings.train_threads,
-            max_time_s=settings.train_budget_s or None,
+            max_time_s=settings.train_budget_s or None, max_train_windows=settings.train_max_windows or None,
         )
         values.update(changes)
         return cls(**values)

@@ -56,6 +56,7 @@ def test_secrets_from_files(tmp_path):
         ({"PYCEMAKER_CPU_CUTS": "0.5,0.75"}, "3 comma-separated"),
         ({"PYCEMAKER_PORT": "http"}, "port"),
         ({"PYCEMAKER_FAILURE_THRESHOLD": "2"}, "failure_threshold"),
+        ({"PYCEMAKER_TRAIN_MAX_WINDOWS": "-1"}, "train_max_windows"),
     ],
 )
 def test_bad_values_are_named(environ, message):

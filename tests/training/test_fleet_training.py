@@ -18,7 +18,8 @@ from telemetry import store  # noqa: E402
 from telemetry.settings import SettingsError, load_settings  # noqa: E402
 from tests.training.conftest import FLEET, FLEET_LSTM, SEASONAL, TINY, tiny_fit_config  # noqa: E402
 from training.data import only_the_default, training_services  # noqa: E402
-from training.datamodule import PooledWindowDataModule, WindowDataModule  # noqa: E402
+from training.datamodule import PooledWindowDataModule, WindowDataModule, capped_stride  # noqa: E402
+from training.fit import FitConfig  # noqa: E402
 from training.pipeline import pooled_scores, train_once  # noqa: E402
 from training.selection import Scores  # noqa: E402
 
@@ -78,6 +79,37 @@ def test_the_pooled_module_scales_every_service_alike_and_keeps_the_first_servic
     assert both.used == [0, 1]  # the 50-minute frame is too short for the split
     assert len(both.train) == 2 * len(one.train) and len(both.pooled_validation) == 2 * len(one.validation)
     assert np.array_equal(both.test.origins, one.test.origins) and np.array_equal(both.validation.inputs, one.validation.inputs)
+
+
+def test_a_window_cap_thins_every_services_windows_alike_and_leaves_the_first_services_judging_parts(two_days_frame):
+    frames = [two_days_frame, two_days_frame.copy(), two_days_frame.copy(), two_days_frame.copy()]
+    full = PooledWindowDataModule(frames, 120, 60, train_stride=2)
+    capped = PooledWindowDataModule(frames, 120, 60, train_stride=2, max_train_windows=400)
+    full.setup()
+    capped.setup()
+    origins = 4 * len(full.split.train)
+    assert capped.train_stride == capped_stride(origins, 2, 400) == -(-origins // 400) > 2
+    # One stride for every service: each keeps the same share, at most the cap in all (one more a service at most).
+    kept = capped.split.train[:: capped.train_stride]
+    assert len(capped.train) == 4 * len(kept) <= 400 + 4
+    assert np.array_equal(capped.train.origins, np.tile(kept, 4))
+    alone = WindowDataModule(two_days_frame, 120, 60, train_stride=capped.train_stride, scaling=capped.scaling)
+    alone.setup()
+    assert np.array_equal(capped.train.inputs[: len(kept)], alone.train.inputs, equal_nan=True)
+    assert np.array_equal(capped.train.targets[-len(kept):], alone.train.targets, equal_nan=True)
+    # Early stopping's pool keeps the split's proportion (15/70 of the cap); the first service's own validation
+    # and test windows (calibration, judging) are all kept.
+    assert len(capped.pooled_validation) <= round(400 * 15 / 70) + 4 < len(full.pooled_validation)
+    assert np.array_equal(capped.validation.origins, full.validation.origins)
+    assert np.array_equal(capped.test.inputs, full.test.inputs, equal_nan=True)
+    # A single frame is capped exactly; no cap, or a cap above the windows, changes nothing.
+    one = WindowDataModule(two_days_frame, 120, 60, train_stride=2, max_train_windows=100)
+    one.setup()
+    assert len(one.train) <= 100 < len(full.split.train) // 2
+    assert capped_stride(1000, 2, None) == capped_stride(1000, 2, 500) == 2 and capped_stride(1000, 2, 499) == 3
+    # The setting reaches the fit (0: no cap).
+    assert FitConfig.from_settings(load_settings(environ={})).max_train_windows == 150_000
+    assert FitConfig.from_settings(load_settings(environ={"PYCEMAKER_TRAIN_MAX_WINDOWS": "0"})).max_train_windows is None
 
 
 def test_pooled_scores_sum_counts_and_average_errors_over_services():
