@@ -309,17 +309,34 @@ def run_sizes(sizes: list[int], run_size, args, prefix: str) -> list[dict]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def sizes_kept(out: Path, measured: list[dict], when: str, keep: bool) -> list[dict]:
+    """The fleet sizes for the JSON at ``out``: ``measured`` (dated ``when``), and with ``keep`` the sizes ``out``
+    already holds that this run did not measure (each with its own date), by fleet size."""
+    sizes = [{**size, "when": when} for size in measured]
+    if keep and out.exists():
+        earlier = json.loads(out.read_text())
+        done = {size["services"] for size in measured}
+        sizes += [{"when": earlier["when"], **size} for size in earlier["sizes"] if size["services"] not in done]
+    return sorted(sizes, key=lambda size: size["services"])
+
+
+def dates(results: dict) -> str:
+    """The dates a JSON's sizes were measured on (see :func:`sizes_kept`)."""
+    return ", ".join(sorted({size.get("when", results["when"]) for size in results["sizes"]}))
+
+
 def render(results: dict) -> str:
     """The docs/scaling.md block, from the JSON."""
     lines = [
-        f"Measured by `bench/fleet_bench.py` ({results['machine']}, {results['when']}; {results['hours']} h of rollups per service"
+        f"Measured by `bench/fleet_bench.py` ({results['machine']}, {dates(results)}; {results['hours']} h of rollups per service"
         + (f" with raw samples for its last {results['raw_minutes']:g} min" if results.get("raw_minutes") else " and of raw samples") + ",",
         "the fixture LSTM serving every service, one API process and the database in its own, statuses recomputed in batches"
         + (f", GIL switch interval {1000 * results['switch_interval_s']:g} ms" if "switch_interval_s" in results else "") + "):",
         "",
         "| services | status round: cold | new samples | one by one (before batching) | quiet | staleness bound "
-        "| `/api/v1/fleet` p50 / p99 idle | while refreshing | memory per service (RSS) | frames per service |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| `/api/v1/fleet` p50 / p99 idle | while refreshing | `/api/v1/services` p50 / p99 idle | memory per service (RSS) "
+        "| frames per service |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for size in results["sizes"]:
         r, ms = size["status_round_s"], size.get("ms_per_recomputed", size["status_round_ms_per_service"])
@@ -332,12 +349,14 @@ def render(results: dict) -> str:
                if "new_samples_one_by_one" in r else "-")
         stale = f"{size['staleness_bound_s']:.1f} s" if size.get("staleness_bound_s") is not None else "-"
         rss = f"{size['rss_kib_per_service']:.0f} KiB" if "rss_kib_per_service" in size else "-"
+        idle = size.get("services_idle")
+        services = f"{idle['p50_ms']:.1f} / {idle['p99_ms']:.1f} ms" if idle else "-"
         lines.append(
             f"| {size['services']} | {r['cold']:.1f} s | {r['new_samples']:.2f} s ({recomputed('new_samples')}{ms['new_samples']:.0f} ms each) | {one} "
             f"| {r['quiet']:.2f} s | {stale} "
             f"| {size['fleet_idle']['p50_ms']:.1f} / {size['fleet_idle']['p99_ms']:.1f} ms "
             f"| {size['fleet_refreshing']['p50_ms']:.1f} / {size['fleet_refreshing']['p99_ms']:.1f} ms "
-            f"| {rss} | {size['frames_kib_per_service']:.0f} KiB |"
+            f"| {services} | {rss} | {size['frames_kib_per_service']:.0f} KiB |"
         )
     return "\n".join(lines) + "\n"
 
@@ -355,6 +374,8 @@ def main() -> int:
     parser.add_argument("--switch-interval", type=float, help=f"GIL switch interval, s (default: a worker's, {SWITCH_INTERVAL_S})")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "fleet.json")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/scaling.md's figures")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the sizes --out already holds that this run does not measure (each keeps its date)")
     args = parser.parse_args()
 
     if args.switch_interval is None:
@@ -370,8 +391,8 @@ def main() -> int:
         "switch_interval_s": sys.getswitchinterval(),
         "write_jobs": args.jobs,
         "raw_minutes": args.raw_minutes,
-        "sizes": run_sizes(args.sizes, run_size, args, "pycemaker-fleet-bench-"),
     }
+    results["sizes"] = sizes_kept(args.out, run_sizes(args.sizes, run_size, args, "pycemaker-fleet-bench-"), results["when"], args.keep)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     if not args.no_docs:

@@ -71,6 +71,9 @@ class Listing:
     #: Each entry's schema dump, by ``id`` of the entry (with the entry, so the id is not reused): carried over to
     #: the next listing, so a rebuild dumps only the rows that changed.
     dumped: dict = dataclasses.field(default_factory=dict)
+    #: ``GET /api/v1/services``' rendered body and the directory scan (``ServiceDirectory.scans``) it was rendered
+    #: from: it depends only on these entries' states and that scan's ranges (carried over with the entries).
+    services_body: tuple[int, bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -281,7 +284,7 @@ class Fleet:
             rows = sorted(self.rows(names).values(), key=lambda row: row.order)
             entries = [row.entry for row in rows]
             if found is not None and found.entries == entries:
-                listing = Listing(found.entries, key, found.bodies, found.dumped)
+                listing = Listing(found.entries, key, found.bodies, found.dumped, found.services_body)
             else:
                 listing = Listing(entries, key, {}, found.dumped if found is not None else {})
                 kept = set(names)

@@ -32,7 +32,7 @@ from serving.schemas import (
     ServiceListSchema,
     StatusSchema,
 )
-from serving.fleet import Listing
+from serving.fleet import Listing, missing_entry
 from serving.status_service import StatusService
 from telemetry.services import NAME_PATTERN, valid_name
 
@@ -74,20 +74,35 @@ def list_services(_query: dict):
     state of its status. Samples without a `service` field belong to the default service (`default: true`).
     """
     rt = runtime()
+    listing = rt.fleet.listing()
+    scans = rt.fleet.directory.scans  # before reading the ranges: a scan meanwhile renders again, never stale
     services = rt.fleet.services()
-    rows = rt.fleet.rows(list(services))
+    rendered = listing.services_body
+    if rendered is None or rendered[0] != scans:
+        # Rendered once per change of the rows' states or of the directory's scan, not per request.
+        entries = {entry["service"]: entry for entry in listing.entries}
+        rendered = listing.services_body = (scans, current_app.json.response(services_body(services, entries)).get_data())
+    return Response(rendered[1], mimetype=current_app.json.mimetype)
+
+
+_SERVICES = ServiceListSchema()
+
+
+def services_body(services: dict, entries: dict[str, dict]) -> dict:
+    """``GET /api/v1/services``' document: each service's streams and data span, with the state and reason of its
+    fleet entry (``entries``, by name)."""
     out = []
     for name, found in services.items():
-        row = rows[name]
+        entry = entries.get(name) or missing_entry(name, "status not computed yet")
         out.append({
             "name": name,
             "default": found.service.default,
             "streams": [{"stream": c, "first": r.first, "last": r.last} for c, r in sorted(found.streams.items())],
             "data": {"first": found.first, "last": found.last},
-            "state": row.state,
-            "reason": row.reason,
+            "state": entry["state"],
+            "reason": entry["reason"],
         })
-    return {"count": len(out), "services": out}
+    return _SERVICES.dump({"count": len(out), "services": out})
 
 
 @blp.route("/fleet")

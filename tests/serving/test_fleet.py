@@ -277,3 +277,32 @@ def test_the_fleet_route_hands_out_one_rendering_per_change_of_the_rows(fleet_se
         assert third == json.loads(whole())
         svc = next(e for e in third["services"] if e["service"] == "svc-01")
         assert svc["as_of"] == json.loads(get("/api/v1/services/svc-01/status"))["as_of"] == clock().isoformat()
+
+
+def test_services_is_rendered_once_per_change_of_the_rows_or_the_scan(fleet_settings, make_app):
+    clock = Clock(NOW)
+    app = make_app(fleet_settings, clock)
+    client = app.test_client()
+    fleet = app.extensions["pycemaker"].fleet
+    before = _get(client, "/api/v1/services", ServiceListSchema)  # no refresher: the request computes the statuses
+    scans, rendered = fleet.listing().services_body
+    assert client.get("/api/v1/services").data == rendered and fleet.listing().services_body[1] is rendered  # kept
+    fleet._running = lambda: True  # as while the background thread goes round (started by the app in production)
+    fleet.refresh_all()  # a round of the same statuses: the same rows, the same rendering
+    body = _get(client, "/api/v1/services", ServiceListSchema)
+    assert body == before and fleet.listing().services_body[1] is rendered
+    states = {e["service"]: (e["state"], e["reason"]) for e in _get(client, "/api/v1/fleet", FleetSchema)["services"]}
+    assert {s["name"]: (s["state"], s["reason"]) for s in body["services"]} == states
+
+    clock.now += dt.timedelta(seconds=60)  # a minute of new samples: a rescan and a round, a new rendering
+    fleet.directory.refresh(max_age_s=0)
+    after = _get(client, "/api/v1/services", ServiceListSchema)
+    assert fleet.directory.scans > scans and fleet.listing().services_body[0] == fleet.directory.scans
+    lasts = {s["name"]: dt.datetime.fromisoformat(s["data"]["last"]) for s in after["services"]}
+    assert lasts[STALE] == dt.datetime.fromisoformat(next(s for s in body["services"] if s["name"] == STALE)["data"]["last"])
+    assert all(NOW + dt.timedelta(seconds=48) < lasts[name] <= NOW + dt.timedelta(seconds=60) for name in ("default", "svc-01"))
+    assert {s["name"]: s["state"] for s in after["services"]} == {s["name"]: s["state"] for s in body["services"]}
+    fleet.refresh_all()  # the statuses follow the samples: a listing of new rows, rendered again
+    renewed = _get(client, "/api/v1/services", ServiceListSchema)
+    states = {e["service"]: (e["state"], e["reason"]) for e in _get(client, "/api/v1/fleet", FleetSchema)["services"]}
+    assert {s["name"]: (s["state"], s["reason"]) for s in renewed["services"]} == states
