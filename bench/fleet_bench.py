@@ -309,6 +309,26 @@ def run_sizes(sizes: list[int], run_size, args, prefix: str) -> list[dict]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def fleet_arguments(parser: argparse.ArgumentParser, out: str) -> None:
+    """The arguments every fleet benchmark takes: the writer processes, its JSON (``bench/results/<out>``), the docs
+    and ``--keep``."""
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes writing the samples (default: one per core)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / out)
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/scaling.md's figures")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the sizes --out already holds that this run does not measure (each keeps its date)")
+
+
+def run_and_record(results: dict, args: argparse.Namespace, run_size, prefix: str, block: str, render) -> None:
+    """Measure every ``--sizes`` (:func:`run_sizes`) into ``results``, with ``--keep`` the sizes the JSON already holds
+    (:func:`sizes_kept`); write the JSON, and unless ``--no-docs`` docs/scaling.md's ``block`` from ``render``."""
+    results["sizes"] = sizes_kept(args.out, run_sizes(args.sizes, run_size, args, prefix), results["when"], args.keep)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    if not args.no_docs:
+        replace_block(DOC, block, render(results))
+
+
 def sizes_kept(out: Path, measured: list[dict], when: str, keep: bool) -> list[dict]:
     """The fleet sizes for the JSON at ``out``: ``measured`` (dated ``when``), and with ``keep`` the sizes ``out``
     already holds that this run did not measure (each with its own date), by fleet size."""
@@ -370,12 +390,8 @@ def main() -> int:
                         help="store raw samples for only the last N minutes before the clock (rollups for all --hours): "
                              "statuses read rollups either way, and the fleet is written in a fraction of the time")
     parser.add_argument("--repeats", type=int, default=3, help="new-samples rounds timed each way, the median kept (default 3)")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes writing the samples (default: one per core)")
     parser.add_argument("--switch-interval", type=float, help=f"GIL switch interval, s (default: a worker's, {SWITCH_INTERVAL_S})")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "fleet.json")
-    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/scaling.md's figures")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the sizes --out already holds that this run does not measure (each keeps its date)")
+    fleet_arguments(parser, "fleet.json")
     args = parser.parse_args()
 
     if args.switch_interval is None:
@@ -392,11 +408,7 @@ def main() -> int:
         "write_jobs": args.jobs,
         "raw_minutes": args.raw_minutes,
     }
-    results["sizes"] = sizes_kept(args.out, run_sizes(args.sizes, run_size, args, "pycemaker-fleet-bench-"), results["when"], args.keep)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    if not args.no_docs:
-        replace_block(DOC, "fleet", render(results))
+    run_and_record(results, args, run_size, "pycemaker-fleet-bench-", "fleet", render)
     return 0
 
 

@@ -28,9 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import json
 import logging
-import os
 import resource
 import sys
 import time
@@ -39,14 +37,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.docblock import replace_block  # noqa: E402
-from bench.fleet_bench import dates, header, run_sizes, sizes_kept, write_fleet  # noqa: E402
+from bench.fleet_bench import DOC, dates, fleet_arguments, header, run_and_record, write_fleet  # noqa: E402, F401 (DOC: where run_and_record writes, as tests/bench reads it)
 from bench.serve_bench import database_process, free_port, stop_process  # noqa: E402
 from forecasting import registry  # noqa: E402
 from telemetry.settings import load_settings  # noqa: E402
 
 UTC = dt.timezone.utc
-DOC = REPO / "docs" / "scaling.md"
 log = logging.getLogger("fleet_train")
 
 
@@ -141,11 +137,7 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[20, 200], help="fleet sizes (default 20 200)")
     parser.add_argument("--hours", type=float, default=36.0, help="hours of history per service (default 36: the LSTM's minimum and a margin)")
     parser.add_argument("--raw-minutes", type=float, default=10.0, help="raw samples kept for the last N minutes (rollups for every hour)")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes writing the samples (default: one per core)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "fleet_train.json")
-    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/scaling.md's figures")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the sizes --out already holds that this run does not measure (each keeps its date)")
+    fleet_arguments(parser, "fleet_train.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     results = {
@@ -155,11 +147,7 @@ def main() -> int:
         "train_budget_s": load_settings().train_budget_s,
         "train_max_windows": load_settings().train_max_windows,
     }
-    results["sizes"] = sizes_kept(args.out, run_sizes(args.sizes, run_size, args, "pycemaker-fleet-train-"), results["when"], args.keep)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    if not args.no_docs:
-        replace_block(DOC, "fleet_train", render(results))
+    run_and_record(results, args, run_size, "pycemaker-fleet-train-", "fleet_train", render)
     return 0
 
 

@@ -198,7 +198,7 @@ class PooledWindowDataModule(WindowDataModule):
             return
         L_, H_ = self.input_minutes, self.horizon_minutes
         need = minimum_minutes(L_, H_, self.fractions)
-        spans, origins, validation_origins = [], 0, 0
+        spans, splits, origins, validation_origins = [], [], 0, 0
         for i, frame in enumerate(self.frames):
             split = split_origins(len(frame), L_, H_, self.fractions)
             if len(frame) < need or not all(len(part) for part in (split.train, split.validation, split.test)):
@@ -206,6 +206,7 @@ class PooledWindowDataModule(WindowDataModule):
                     raise NotEnoughData(f"{len(frame)} minutes of data; at least {need} are needed for L={L_}, H={H_}")
                 continue
             self.used.append(i)
+            splits.append(split)
             origins += len(split.train)
             validation_origins += len(split.validation)
             spans.append(target_values(frame)[split.train[0] - L_ : split.train[-1] + H_])
@@ -224,11 +225,10 @@ class PooledWindowDataModule(WindowDataModule):
         trains = [first.train]
         validations = [WindowSet(first.validation.origins[every], first.validation.inputs[every],
                                  first.validation.targets[every])]
-        for i in self.used[1:]:
+        for i, split in zip(self.used[1:], splits[1:]):
             # The other services' windows are cut straight to what the pools keep (and no test windows:
             # a thousand services' weeks of them would take gigabytes).
             frame = self.frames[i]
-            split = split_origins(len(frame), L_, H_, self.fractions)
             features, targets = feature_matrix(frame, scaling), scaling.transform(target_values(frame))
             trains.append(cut(features, targets, split.train[:: self.train_stride], L_, H_))
             validations.append(cut(features, targets, split.validation[every], L_, H_))

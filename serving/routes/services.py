@@ -76,12 +76,12 @@ def list_services(_query: dict):
     rt = runtime()
     listing = rt.fleet.listing()
     scans = rt.fleet.directory.scans  # before reading the ranges: a scan meanwhile renders again, never stale
-    services = rt.fleet.services()
     rendered = listing.services_body
     if rendered is None or rendered[0] != scans:
         # Rendered once per change of the rows' states or of the directory's scan, not per request.
         entries = {entry["service"]: entry for entry in listing.entries}
-        rendered = listing.services_body = (scans, current_app.json.response(services_body(services, entries)).get_data())
+        body = services_body(rt.fleet.services(), entries)
+        rendered = listing.services_body = (scans, current_app.json.response(body).get_data())
     return Response(rendered[1], mimetype=current_app.json.mimetype)
 
 
