@@ -93,13 +93,15 @@ def checked_leak(incidents: list[simulator.Incident], history_days: float) -> si
     return leaks[-1] if leaks else None
 
 
-def time_to_failure(forecaster: OnnxForecaster, frame: pd.DataFrame, now: pd.Timestamp, settings: Settings) -> dict[str, Any]:
+def time_to_failure(forecaster: OnnxForecaster, frame: pd.DataFrame, now: pd.Timestamp, settings: Settings,
+                    trend_options: dict[str, float] | None = None) -> dict[str, Any]:
     """Serving's time to failure at ``now`` (serving/status.py, serving/eta.py), in minutes from ``now`` (None: no
     failure within the horizon): the forecast from the last scored minute up to ``now``; ``expected`` the earliest of
     the P50 health path's first minute at or below the threshold and the first minute at or after the memory floor's
     trend reaching ``memory_exhaustion`` (forecasting/exhaustion.py), ``cause`` which. Beside it, each rule alone:
     ``health`` (the rule before memory exhaustion), ``memory`` (the floor's trend) and ``model_memory`` (the model's
-    own P50 memory path reaching the level: the other way, measured)."""
+    own P50 memory path reaching the level: the other way, measured). ``trend_options``: other constants for the floor's
+    trend (:func:`forecasting.exhaustion.memory_trend`), as bench/leak_rule_bench.py compares them."""
     observed = frame[(frame.index <= now) & frame["health"].notna()]
     minute = observed.index[-1]
     forecast = forecaster.forecast(frame[frame.index <= now], minute)
@@ -112,7 +114,8 @@ def time_to_failure(forecaster: OnnxForecaster, frame: pd.DataFrame, now: pd.Tim
     memory = model_memory = None
     level = settings.memory_exhaustion
     if level is not None and "memory" in settings.streams:
-        reach = exhaustion.exhaustion_minutes(frame.loc[frame.index <= now, "memory"].to_numpy(), level)
+        reach = exhaustion.exhaustion_minutes(frame.loc[frame.index <= now, "memory"].to_numpy(), level,
+                                              **(trend_options or {}))
         memory = None if reach is None else exhaustion.reach_index(times, now + pd.Timedelta(minutes=reach))
         model_memory = _first(forecast.values[:, TARGETS.index("memory"), mid] >= level)
     found = [(i, cause) for i, cause in ((health, "health"), (memory, "memory_exhaustion")) if i is not None]
@@ -182,7 +185,8 @@ def base_forecaster_for(settings: Settings):
     return lambda service: OnnxForecaster(base, version, service), version
 
 
-def _within(ttf: float | None, lead: float, config: LeakCheckConfig) -> bool:
+def within(ttf: float | None, lead: float, config: LeakCheckConfig) -> bool:
+    """Whether an expected time to failure is within the tolerance of the true lead."""
     return ttf is not None and abs(ttf - lead) <= config.tolerance * lead
 
 
@@ -197,12 +201,12 @@ def run(settings: Settings, config: LeakCheckConfig) -> dict[str, Any]:
                "within": sum(p["within"] for p in points),
                "no_failure_without_leak": sum(p["without_leak_no_failure"] for p in points),
                # Each rule alone, on the same points: the P50 health crossing, the model's own P50 memory path.
-               "within_by_health_alone": sum(_within(p["health_ttf_minutes"], p["lead_minutes"], config) for p in points),
-               "within_by_model_memory_alone": sum(_within(p["model_memory_ttf_minutes"], p["lead_minutes"], config) for p in points)}
+               "within_by_health_alone": sum(within(p["health_ttf_minutes"], p["lead_minutes"], config) for p in points),
+               "within_by_model_memory_alone": sum(within(p["model_memory_ttf_minutes"], p["lead_minutes"], config) for p in points)}
     for lead in config.leads:
         at = [p for p in points if p["lead_minutes"] == lead]
         summary[f"within_at_{lead}"] = f"{sum(p['within'] for p in at)}/{len(at)}"
     return {"config": config.to_dict(), "summary": summary, "apps": rows}
 
 
-__all__ = ["LeakCheckConfig", "leak_profiles", "twins", "checked_leak", "time_to_failure", "expected_ttf_minutes", "check_profile", "run"]
+__all__ = ["LeakCheckConfig", "leak_profiles", "twins", "checked_leak", "time_to_failure", "expected_ttf_minutes", "check_profile", "within", "run"]

@@ -270,7 +270,8 @@ def compute_status(
         status = replace(status, state=FAILURE_PREDICTED,
                          detail=f"memory is expected to reach {settings.memory_exhaustion:g} of the heap (memory_exhaustion) at "
                                 f"{expected.at.isoformat()} (in {_in(expected.seconds)}): the app runs out of heap; its floor "
-                                f"rises {trend.slope * 60:.2f} of the heap an hour, now {trend.floor_now:.2f}")
+                                f"rises {trend.slope * 60:.2f} of the heap an hour"
+                                f"{' and accelerating' if trend.curvature > 0 else ''}, now {trend.floor_now:.2f}")
         status = _with_drivers(status, flags_now, eta.forecast_flags(forecast, index, settings), times[index])
         return _memory_driven(status), forecast
     if expected is not None:

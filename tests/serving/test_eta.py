@@ -28,6 +28,46 @@ def test_a_steady_rise_of_the_floor_is_fitted_exactly():
     assert earliest.at == expected.at == latest.at  # a perfect line: no spread
 
 
+def test_an_accelerating_leak_is_extrapolated_on_its_curve_not_its_chord():
+    """A floor rising on a parabola (the simulator's leak curves accelerate): the line through the last half hour
+    gives the level far too late; the parabola (its value, slope and curvature now) gives it where the curve is."""
+    t = np.arange(-59, 1, dtype=float)
+    memory = 0.6 + 0.006 * t + 0.00005 * t * t  # 0.6 now, rising 0.006 a minute now, and faster
+    trend = eta.memory_trend(memory, floor_minutes=1)
+    assert trend is not None
+    assert trend.curvature == pytest.approx(0.00005) and trend.slope == pytest.approx(0.006)
+    assert trend.floor_now == pytest.approx(0.6)
+    truth = (-0.006 + np.sqrt(0.006**2 + 4 * 0.00005 * 0.35)) / (2 * 0.00005)  # 0.6 + 0.006 t + 5e-5 t^2 = 0.95
+    assert eta.minutes_to_level(trend, 0.95) == pytest.approx(truth)
+    assert truth < 0.35 / 0.006 - 15  # the slope now alone would be more than a quarter of an hour late
+    expected, earliest, latest = eta.exhaustion_crossings(TIMES, trend, 0.95, NOW)
+    assert expected.seconds / 60 == np.ceil(truth) and earliest.at == expected.at == latest.at  # exact: no spread
+
+
+@pytest.mark.parametrize("shape", ["line", "slowing"])
+def test_a_steady_or_slowing_rise_keeps_the_straight_line(shape):
+    """Curvature counts only when the rise accelerates significantly: noise about a line, or a rise levelling off
+    (negative curvature), keep the line (a parabola bending down would never reach the level)."""
+    t = np.arange(-59, 1, dtype=float)
+    rng = np.random.default_rng(3)
+    memory = (0.6 + 0.006 * t + rng.normal(0, 0.004, len(t)) if shape == "line"
+              else 0.6 + 0.006 * t - 0.00005 * t * t)
+    trend = eta.memory_trend(memory, floor_minutes=1)
+    assert trend is not None and trend.curvature == 0.0
+    x = t[-eta.TREND_MINUTES:]
+    assert trend.slope == pytest.approx(np.polyfit(x, memory[-eta.TREND_MINUTES:], 1)[0])
+
+
+def test_minutes_to_level_solves_the_parabola_and_is_none_only_for_a_line_that_does_not_rise():
+    curved = eta.MemoryTrend(floor_now=0.5, slope=-0.001, slope_se=0.0, r2=0.9, curvature=0.0001)
+    # 0.5 - 0.001 t + 0.0001 t^2 = 0.95: t = (0.001 + sqrt(1e-6 + 1.8e-4)) / 2e-4
+    assert eta.minutes_to_level(curved, 0.95) == pytest.approx((0.001 + np.sqrt(1e-6 + 1.8e-4)) / 2e-4)
+    assert eta.minutes_to_level(curved, 0.4) == 0.0
+    assert eta.minutes_to_level(eta.MemoryTrend(0.5, -0.001, 0.0, 0.9), 0.95) is None
+    tiny = eta.MemoryTrend(0.5, 0.005, 0.0, 0.9, curvature=1e-18)  # no cancellation: the line's 90 minutes
+    assert eta.minutes_to_level(tiny, 0.95) == pytest.approx(90.0)
+
+
 def test_a_gc_sawtooth_on_a_flat_heap_is_no_trend():
     """A slow sawtooth (8 minutes up 0.3, then collected) rises fast inside each cycle; its floor does not."""
     minutes = np.arange(120)
