@@ -104,7 +104,8 @@ def render(result: dict) -> str:
         f"{result['apps']} pretraining members of the app family that leak and expose memory (not the held-out ones), "
         f"the leak check's twins (docs/evaluation-family.md) at {', '.join(str(x) for x in result['config']['leads'])} "
         f"minutes before the failure ({result['points']} points), base model `{result['model']}` for the health "
-        f"crossing; without the leak, {result['checks_without_leak']} ten-minute checks over each twin's last day.",
+        f"crossing (it pretrained on other runs of these apps, so its crossing does better here than on unseen ones); "
+        f"without the leak, {result['checks_without_leak']} ten-minute checks over each twin's last day.",
         "",
         "| floor's trend | expected time within +-50% | alarms without the leak |",
         "|---|---|---|",

@@ -282,6 +282,7 @@ def build_finetuned(
     _check_base_applies(base.card, data, settings, same_window=True)
     net = base.card.training["network"]
     tuned = replace(config, hidden_size=net["hidden_size"], num_layers=net["num_layers"], n_harmonics=net["n_harmonics"],
+                    level_sources=net.get("level_sources", False),
                     health_weight=net["health_weight"], learning_rate=FINETUNE_LEARNING_RATE,
                     max_epochs=max(1, min(config.max_epochs, settings.finetune_epochs)), patience=min(config.patience, 2))
     windows = window_data(data.frame, settings, tuned, scaling=Scaling.from_dict(base.card.scaling))

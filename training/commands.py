@@ -44,14 +44,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_train)
 
     p = sub.add_parser("pretrain", help="pretrain the base LSTM on sampled app-family members (models/base/<version>/)")
-    p.add_argument("--apps", type=int, default=96, help="family members to train on (default 96)")
+    p.add_argument("--apps", type=int, default=256, help="family members to train on (default 256)")
     p.add_argument("--validation-apps", type=int, default=4, help="other members that pick the epoch and calibrate (default 4)")
-    p.add_argument("--held-out-apps", type=int, default=4, help="unseen members it is scored on, zero-shot (default 4)")
+    p.add_argument("--held-out-apps", type=int, default=8, help="unseen members it is scored on, zero-shot (default 8)")
     p.add_argument("--days", type=float, default=2.0, help="simulated days per app (default 2)")
-    p.add_argument("--stride", type=int, default=20, help="minutes between two windows of an app (default 20)")
+    p.add_argument("--stride", type=int, default=10, help="minutes between two windows of an app (default 10)")
     p.add_argument("--first-seed", type=int, default=0, help="first profile seed sampled (default 0)")
     p.add_argument("--epochs", type=int, default=20, help="epoch limit (default 20)")
     p.add_argument("--hidden-size", type=int, default=64, help="LSTM width (default 64)")
+    p.add_argument("--level-sources", action=argparse.BooleanOptionalAction, default=True,
+                   help="the recent level as base sources beside the seasons, gated by the window (default: on)")
     p.add_argument("--budget", type=float, default=780.0, help="wall-clock limit of the fit in seconds (default 780; 0: none)")
     p.add_argument("--threads", type=int, help="CPU threads torch trains with (default: $PYCEMAKER_TRAIN_THREADS)")
     p.add_argument("--accelerator", choices=("auto", "cpu", "gpu"), default="auto", help="default auto: a GPU when present")
@@ -158,6 +160,7 @@ def run_pretrain(args: argparse.Namespace, settings: Settings) -> int:
                             days=args.days, first_seed=args.first_seed, stride=args.stride)
     fit_config = FitConfig.from_settings(
         settings, max_epochs=args.epochs, hidden_size=args.hidden_size, max_time_s=args.budget or None,
+        level_sources=args.level_sources,
         accelerator=args.accelerator, patience=4, **({"threads": args.threads} if args.threads else {}),
     )
     root = Path(args.models_root) if args.models_root else settings.models_dir

@@ -41,6 +41,8 @@ class FitConfig:
     health_weight: float = 2.0
     #: Harmonics of the minute of the hour handed to the head (30 can express any hourly shape).
     n_harmonics: int = 8
+    #: The recent level as base sources beside the seasons, gated by the window (training/network.py).
+    level_sources: bool = True
     max_epochs: int = 30
     #: Epochs without a better validation loss before stopping.
     patience: int = 5
@@ -187,6 +189,7 @@ def fit(
         weight_decay=config.weight_decay,
         health_weight=config.health_weight,
         n_harmonics=config.n_harmonics,
+        level_sources=config.level_sources,
     )
     if initial_state is not None:
         model.load_state_dict(initial_state)

@@ -65,12 +65,24 @@ def seasonal_index(input_minutes: int, horizon_minutes: int, season: int = SEASO
     return torch.stack(rows).long()
 
 
+#: Minutes averaged for the recent level, a base source of a network with ``level_sources``.
+LEVEL_MINUTES = 15
+#: The level sources' starting logit (the seasons' is 0): an untrained network is still ~98% the seasonal mean, a
+#: strong start for a service that repeats hourly; training (the gate) raises them where the level forecasts better.
+LEVEL_PRIOR = -4.0
+
+
 class QuantileLSTM(L.LightningModule):
     """Seasonal base + LSTM correction -> [B, H, T, Q] (see the module doc).
 
     - Base: for each horizon minute, a learned weighted mean of the same minute of the hour
       in each whole hour of the input (scaled targets). At initialisation that is the mean of
       the last hours: seasonal naive with less noise, so training starts from a strong forecast.
+      With ``level_sources`` (the default), two more sources join them, the last input minute and
+      the mean of the last :data:`LEVEL_MINUTES`, starting at a small weight (:data:`LEVEL_PRIOR`),
+      and the weights also depend on the window (a gate from the encoder's state, zero at the
+      start): a service whose load does not repeat hourly (diurnal, flat, bursty) is better
+      forecast from its recent level.
     - Correction: an LSTM encodes the window; an MLP head maps its last state, the last input
       minute and harmonics of its minute of the hour to a per-quantile offset for every target
       and horizon minute (the head's output layer starts at zero). Incidents, recoveries and
@@ -91,6 +103,7 @@ class QuantileLSTM(L.LightningModule):
         weight_decay: float = 1e-4,
         health_weight: float = 2.0,
         n_harmonics: int = 8,
+        level_sources: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -100,8 +113,9 @@ class QuantileLSTM(L.LightningModule):
         self.encoder = nn.LSTM(
             n_features, hidden_size, num_layers=num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
         )
+        state_size = hidden_size + n_features + 2 * n_harmonics
         self.head = nn.Sequential(
-            nn.Linear(hidden_size + n_features + 2 * n_harmonics, 2 * hidden_size),
+            nn.Linear(state_size, 2 * hidden_size),
             nn.GELU(),
             nn.Linear(2 * hidden_size, horizon_minutes * n_targets * self.n_quantiles),
         )
@@ -109,8 +123,16 @@ class QuantileLSTM(L.LightningModule):
         nn.init.zeros_(self.head[-1].bias)
         index = seasonal_index(input_minutes, horizon_minutes)
         self.register_buffer("season_index", index, persistent=False)
-        # Softmax weights over the K seasons, per horizon minute and target; equal at the start.
-        self.season_logits = nn.Parameter(torch.zeros(index.shape[0], horizon_minutes, n_targets))
+        sources = index.shape[0] + (2 if level_sources else 0)
+        # Softmax weights over the K seasons (and the level sources), per horizon minute and target: the seasons equal
+        # at the start, the level sources at LEVEL_PRIOR.
+        logits = torch.zeros(sources, horizon_minutes, n_targets)
+        logits[index.shape[0]:] = LEVEL_PRIOR
+        self.season_logits = nn.Parameter(logits)
+        self.gate = nn.Linear(state_size, sources * n_targets) if level_sources else None
+        if self.gate is not None:
+            nn.init.zeros_(self.gate.weight)
+            nn.init.zeros_(self.gate.bias)
         self.register_buffer("quantiles", torch.tensor(list(quantiles), dtype=torch.float32), persistent=False)
         self.median_index = median_index(quantiles)
         weights = torch.ones(n_targets)
@@ -119,12 +141,19 @@ class QuantileLSTM(L.LightningModule):
 
     def forward(self, window: torch.Tensor) -> torch.Tensor:
         targets = window[:, :, : self.n_targets]  # FEATURES begin with the scaled TARGETS
-        same_minute = targets[:, self.season_index, :]  # [B, K, H, T]
-        base = (same_minute * torch.softmax(self.season_logits, dim=0)).sum(dim=1)  # [B, H, T]
         _, (hidden, _) = self.encoder(window)
         last = window[:, -1, :]
         phase = harmonics(last[:, MINUTE_SIN], last[:, MINUTE_COS], self.hparams.n_harmonics)
         state = torch.cat([hidden[-1], last, phase], dim=-1)
+        sources = targets[:, self.season_index, :]  # [B, K, H, T]
+        if self.gate is None:
+            weights = torch.softmax(self.season_logits, dim=0).unsqueeze(0)
+        else:
+            level = torch.stack([targets[:, -1, :], targets[:, -LEVEL_MINUTES:, :].mean(dim=1)], dim=1)  # [B, 2, T]
+            sources = torch.cat([sources, level.unsqueeze(2).expand(-1, -1, self.horizon_minutes, -1)], dim=1)
+            gate = self.gate(state).reshape(-1, self.season_logits.shape[0], 1, self.n_targets)
+            weights = torch.softmax(self.season_logits.unsqueeze(0) + gate, dim=1)
+        base = (sources * weights).sum(dim=1)  # [B, H, T]
         offset = self.head(state).reshape(-1, self.horizon_minutes, self.n_targets, self.n_quantiles)
         return base.unsqueeze(-1) + offset
 

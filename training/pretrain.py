@@ -64,14 +64,14 @@ class PretrainConfig:
     """What the base model is trained on (recorded in its card)."""
 
     #: Family members trained on, and the others that choose the epoch and calibrate the band.
-    apps: int = 96
+    apps: int = 256
     validation_apps: int = 4
     #: Unseen members (held-out seeds and corner) it is scored on, zero-shot.
-    held_out_apps: int = 4
+    held_out_apps: int = 8
     days: float = 2.0
     first_seed: int = 0
     #: Minutes between two window origins of one app.
-    stride: int = 20
+    stride: int = 10
     #: Simulation run seed (which run of each app).
     run_seed: int = 1
 

@@ -20,6 +20,7 @@ BLOCKS = [
     ("fuzz", "bench.fuzz_report"),
     ("family", "bench.family_bench"),
     ("pretrain", "bench.pretrain_figures"),
+    ("pretrain_ablation", "bench.pretrain_ablation"),
     ("leak_rule", "bench.leak_rule_bench"),
     ("fleet", "bench.fleet_bench"),
     ("fleet_e2e", "bench.fleet_e2e_bench"),

@@ -59,3 +59,27 @@ def test_untrained_network_forecasts_the_mean_of_the_input_hours():
     expected = (window[:, 60:120, : len(TARGETS)] + window[:, 0:60, : len(TARGETS)]) / 2
     torch.testing.assert_close(out[:, :60, :, 1], expected)
     torch.testing.assert_close(out[:, 60:90, :, 0], expected[:, :30])
+
+
+def test_level_sources_join_the_seasons_and_a_gate_can_pick_the_recent_level():
+    """With ``level_sources`` the base also draws on the last input minute and the mean of the last LEVEL_MINUTES;
+    untrained, the seasons weigh 1 each and the level sources exp(LEVEL_PRIOR) (mostly the seasonal mean still); the
+    window-dependent gate can hand all the weight to one of them."""
+    from training.network import LEVEL_MINUTES, LEVEL_PRIOR
+
+    T = len(TARGETS)
+    model = QuantileLSTM(len(FEATURES), T, input_minutes=120, horizon_minutes=90, quantiles=Q, hidden_size=8,
+                         level_sources=True)
+    window = torch.randn(3, 120, len(FEATURES))
+    targets = window[:, :, :T]
+    seasons = (targets[:, 60:120] + targets[:, 0:60]) / 2  # [B, 60, T]
+    last, level = targets[:, -1:], targets[:, -LEVEL_MINUTES:].mean(dim=1, keepdim=True)
+    small = float(np.exp(LEVEL_PRIOR))
+    expected = (2 * seasons + small * (last + level)) / (2 + 2 * small)
+    torch.testing.assert_close(model(window)[:, :60, :, 1], expected)
+    with torch.no_grad():  # the gate's bias: the last minute's source (index K = 2) far above the others
+        model.gate.bias.view(4, T)[2] = 50.0
+    torch.testing.assert_close(model(window)[:, :, :, 1], last.expand(-1, 90, -1))
+    # Without level sources the network has no gate: the weights of a model trained before them still load.
+    plain = QuantileLSTM(len(FEATURES), T, input_minutes=120, horizon_minutes=90, quantiles=Q, hidden_size=8)
+    assert plain.gate is None and not any(name.startswith("gate") for name in plain.state_dict())
