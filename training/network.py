@@ -78,7 +78,7 @@ class QuantileLSTM(L.LightningModule):
     - Base: for each horizon minute, a learned weighted mean of the same minute of the hour
       in each whole hour of the input (scaled targets). At initialisation that is the mean of
       the last hours: seasonal naive with less noise, so training starts from a strong forecast.
-      With ``level_sources`` (the default), two more sources join them, the last input minute and
+      With ``level_sources`` (``FitConfig``'s default), two more sources join them, the last input minute and
       the mean of the last :data:`LEVEL_MINUTES`, starting at a small weight (:data:`LEVEL_PRIOR`),
       and the weights also depend on the window (a gate from the encoder's state, zero at the
       start): a service whose load does not repeat hourly (diurnal, flat, bursty) is better
