@@ -14,7 +14,7 @@ through onnxruntime, as serving runs it. Per method:
   threshold flapping included), incidents whose failure starts a new episode and those of them warned (the
   goal's measure; also the predictable ones), and false alarms per 24 healthy hours.
 
-A kind the run did not fit (the LSTM and fine-tuning need the LSTM's split: not on one day) is ``null``
+A kind the run did not fit (the LSTM needs its split of the history: not on one day) is ``null``
 with the run's reason. Torch-free: the models are the registry's ONNX files.
 """
 

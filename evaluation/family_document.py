@@ -181,7 +181,7 @@ def render(result: dict[str, Any], json_path: str) -> str:
         "## Every app",
         "",
         table(["app", "traffic", "streams", "incidents", "history", "promoted"] + [TITLES[m] for m in METHODS], apps),
-        "*n/a*: the run did not fit that kind (the LSTM and fine-tuning need the LSTM's split, 2001 minutes: not on one day), "
+        "*n/a*: the run did not fit that kind (the LSTM needs its split of the history, 2001 minutes: not on one day), "
         "or no episode could be scored.",
         "",
     ])

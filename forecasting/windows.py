@@ -17,6 +17,7 @@ minute in the horizon is masked out of the loss and of every metric.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -44,8 +45,10 @@ class Scaling:
         """``values``: [time, channel] in original units (NaN allowed)."""
         logs = tuple(c in LOG_CHANNELS for c in channels)
         x = _log(values, logs)
-        mean = np.nanmean(x, axis=0)
-        std = np.nanstd(x, axis=0)
+        with warnings.catch_warnings():  # a stream the service does not have is all NaN: mean 0, std 1 below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(x, axis=0)
+            std = np.nanstd(x, axis=0)
         mean = np.where(np.isnan(mean), 0.0, mean)
         std = np.where(~np.isfinite(std) | (std < 1e-6), 1.0, std)
         return cls(tuple(channels), logs, tuple(float(m) for m in mean), tuple(float(s) for s in std))

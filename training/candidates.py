@@ -30,7 +30,7 @@ from forecasting.seasonality import Season, detect_season
 from forecasting.windows import Scaling, feature_matrix, target_values
 from telemetry.settings import Settings
 from training import scoring
-from training.data import RunPlan, frame_step_minutes, plan_run, steps
+from training.data import NotEnoughData, RunPlan, frame_step_minutes, plan_run, steps
 from training.export import ExportReport
 from training.provenance import git_commit, package_versions
 
@@ -285,7 +285,10 @@ def build_finetuned(
                     level_sources=net.get("level_sources", False),
                     health_weight=net["health_weight"], learning_rate=FINETUNE_LEARNING_RATE,
                     max_epochs=max(1, min(config.max_epochs, settings.finetune_epochs)), patience=min(config.patience, 2))
-    windows = window_data(data.frame, settings, tuned, scaling=Scaling.from_dict(base.card.scaling))
+    try:  # a short history fine-tunes on its fit block's windows (training/data.py, short_finetune_parts)
+        windows = window_data(data.frame, settings, tuned, scaling=Scaling.from_dict(base.card.scaling), plan=data.plan)
+    except NotEnoughData as exc:
+        raise CandidateSkipped(str(exc)) from exc
     windows.setup("fit")
     fitted = _fit(windows, settings, tuned, progress_bar, stop, "fine-tuning", network=BaseLSTM,
                   initial_state=base.network().state_dict())
@@ -350,15 +353,15 @@ def _learned(kind: str, fitted, windows, data: RunData, settings: Settings, conf
         with torch.no_grad():
             return torch.cat([fitted.model(torch.from_numpy(part.inputs[i : i + 512])) for i in range(0, len(part), 512)]).numpy()
 
-    def validate(scaled, part, source=None, offsets=None) -> scoring.Validation:
-        return scoring.validate(scaled, windows.values, part.origins, windows.scaling, tuple(settings.quantiles),
+    def validate(scaled, part, source=None, offsets=None, values=None) -> scoring.Validation:
+        return scoring.validate(scaled, windows.values if values is None else values, part.origins, windows.scaling, tuple(settings.quantiles),
                                 windows.input_minutes, settings, health_source=source, health_offsets=offsets)
 
     # Validation chooses the health source and calibrates the health quantiles on its residuals ...
     val_scaled, test_scaled = predict(windows.validation), predict(windows.test)
-    raw = validate(val_scaled, windows.validation)
+    raw = validate(val_scaled, windows.validation, values=windows.validation_values)
     offsets = calibration.conformal_offsets(raw.health(), raw.actual[:, :, HEALTH], settings.quantiles)
-    validation = validate(val_scaled, windows.validation, raw.health_source, offsets)
+    validation = validate(val_scaled, windows.validation, raw.health_source, offsets, values=windows.validation_values)
     # ... and the held-back test windows, where no choice was made, judge it (training/selection.py).
     test = validate(test_scaled, windows.test, raw.health_source, offsets)
     scored = time.perf_counter()

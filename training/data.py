@@ -14,7 +14,7 @@ from telemetry.catalogue import STREAMS
 from telemetry.health import floor_step
 from telemetry.services import DEFAULT_SERVICE, Service, service_named
 from telemetry.settings import Settings
-from forecasting.windows import Scaling, split_origins
+from forecasting.windows import Scaling, Split, split_origins
 from training.datamodule import FRACTIONS, NotEnoughData, WindowDataModule, minimum_minutes
 from training.fit import FitConfig
 
@@ -113,12 +113,18 @@ def steps(minutes: int, step_minutes: int) -> int:
     return max(1, minutes // step_minutes)
 
 
-def window_data(frame: pd.DataFrame, settings: Settings, config: FitConfig, scaling: Scaling | None = None) -> WindowDataModule:
+def window_data(frame: pd.DataFrame, settings: Settings, config: FitConfig, scaling: Scaling | None = None,
+                plan: RunPlan | None = None) -> WindowDataModule:
+    """The windows a network is fitted on: the fractions' split (the full plan), or on a short ``plan`` the
+    fine-tuning's parts (:func:`short_finetune_parts`), which see nothing of the held-back block."""
     step = frame_step_minutes(frame)
+    L, H = steps(settings.input_minutes, step), steps(settings.horizon_minutes, step)
+    short = plan is not None and not plan.lstm
     return WindowDataModule(
-        frame, steps(settings.input_minutes, step), steps(settings.horizon_minutes, step),
-        batch_size=config.batch_size, train_stride=config.train_stride, seed=config.seed, scaling=scaling,
+        frame, L, H, batch_size=config.batch_size, train_stride=config.train_stride, seed=config.seed, scaling=scaling,
         max_train_windows=config.max_train_windows,
+        parts=short_finetune_parts(plan, L, H, steps(settings.gate_horizon_minutes, step)) if short else None,
+        visible_rows=plan.fit_end if short else None,
     )
 
 
@@ -163,3 +169,24 @@ def plan_run(rows: int, settings: Settings, step_minutes: int = 1) -> RunPlan:
     if rows - gate >= test_start:
         return RunPlan(rows, test_start, np.empty(0, int), np.arange(test_start, rows - gate + 1), lstm=False)
     return RunPlan(rows, rows, np.empty(0, int), np.empty(0, int), lstm=False)
+
+
+#: The share of a short plan's fit block whose windows validate a fine-tuning (early stopping, the health band).
+SHORT_VALIDATION_SHARE = 0.25
+#: The fewest training windows a fine-tuning on a short history starts with (about 13 hours of history at L=120, H=180).
+MIN_SHORT_FINETUNE_WINDOWS = 120
+
+
+def short_finetune_parts(plan: RunPlan, input_steps: int, horizon_steps: int, gate_steps: int) -> Split:
+    """Fine-tuning's windows on a short plan (too little history for the LSTM's split): the fit block's first 75%
+    trains (whole windows), windows from its last 25% validate (their targets cut at the fit block's end, at least
+    ``gate_steps`` of them), and the plan's held-back windows test, as every candidate of the run.
+    NotEnoughData when fewer than ``MIN_SHORT_FINETUNE_WINDOWS`` training windows fit, or nothing is held back."""
+    validation_start = plan.fit_end - int(round(SHORT_VALIDATION_SHARE * plan.fit_end))
+    train = np.arange(input_steps, validation_start - horizon_steps + 1)
+    validation = np.arange(max(validation_start, input_steps), plan.fit_end - gate_steps + 1)
+    if len(train) < MIN_SHORT_FINETUNE_WINDOWS or not len(validation) or not len(plan.test):
+        raise NotEnoughData(
+            f"{plan.rows} steps of history: fine-tuning on a short history needs {MIN_SHORT_FINETUNE_WINDOWS} training "
+            f"windows of {input_steps + horizon_steps} steps in its fit block ({len(train)} fit) and a held-back block")
+    return Split(train, validation, plan.test)

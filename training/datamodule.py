@@ -90,10 +90,17 @@ class WindowDataModule(ForecastDataModule):
         seed: int = 7,
         scaling: Scaling | None = None,
         max_train_windows: int | None = None,
+        parts: Split | None = None,
+        visible_rows: int | None = None,
     ):
         """``scaling``: a fixed one (the base model's when fine-tuning it; a pooled run's, :mod:`training.pooled`);
-        None: fitted on the training minutes."""
+        None: fitted on the training minutes. ``parts``: the windows' origins, where the run chose them (a short
+        history's fine-tuning, :func:`training.data.short_finetune_parts`) instead of the fractions' split; the
+        training and validation windows then see no target at or past ``visible_rows`` (the held-back block), and
+        test windows may run past the frame's end (their missing minutes are NaN, as every missing target)."""
         super().__init__()
+        self.parts = parts
+        self.visible_rows = visible_rows
         self.frame = frame
         self.input_minutes = input_minutes
         self.horizon_minutes = horizon_minutes
@@ -113,26 +120,41 @@ class WindowDataModule(ForecastDataModule):
         if self.train is not None:
             return
         n = len(self.frame)
-        need = minimum_minutes(self.input_minutes, self.horizon_minutes, self.fractions)
-        split = split_origins(n, self.input_minutes, self.horizon_minutes, self.fractions)
+        L_, H_ = self.input_minutes, self.horizon_minutes
+        split = self.parts or split_origins(n, L_, H_, self.fractions)
+        need = minimum_minutes(L_, H_, self.fractions) if self.parts is None else 0
         if n < need or not all(len(part) for part in (split.train, split.validation, split.test)):
             raise NotEnoughData(
-                f"{n} minutes of data; at least {need} are needed for L={self.input_minutes}, "
-                f"H={self.horizon_minutes} and a {'/'.join(f'{f:.0%}' for f in self.fractions)} split"
+                f"{n} minutes of data; at least {need} are needed for L={L_}, "
+                f"H={H_} and a {'/'.join(f'{f:.0%}' for f in self.fractions)} split"
             )
         self.values = target_values(self.frame)
         # Scaling sees only the minutes the training windows cover (never validation or test).
-        first, last = split.train[0] - self.input_minutes, split.train[-1] + self.horizon_minutes
+        first, last = split.train[0] - L_, split.train[-1] + H_
         if self.scaling is None:
             self.scaling = Scaling.fit(self.values[first:last])
         features = feature_matrix(self.frame, self.scaling)
         scaled_targets = self.scaling.transform(self.values)
         self.split = split
-        L_, H_ = self.input_minutes, self.horizon_minutes
         self.train_stride = capped_stride(len(split.train), self.train_stride, self.max_train_windows)
-        self.train = cut(features, scaled_targets, split.train[:: self.train_stride], L_, H_)
-        self.validation = cut(features, scaled_targets, split.validation, L_, H_)
+        if self.parts is None:
+            self.train = cut(features, scaled_targets, split.train[:: self.train_stride], L_, H_)
+            self.validation = cut(features, scaled_targets, split.validation, L_, H_)
+        else:
+            seen = _hidden_from(scaled_targets, self.visible_rows if self.visible_rows is not None else n)
+            self.train = cut(features, seen, split.train[:: self.train_stride], L_, H_)
+            self.validation = cut(features, seen, split.validation, L_, H_)
+            scaled_targets = _hidden_from(np.concatenate([scaled_targets, np.full((H_, scaled_targets.shape[1]), np.nan,
+                                                                                  scaled_targets.dtype)]), n)
         self.test = cut(features, scaled_targets, split.test, L_, H_)
+
+    @property
+    def validation_values(self) -> np.ndarray:
+        """The targets (original units) the validation windows are scored on: none from the held-back block."""
+        assert self.values is not None
+        if self.parts is None or self.visible_rows is None:
+            return self.values
+        return _hidden_from(self.values, self.visible_rows)
 
     def _loader(self, windows_: WindowSet, shuffle: bool) -> DataLoader:
         dataset = TensorDataset(torch.from_numpy(windows_.inputs), torch.from_numpy(windows_.targets))
@@ -148,26 +170,12 @@ class WindowDataModule(ForecastDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test, shuffle=False)
 
-    def data_range(self) -> dict[str, str]:
-        """The minutes each part covers (ISO-8601 UTC), for the model card."""
-        index = self.frame.index
 
-        def span(origins: np.ndarray, before: int, after: int) -> dict[str, str]:
-            return {
-                "start": index[origins[0] - before].isoformat(),
-                "end": (index[origins[-1] + after - 1] + pd.Timedelta(minutes=1)).isoformat(),
-                "windows": int(len(origins)),
-            }
-
-        assert self.split is not None
-        L_, H_ = self.input_minutes, self.horizon_minutes
-        return {
-            "start": index[0].isoformat(),
-            "end": (index[-1] + pd.Timedelta(minutes=1)).isoformat(),
-            "train": span(self.split.train, L_, H_),
-            "validation": span(self.split.validation, L_, H_),
-            "test": span(self.split.test, L_, H_),
-        }
+def _hidden_from(values: np.ndarray, row: int) -> np.ndarray:
+    """``values`` with every row from ``row`` on missing (NaN)."""
+    hidden = values.copy()
+    hidden[row:] = np.nan
+    return hidden
 
 
 def _joined(parts: list[WindowSet]) -> WindowSet:

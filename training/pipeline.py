@@ -230,22 +230,23 @@ class _Run:
                 self._build(kind, lambda k=kind: build_baseline(k, self.data, self.settings, self.workdir))
         _check(stop)
         champion = registry.current_version(self.settings.models_dir)
-        learned = [k for k in kinds if k in selection.LEARNED_KINDS]
-        train_learned = bool(learned) and self.data.plan.lstm
-        if champion is None and self.candidates and train_learned:
-            # A new service gets a model now, not after the LSTM: the best baseline (or the base model) serves meanwhile.
+        # The LSTM needs its split of the history; fine-tuning the base model also runs on a short one (on its fit block).
+        plan = self.data.plan
+        learned = [k for k in kinds if k in selection.LEARNED_KINDS and (plan.lstm or (k == "finetuned" and len(plan.test)))]
+        if champion is None and self.candidates and learned:
+            # A new service gets a model now, not after the networks: the best baseline (or the base model) serves meanwhile.
             interim = self._judge(None)
             if interim.winner is not None:
-                self._register(interim, interim_note=" (interim, while the LSTM trains)")
+                self._register(interim, interim_note=" (interim, while the networks train)")
                 champion = self.promoted
         builders = {"finetuned": build_finetuned, "lstm": build_lstm}
-        for kind in learned:
-            if train_learned:
+        for kind in kinds:
+            if kind in learned:
                 self._build(kind, lambda b=builders[kind]: b(self.data, self.settings, config, self.workdir,
                                                              progress_bar=progress_bar, stop=stop))
-            else:
-                self.failed.append({"kind": kind, "verdict": "skipped", "error": f"{self.data.plan.rows} minutes of history; "
-                                                             f"the LSTM's split needs {self._lstm_minimum()}"})
+            elif kind in selection.LEARNED_KINDS:
+                needs = f"the LSTM's split needs {self._lstm_minimum()}" if kind == "lstm" else "nothing is held back to judge it"
+                self.failed.append({"kind": kind, "verdict": "skipped", "error": f"{plan.rows} minutes of history; {needs}"})
         _check(stop)
         fitted = time.perf_counter()
         if not self.candidates:

@@ -79,6 +79,23 @@ def test_a_family_app_pretraining_never_saw_scores_base_and_finetuned_with_the_o
     assert not winner.gate_failures and not any(selection.beats(e, winner) for e in judged if not e.gate_failures)
 
 
+def test_a_day_of_history_fine_tunes_the_base_model_on_its_fit_block(settings, db):
+    """Too short for the LSTM's split, long enough to fine-tune: the first run on a new service fine-tunes."""
+    profile = held_out_profiles(1)[0]
+    service = app_settings(settings, profile)
+    write_app(service, db, profile, hours=24)
+    result = train_once(service, db, config=tiny_fit_config(max_epochs=2), progress_bar=False)
+    assert result.status == "succeeded" and result.promoted, result.error or result.reason
+    card = registry.read_card(service.models_dir, result.version)
+    assert card.selection["plan"] == "short"
+    assert {f["kind"]: f["verdict"] for f in card.selection["failed"]} == {"lstm": "skipped"}
+    judged = {e.kind: e for e in entries(card)}
+    assert {"base", "finetuned"} <= set(judged) and judged["finetuned"].scores.windows == judged["base"].scores.windows > 0
+    tuned = registry.read_card(service.models_dir, judged["finetuned"].version)
+    assert tuned.training["train_windows"] > 0 and tuned.calibration["health"]["validation_windows"] > 0
+    assert tuned.onnx["parity_max_abs_diff"] <= tuned.onnx["parity_tolerance"]
+
+
 def test_a_three_stream_service_gets_base_and_finetuned_forecasts(settings, db):
     """No JVM memory: the base model's memory channel is masked, never a crash."""
     profile = dataclasses.replace(held_out_profiles(1)[0], streams=("cpu", "requests", "response_time"))
