@@ -6,6 +6,9 @@ gathers their results files into bench/results/pretrain_ablation.json and render
 
     pycemaker pretrain --held-out-apps 8 --budget 0 --no-level-sources --apps 96 --stride 20 --results /tmp/a.json ...
     python -m bench.pretrain_ablation "96 apps, stride 20, no level sources=/tmp/a.json" "...=/tmp/b.json" ...
+    python -m bench.pretrain_ablation --keep "a later recipe=/tmp/c.json"   # the runs already in the JSON, and one more
+
+The row of the shipped base model (``models/base``'s current version when the bench ran) says so.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from bench.docblock import replace_block
 
 RESULTS = Path(__file__).parent / "results" / "pretrain_ablation.json"
 DOC = Path(__file__).resolve().parents[1] / "docs" / "model.md"
+BASE_MODELS = Path(__file__).resolve().parents[1] / "models" / "base"
 
 
 def summary(label: str, run: dict) -> dict:
@@ -42,19 +46,24 @@ def render(results: dict) -> str:
     ]
     for r in runs:
         cells = " | ".join(f"{r['apps'].get(a, float('nan')):.2f}" for a in apps)
-        lines.append(f"| {r['recipe']} | {r['train_windows']} | {r['epochs']} | {r['seconds']:.0f} | "
+        recipe = r["recipe"] + (" (shipped)" if r["version"] == results.get("shipped") else "")
+        lines.append(f"| {recipe} | {r['train_windows']} | {r['epochs']} | {r['seconds']:.0f} | "
                      f"{r['median_rmse_ratio_to_seasonal_naive']:.2f} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
 def main(arguments: list[str]) -> dict:
-    runs = []
-    for argument in arguments:
+    from forecasting import registry
+
+    keep = arguments[:1] == ["--keep"]
+    runs = json.loads(RESULTS.read_text())["runs"] if keep and RESULTS.exists() else []
+    for argument in arguments[1:] if keep else arguments:
         label, _, path = argument.rpartition("=")
         runs.append(summary(label, json.loads(Path(path).read_text())["runs"]["cpu"]))
     result = {"what": "pycemaker pretrain recipes, each scored zero-shot on the same held-out apps (health RMSE over "
                       "the first 60 minutes / seasonal naive's)",
-              "runs": runs, "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+              "runs": runs, "shipped": registry.current_or_newest(BASE_MODELS),
+              "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     replace_block(DOC, "pretrain_ablation", render(result))
     return result

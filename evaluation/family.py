@@ -188,12 +188,14 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def with_leak_check(settings: Settings, result: dict[str, Any], out: Path | None = None) -> dict[str, Any]:
-    """``result`` with the leak check (:mod:`evaluation.leak_check`) run and added as ``leak_check``; written to ``out``."""
+def with_leak_check(settings: Settings, result: dict[str, Any], out: Path | None = None,
+                    train: Train | None = None) -> dict[str, Any]:
+    """``result`` with the leak check (:mod:`evaluation.leak_check`: the model ``train``'s run promotes, else the base
+    model zero-shot) run and added as ``leak_check``; written to ``out``."""
     from evaluation import leak_check
 
     began = time.perf_counter()
-    check = leak_check.run(settings, leak_check.LeakCheckConfig())
+    check = leak_check.run(settings, leak_check.LeakCheckConfig(), train)
     result = {**result, "leak_check": {**check, "seconds": round(time.perf_counter() - began, 1),
                                        "measured_at": dt.datetime.now(UTC).isoformat(timespec="seconds")}}
     if out is not None:
@@ -211,7 +213,7 @@ def run(settings: Settings, config: FamilyEvalConfig, train: Train, out: Path | 
               "config": config.to_dict(), "summary": summarise(rows), "apps": rows,
               "seconds": round(time.perf_counter() - began, 1),
               "measured_at": dt.datetime.now(UTC).isoformat(timespec="seconds")}
-    result = with_leak_check(settings, result)
+    result = with_leak_check(settings, result, train=train)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(registry.json_safe(result), indent=2) + "\n")

@@ -80,13 +80,15 @@ def leak_section(check: dict[str, Any] | None) -> list[str]:
         return []
     c, s = check["config"], check["summary"]
     met = s["points"] > 0 and s["within"] == s["points"] and s["no_failure_without_leak"] == s["points"]
-    rows = [[a["profile"], a["traffic"], f"{a['strength']:g}",
+    trained = s.get("served") == "trained"
+    rows = [[a["profile"] + (f" ({a['served']['kind']})" if trained and a.get("served") else ""), a["traffic"], f"{a['strength']:g}",
              "none after the history" if not a["leak"] else f"{a['leak']['run_up_minutes']:g} min",
              _health_shows(a["leak"]),
              f"{p['lead_minutes']} min", _ttf(p["expected_ttf_minutes"]) + _cause(p.get("cause")),
              "yes" if p["within"] else "**no**",
              _ttf(p.get("health_ttf_minutes")), _ttf(p.get("memory_ttf_minutes")), _ttf(p.get("model_memory_ttf_minutes")),
-             _ttf(p["without_leak_ttf_minutes"])]
+             _ttf(p["without_leak_ttf_minutes"])] + ([_ttf(p.get("base_zero_shot_ttf_minutes")) + _cause(p.get("base_zero_shot_cause"))]
+                                                   if trained else [])
             for a in check["apps"] for p in (a["leads"] or [{"lead_minutes": "-", "expected_ttf_minutes": None, "within": False,
                                                            "without_leak_ttf_minutes": None}])]
     return [
@@ -101,10 +103,13 @@ def leak_section(check: dict[str, Any] | None) -> list[str]:
         "the expected time to failure is serving's (serving/eta.py): the earliest of the first P50 health minute at or "
         f"below the threshold and the first minute the memory floor's trend reaches `memory_exhaustion` "
         f"({s.get('memory_exhaustion')} of the heap: forecasting/exhaustion.py, docs/health.md, 'Memory exhaustion'); "
-        "without the leak, at the same minutes, the state must be *no failure within the horizon*. Model: the shipped base "
-        f"model zero-shot (`{s['model']}`, what an empty registry serves). `pycemaker evaluate-family --leak-only` reruns "
-        f"it alone ({check.get('seconds', 0):.0f} s on {check.get('measured_at', '?')}); tests/evaluation/test_leak_check.py "
-        "asks the real API the same question.",
+        "without the leak, at the same minutes, the state must be *no failure within the horizon*. "
+        + (f"Model: the one the service serves after {c['history_days']:g} days, the model a training run on the leaky app's "
+           "history promotes (every kind competes, as `pycemaker train --once` runs them; its kind follows the app's name), "
+           f"beside the shipped base model zero-shot (`{s['model']}`, what an empty registry serves: the last column). "
+           if trained else f"Model: the shipped base model zero-shot (`{s['model']}`, what an empty registry serves). ")
+        + f"`pycemaker evaluate-family --leak-only` reruns it alone ({check.get('seconds', 0):.0f} s on "
+        f"{check.get('measured_at', '?')}); tests/evaluation/test_leak_check.py asks the real API the same question.",
         "",
         table(["bar", "measured", "met"], [
             ["expected time to failure within +-50% of the true lead", f"{s['within']}/{s['points']} (profile, lead) points "
@@ -114,19 +119,22 @@ def leak_section(check: dict[str, Any] | None) -> list[str]:
         ]),
         table(["app", "traffic", "leak exponent", "leak start to failure", "health: run-up low; failing / minutes to restart",
                "lead", "expected time to failure (served)", "within 50%", "health alone (P50)", "memory floor's trend alone",
-               "model's P50 memory path alone", "without the leak (served)"], rows),
+               "model's P50 memory path alone", "without the leak (served)"] + (["base model zero-shot"] if trained else []), rows),
         f"**Each rule alone**, on the same points: the P50 health crossing (the rule before memory exhaustion) "
         f"{s.get('within_by_health_alone', 0)}/{s['points']} within +-50%; the model's own P50 memory path reaching the "
         f"level {s.get('within_by_model_memory_alone', 0)}/{s['points']} (it jumps to a full heap at once when memory is "
         "high and falls back, a restart it learned, so it crosses at the first minute or not at all); the memory floor's "
-        "trend, which the status uses, and its combination with health is the served column. "
+        "trend, which the status uses, and its combination with health is the served column"
+        + (f"; the base model zero-shot in place of the served model {s.get('within_by_base_zero_shot', 0)}/{s['points']}. "
+           if trained else ". ") +
         "**Why points still miss.** Health hardly shows a leak's crash: through the run-up it stays above the threshold "
         "(the table's run-up low), and the JVM is down one to three minutes, few of which fail by the warning rule "
         "(failing / minutes). What foretells it is memory. The floor's trend misses where the heap is full long before the "
-        "crash (a near-linear leak on a high base: memory at the level half an hour before it, so the time given is a few minutes or 'now'), where "
-        "the failure is not the heap (a leak whose failure shows in health within minutes of its start), where a large "
-        "GC sawtooth hides the floor's rise at first, and where the floor lags a leak that accelerates late (30 min "
-        "ahead it still extrapolates the slow start)."
+        "crash (a near-linear leak on a high base: memory at the level half an hour before it, so the time given is a few "
+        "minutes or 'now'), and where the failure is not the heap's: a leak whose failure shows in health within minutes of "
+        "its start, or GC thrashing that fails health before the heap reaches the level (the trend times the heap: later). "
+        "A model whose P50 health dips to the threshold in the run-up answers minutes where half an hour is left"
+        + (" (compare the base model zero-shot column)." if trained else ".")
         if not met else "The bar is met on every point.",
         "",
     ]

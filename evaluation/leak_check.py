@@ -14,17 +14,21 @@ serving's (serving/eta.py): the first minute of the P50 health path at or below 
 from now. The check passes at a lead when that time is within +-``tolerance`` (50%) of the true lead. Without the
 leak, at the same minutes, the state must be "no failure within the horizon" (no P50 crossing).
 
-The model is the shipped base model zero-shot (what a service with an empty registry serves, ``base_models_dir``).
-Torch-free: the model runs through onnxruntime.
+The model is the one the service would serve after ``history_days``: with ``train`` (a training run on a frame,
+``training.pipeline.train_frame``, passed in by ``pycemaker evaluate-family``), the model a run on the leaky app's
+history promotes (every kind competes, as ``pycemaker train --once`` runs them); without, the shipped base model
+zero-shot (what a service with an empty registry serves, ``base_models_dir``). The base model's answer is recorded
+beside the served one either way. Torch-free: the models run through onnxruntime (``train`` brings its own torch).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -40,6 +44,8 @@ from telemetry.settings import Settings
 
 UTC = dt.timezone.utc
 FIRST_DAY = dt.datetime(2026, 6, 1, tzinfo=UTC)
+#: A training run on a frame of one service's history, its settings' registry: the run's summary (train_frame's).
+Train = Callable[[pd.DataFrame, Settings], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -134,8 +140,24 @@ def expected_ttf_minutes(forecaster: OnnxForecaster, frame: pd.DataFrame, now: p
     return time_to_failure(forecaster, frame, now, settings)["expected"]
 
 
-def check_profile(profile: AppProfile, settings: Settings, forecaster_for, config: LeakCheckConfig) -> dict[str, Any]:
-    """One profile: at each lead, the expected time to failure with the leak and the state without it."""
+def served_model(frame: pd.DataFrame, service: Settings, config: LeakCheckConfig, train: Train,
+                 models_dir: Path) -> tuple[OnnxForecaster, dict[str, Any]]:
+    """The model a run on the first ``history_days`` of ``frame`` promotes (a registry of its own in ``models_dir``)."""
+    service = dataclasses.replace(service, models_dir=models_dir)
+    past = frame[frame.index < pd.Timestamp(FIRST_DAY + dt.timedelta(days=config.history_days))].copy()
+    past.attrs = dict(frame.attrs)
+    summary = train(past, service)
+    version = summary.get("promoted") or summary.get("version")
+    if not version:
+        raise RuntimeError(f"the run on the leaky app's history promoted nothing: {summary.get('reason')}")
+    kind = next((c["kind"] for c in summary.get("candidates", []) if c["version"] == version), None)
+    return OnnxForecaster(models_dir, version, service), {"kind": kind, "version": version, "plan": summary.get("plan")}
+
+
+def check_profile(profile: AppProfile, settings: Settings, forecaster_for, config: LeakCheckConfig,
+                  train: Train | None = None) -> dict[str, Any]:
+    """One profile: at each lead, the expected time to failure with the leak and the state without it, by the served
+    model (:func:`served_model` with ``train``, else the base model zero-shot: ``forecaster_for``) and by the base model."""
     days = config.history_days + 1.0
     leaky, healthy = twins(profile, config.leak_minutes)
     frame, incidents = simulate(leaky, settings, days, config.run_seed)
@@ -146,7 +168,19 @@ def check_profile(profile: AppProfile, settings: Settings, forecaster_for, confi
     if leak is None:
         return {**row, "leak": None, "leads": []}
     service = app_settings(settings, profile)
-    forecaster = forecaster_for(service)
+    base = forecaster_for(service)
+    with tempfile.TemporaryDirectory(prefix="pycemaker-leak-") as tmp:
+        if train is None:
+            served, row["served"] = base, {"kind": "base", "version": base.version, "zero_shot": True}
+        else:
+            served, row["served"] = served_model(frame, service, config, train, Path(tmp) / "models")
+        row.update(_check_leads(frame, quiet, leak, service, served, base, config))
+    return row
+
+
+def _check_leads(frame: pd.DataFrame, quiet: pd.DataFrame, leak: simulator.Incident, service: Settings,
+                 served: OnnxForecaster, base: OnnxForecaster, config: LeakCheckConfig) -> dict[str, Any]:
+    row: dict[str, Any] = {}
     failure = pd.Timestamp(leak.failure_time)
     began, restart = pd.Timestamp(leak.start).floor("1min"), pd.Timestamp(leak.end)
     run_up = frame["health"][(frame.index >= began) & (frame.index < failure.floor("1min"))]
@@ -163,14 +197,16 @@ def check_profile(profile: AppProfile, settings: Settings, forecaster_for, confi
         now = failure - pd.Timedelta(minutes=lead)
         if now < pd.Timestamp(leak.start):
             continue
-        ttf = time_to_failure(forecaster, frame, now, service)
-        without = time_to_failure(forecaster, quiet, now, service)
+        ttf = time_to_failure(served, frame, now, service)
+        without = time_to_failure(served, quiet, now, service)
+        zero_shot = ttf if base is served else time_to_failure(base, frame, now, service)
         expected = ttf["expected"]
-        within = expected is not None and abs(expected - lead) <= config.tolerance * lead
         leads.append({"lead_minutes": lead, "at": now.isoformat(), "expected_ttf_minutes": expected, "cause": ttf["cause"],
-                      "error_share": None if expected is None else round((expected - lead) / lead, 3), "within": bool(within),
+                      "error_share": None if expected is None else round((expected - lead) / lead, 3),
+                      "within": within(expected, lead, config),
                       "health_ttf_minutes": ttf["health"], "memory_ttf_minutes": ttf["memory"],
                       "model_memory_ttf_minutes": ttf["model_memory"],
+                      "base_zero_shot_ttf_minutes": zero_shot["expected"], "base_zero_shot_cause": zero_shot["cause"],
                       "without_leak_ttf_minutes": without["expected"], "without_leak_cause": without["cause"],
                       "without_leak_no_failure": without["expected"] is None})
     return {**row, "leads": leads}
@@ -190,23 +226,27 @@ def within(ttf: float | None, lead: float, config: LeakCheckConfig) -> bool:
     return ttf is not None and abs(ttf - lead) <= config.tolerance * lead
 
 
-def run(settings: Settings, config: LeakCheckConfig) -> dict[str, Any]:
-    """Every profile's check, and the summary: the share of (profile, lead) points within the tolerance, and of
-    points where the app without the leak said no failure."""
+def run(settings: Settings, config: LeakCheckConfig, train: Train | None = None) -> dict[str, Any]:
+    """Every profile's check (the served model: a run's with ``train``, else the base model zero-shot), and the summary:
+    the share of (profile, lead) points within the tolerance, and of points where the app without the leak said no
+    failure."""
     forecaster_for, version = base_forecaster_for(settings)
     profiles = [sample_profile(s) for s in config.seeds] if config.seeds else leak_profiles(config.profiles)
-    rows = [check_profile(p, settings, forecaster_for, config) for p in profiles]
+    rows = [check_profile(p, settings, forecaster_for, config, train) for p in profiles]
     points = [lead for r in rows for lead in r["leads"]]
-    summary = {"model": version, "memory_exhaustion": settings.memory_exhaustion, "points": len(points),
+    summary = {"model": version, "served": "trained" if train is not None else "base_zero_shot",
+               "memory_exhaustion": settings.memory_exhaustion, "points": len(points),
                "within": sum(p["within"] for p in points),
                "no_failure_without_leak": sum(p["without_leak_no_failure"] for p in points),
                # Each rule alone, on the same points: the P50 health crossing, the model's own P50 memory path.
                "within_by_health_alone": sum(within(p["health_ttf_minutes"], p["lead_minutes"], config) for p in points),
-               "within_by_model_memory_alone": sum(within(p["model_memory_ttf_minutes"], p["lead_minutes"], config) for p in points)}
+               "within_by_model_memory_alone": sum(within(p["model_memory_ttf_minutes"], p["lead_minutes"], config) for p in points),
+               "within_by_base_zero_shot": sum(within(p["base_zero_shot_ttf_minutes"], p["lead_minutes"], config) for p in points)}
     for lead in config.leads:
         at = [p for p in points if p["lead_minutes"] == lead]
         summary[f"within_at_{lead}"] = f"{sum(p['within'] for p in at)}/{len(at)}"
     return {"config": config.to_dict(), "summary": summary, "apps": rows}
 
 
-__all__ = ["LeakCheckConfig", "leak_profiles", "twins", "checked_leak", "time_to_failure", "expected_ttf_minutes", "check_profile", "within", "run"]
+__all__ = ["LeakCheckConfig", "Train", "leak_profiles", "twins", "checked_leak", "time_to_failure", "expected_ttf_minutes",
+           "served_model", "check_profile", "within", "run"]

@@ -19,6 +19,7 @@ model card, ``metrics.season``).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -67,7 +68,9 @@ def detect_season(
     values = np.asarray(values, dtype=float).reshape(len(values), -1)
     n = len(values)
     horizon = horizon_steps or max(1, int(round(60 / cadence_minutes)))
-    spread = np.nanstd(values, axis=0)
+    with warnings.catch_warnings():  # a stream the service lacks is all NaN: left out below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        spread = np.nanstd(values, axis=0)
     spread = np.where(np.isfinite(spread) & (spread > 1e-12), spread, np.nan)
     evidence: dict[str, float] = {}
     periods = {m: int(round(m / cadence_minutes)) for m in candidates}

@@ -24,8 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="bench/results/family_eval.json", help="JSON written (default bench/results/family_eval.json)")
     p.add_argument("--doc", default="docs/evaluation-family.md", help="the page written from it (default docs/evaluation-family.md; '' for none)")
     p.add_argument("--render-only", action="store_true", help="rewrite --doc from the existing --out JSON, running nothing")
-    p.add_argument("--leak-only", action="store_true", help="run the leak check alone (about a minute), put it into the "
-                                                            "existing --out JSON and rewrite --doc")
+    p.add_argument("--leak-only", action="store_true", help="run the leak check alone (a run on each leaky app's history, "
+                                                            "about 4 minutes), put it into the existing --out JSON and rewrite --doc")
     p.set_defaults(handler=run_family_eval)
 
 
@@ -37,20 +37,24 @@ def run_family_eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.render_only:
         _document(json.loads(Path(args.out).read_text()), args)
         return 0
+    from training.fit import FitConfig
+    from training.pipeline import train_frame
+
+    fit_config = FitConfig.from_settings(settings, max_epochs=args.max_epochs, max_time_s=args.fit_budget_s or None)
+    settings = dataclasses.replace(settings, keep_versions=max(settings.keep_versions, 20))
+
+    def train(frame, service):
+        return train_frame(frame, service, fit_config)
+
     if args.leak_only:
         result = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
-        result = family.with_leak_check(settings, result, Path(args.out))
+        result = family.with_leak_check(settings, result, Path(args.out), train=train)
         print(f"leak check: {result['leak_check']['summary']}")
         if "summary" in result:  # the page needs the family figures too
             _document(result, args)
         return 0
-    from training.fit import FitConfig
-    from training.pipeline import train_frame
-
     config = family.FamilyEvalConfig(profiles=args.profiles, history_days=tuple(float(d) for d in args.days.split(",") if d.strip()))
-    fit_config = FitConfig.from_settings(settings, max_epochs=args.max_epochs, max_time_s=args.fit_budget_s or None)
-    settings = dataclasses.replace(settings, keep_versions=max(settings.keep_versions, 20))
-    result = family.run(settings, config, lambda frame, service: train_frame(frame, service, fit_config), Path(args.out))
+    result = family.run(settings, config, train, Path(args.out))
     for days, methods in result["summary"].items():
         cells = ", ".join(f"{m} {v['median_mase_60']:.2f}" for m, v in methods.items() if v and v.get("median_mase_60") is not None)
         print(f"{days} day(s) of history: 60-min MASE vs seasonal naive (median over apps): {cells}")

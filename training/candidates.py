@@ -18,6 +18,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -269,7 +270,7 @@ def build_finetuned(
 ) -> Candidate:
     """The base model fine-tuned on this service's windows (its weights, its scaling; at most
     ``Settings.finetune_epochs`` epochs), then calibrated, scored and exported like the LSTM."""
-    from training.base_network import BaseLSTM
+    from training.base_network import MIN_SCALE, BaseLSTM
     from training.data import window_data
     from training.pretrain import load_base_dir
 
@@ -290,8 +291,8 @@ def build_finetuned(
     except NotEnoughData as exc:
         raise CandidateSkipped(str(exc)) from exc
     windows.setup("fit")
-    fitted = _fit(windows, settings, tuned, progress_bar, stop, "fine-tuning", network=BaseLSTM,
-                  initial_state=base.network().state_dict())
+    fitted = _fit(windows, settings, tuned, progress_bar, stop, "fine-tuning",
+                  network=partial(BaseLSTM, min_scale=net.get("min_scale", MIN_SCALE)), initial_state=base.network().state_dict())
     return _learned("finetuned", fitted, windows, data, settings, tuned, workdir, began,
                     {"base_version": base.card.version, **({"services": list(data.services[:1])} if data.services else {})})
 

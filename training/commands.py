@@ -54,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden-size", type=int, default=64, help="LSTM width (default 64)")
     p.add_argument("--level-sources", action=argparse.BooleanOptionalAction, default=True,
                    help="the recent level as base sources beside the seasons, gated by the window (default: on)")
+    p.add_argument("--min-scale", type=float, default=0.5,
+                   help="the floor of a window's spread in the network's per-window scaling, in scaled units (default 0.5)")
     p.add_argument("--budget", type=float, default=780.0, help="wall-clock limit of the fit in seconds (default 780; 0: none)")
     p.add_argument("--threads", type=int, help="CPU threads torch trains with (default: $PYCEMAKER_TRAIN_THREADS)")
     p.add_argument("--accelerator", choices=("auto", "cpu", "gpu"), default="auto", help="default auto: a GPU when present")
@@ -153,11 +155,11 @@ def run_pretrain(args: argparse.Namespace, settings: Settings) -> int:
     from training.fit import FitConfig
     from training.pretrain import PretrainConfig, pretrain
 
-    if min(args.apps, args.validation_apps, args.epochs, args.stride) < 1 or args.days <= 0:
-        log.error("--apps, --validation-apps, --epochs and --stride must be at least 1, and --days positive")
+    if min(args.apps, args.validation_apps, args.epochs, args.stride) < 1 or args.days <= 0 or args.min_scale <= 0:
+        log.error("--apps, --validation-apps, --epochs and --stride must be at least 1, and --days and --min-scale positive")
         return 2
     config = PretrainConfig(apps=args.apps, validation_apps=args.validation_apps, held_out_apps=max(0, args.held_out_apps),
-                            days=args.days, first_seed=args.first_seed, stride=args.stride)
+                            days=args.days, first_seed=args.first_seed, stride=args.stride, min_scale=args.min_scale)
     fit_config = FitConfig.from_settings(
         settings, max_epochs=args.epochs, hidden_size=args.hidden_size, max_time_s=args.budget or None,
         level_sources=args.level_sources,

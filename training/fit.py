@@ -17,7 +17,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
 import torch
@@ -164,10 +164,10 @@ def fit(
     config: FitConfig,
     progress_bar: bool = True,
     callbacks: list[Callback] | None = None,
-    network: type[QuantileLSTM] = QuantileLSTM,
+    network: Callable[..., QuantileLSTM] = QuantileLSTM,
     initial_state: dict[str, torch.Tensor] | None = None,
 ) -> FitResult:
-    """Train a :class:`QuantileLSTM` (or a subclass, ``network``) on ``data``; returns the best epoch's model,
+    """Train a :class:`QuantileLSTM` (or a subclass, ``network``: its class, or a partial of it with its own hyperparameters) on ``data``; returns the best epoch's model,
     on CPU in float32. ``data``: any Lightning data module with the sizes of :class:`WindowDataModule`.
     ``initial_state``: weights to start from (fine-tuning the base model); the config's sizes must match them."""
     _quiet_lightning()

@@ -29,6 +29,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,8 @@ class PretrainConfig:
     stride: int = 10
     #: Simulation run seed (which run of each app).
     run_seed: int = 1
+    #: The floor of a window's spread in the base network's per-window scaling (training/base_network.py).
+    min_scale: float = 0.5
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -240,7 +243,7 @@ def pretrain(
     simulated = time.perf_counter()
     log.info("pretraining on %d apps (%d windows), validating on %d (%d windows); simulated in %.0f s",
              len(train_apps), len(data.train[0]), len(validation_apps), len(data.validation[0]), simulated - began)
-    fitted = fit(data, quantiles, fit_config, progress_bar=progress_bar, network=BaseLSTM)
+    fitted = fit(data, quantiles, fit_config, progress_bar=progress_bar, network=partial(BaseLSTM, min_scale=config.min_scale))
     model = fitted.model
     offsets, calibrated_on = _band_offsets(model, validation_apps, scaling, quantiles, L_, H_, config.stride)
     scores = _held_out_scores(model, held_out, scaling, quantiles, offsets, L_, H_, config.stride)

@@ -130,3 +130,31 @@ def test_the_check_s_figures_reach_the_family_page():
     assert "'no failure' on the same app without the leak | 1/1 | yes" in text
     assert point["within"] is True and point["cause"] == "memory_exhaustion" and point["health_ttf_minutes"] is None
     assert "1/1 (profile, lead) points" in text
+
+
+def test_with_a_training_run_the_check_asks_the_model_the_run_promotes():
+    """``train``: the leaky app's 3 days of history get a run of their own (the baselines alone here, for speed), the
+    model it promotes answers, and the base model zero-shot's answer is kept beside it."""
+    pytest.importorskip("torch")
+    from evaluation import family_document
+    from training.fit import FitConfig
+    from training.pipeline import train_frame
+
+    kinds = ("seasonal_naive", "ets")
+
+    def train(frame, service):
+        assert frame.index[-1] < pd.Timestamp(leak_check.FIRST_DAY + dt.timedelta(days=CONFIG.history_days))
+        return train_frame(frame, dataclasses.replace(service, candidate_kinds=kinds), FitConfig(max_epochs=1))
+
+    trained = leak_check.run(leak_check.Settings(), CONFIG, train)
+    zero_shot = leak_check.run(leak_check.Settings(), CONFIG)
+    (app,), (alone,) = trained["apps"], zero_shot["apps"]
+    (point,), (base_point,) = app["leads"], alone["leads"]
+    assert trained["summary"]["served"] == "trained" and zero_shot["summary"]["served"] == "base_zero_shot"
+    assert app["served"]["kind"] in kinds and app["served"]["plan"] == "full" and alone["served"]["kind"] == "base"
+    # The base model's answer is the zero-shot check's; the memory floor's trend reads the data alone: the same.
+    assert point["base_zero_shot_ttf_minutes"] == base_point["expected_ttf_minutes"]
+    assert point["memory_ttf_minutes"] == base_point["memory_ttf_minutes"] is not None
+    assert point["expected_ttf_minutes"] <= point["memory_ttf_minutes"]
+    text = "\n".join(family_document.leak_section(trained))
+    assert f"family-10011 ({app['served']['kind']})" in text and "base model zero-shot |" in text

@@ -18,12 +18,12 @@ from tests.training.conftest import tiny_fit_config
 
 torch = pytest.importorskip("torch")
 
-from training.base_network import BaseLSTM, window_scale  # noqa: E402
+from training.base_network import MIN_SCALE, BaseLSTM, window_scale  # noqa: E402
 from training.pretrain import PretrainConfig, app_frame, load_base, pretrain  # noqa: E402
 
 UTC = dt.timezone.utc
 SETTINGS = Settings(input_minutes=60, horizon_minutes=30)
-TINY_FAMILY = PretrainConfig(apps=3, validation_apps=1, held_out_apps=2, days=0.25, stride=15)
+TINY_FAMILY = PretrainConfig(apps=3, validation_apps=1, held_out_apps=2, days=0.25, stride=15, min_scale=0.25)
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,10 @@ def test_load_base_gives_the_network_the_onnx_file_runs(base):
     assert loaded is not None and loaded.card.version == model.card.version
     network = loaded.network()
     assert isinstance(network, BaseLSTM)
+    # The spread floor is the network's hyperparameter, in its card; a card from before it has the old floor.
+    assert network.min_scale == loaded.card.training["network"]["min_scale"] == TINY_FAMILY.min_scale == 0.25
+    older = {k: v for k, v in loaded.card.training["network"].items() if k != "min_scale"}
+    assert BaseLSTM(**older).min_scale == MIN_SCALE == 0.5
     window = np.random.default_rng(0).normal(size=(3, 60, network.hparams.n_features)).astype(np.float32)
     window[:, :, len(TARGETS) : 2 * len(TARGETS)] = 1.0
     forecaster = OnnxForecaster(root / "base", loaded.card.version, SETTINGS)
@@ -84,6 +88,8 @@ def test_window_scaling_ignores_missing_minutes_and_has_a_floor():
     mean, scale = window_scale(window, T)
     assert mean[0, 0] == pytest.approx(2.0) and scale[0, 0] == pytest.approx((1.0 + 0.25) ** 0.5)
     assert mean[0, 1] == 0 and scale[0, 1] == pytest.approx(0.5)
+    _, scale = window_scale(window, T, min_scale=0.1)
+    assert scale[0, 0] == pytest.approx((1.0 + 0.01) ** 0.5) and scale[0, 1] == pytest.approx(0.1)
 
 
 def test_the_held_out_corner_is_not_in_the_pretraining_sample(base):
