@@ -355,8 +355,9 @@ def _learned(kind: str, fitted, windows, data: RunData, settings: Settings, conf
             return torch.cat([fitted.model(torch.from_numpy(part.inputs[i : i + 512])) for i in range(0, len(part), 512)]).numpy()
 
     def validate(scaled, part, source=None, offsets=None, values=None) -> scoring.Validation:
-        return scoring.validate(scaled, windows.values if values is None else values, part.origins, windows.scaling, tuple(settings.quantiles),
-                                windows.input_minutes, settings, health_source=source, health_offsets=offsets)
+        return scoring.validate(scaled, windows.values if values is None else values, part.origins, windows.scaling,
+                                tuple(settings.quantiles), windows.input_minutes, settings, health_source=source,
+                                health_offsets=offsets)
 
     # Validation chooses the health source and calibrates the health quantiles on its residuals ...
     val_scaled, test_scaled = predict(windows.validation), predict(windows.test)

@@ -95,9 +95,9 @@ class WindowDataModule(ForecastDataModule):
     ):
         """``scaling``: a fixed one (the base model's when fine-tuning it; a pooled run's, :mod:`training.pooled`);
         None: fitted on the training minutes. ``parts``: the windows' origins, where the run chose them (a short
-        history's fine-tuning, :func:`training.data.short_finetune_parts`) instead of the fractions' split; the
-        training and validation windows then see no target at or past ``visible_rows`` (the held-back block), and
-        test windows may run past the frame's end (their missing minutes are NaN, as every missing target)."""
+        history's fine-tuning, :func:`training.data.short_finetune_parts`) instead of the fractions' split, whose test
+        windows may run past the frame's end (those minutes are missing, NaN). ``visible_rows``: the training and
+        validation windows see no target at or past it (the held-back block)."""
         super().__init__()
         self.parts = parts
         self.visible_rows = visible_rows
@@ -137,24 +137,18 @@ class WindowDataModule(ForecastDataModule):
         scaled_targets = self.scaling.transform(self.values)
         self.split = split
         self.train_stride = capped_stride(len(split.train), self.train_stride, self.max_train_windows)
-        if self.parts is None:
-            self.train = cut(features, scaled_targets, split.train[:: self.train_stride], L_, H_)
-            self.validation = cut(features, scaled_targets, split.validation, L_, H_)
-        else:
-            seen = _hidden_from(scaled_targets, self.visible_rows if self.visible_rows is not None else n)
-            self.train = cut(features, seen, split.train[:: self.train_stride], L_, H_)
-            self.validation = cut(features, seen, split.validation, L_, H_)
-            scaled_targets = _hidden_from(np.concatenate([scaled_targets, np.full((H_, scaled_targets.shape[1]), np.nan,
-                                                                                  scaled_targets.dtype)]), n)
+        seen = scaled_targets if self.visible_rows is None else _hidden_from(scaled_targets, self.visible_rows)
+        self.train = cut(features, seen, split.train[:: self.train_stride], L_, H_)
+        self.validation = cut(features, seen, split.validation, L_, H_)
+        if self.parts is not None:  # test windows may run past the frame's end: those minutes are missing (NaN)
+            scaled_targets = np.concatenate([scaled_targets, np.full((H_, scaled_targets.shape[1]), np.nan, scaled_targets.dtype)])
         self.test = cut(features, scaled_targets, split.test, L_, H_)
 
     @property
     def validation_values(self) -> np.ndarray:
         """The targets (original units) the validation windows are scored on: none from the held-back block."""
         assert self.values is not None
-        if self.parts is None or self.visible_rows is None:
-            return self.values
-        return _hidden_from(self.values, self.visible_rows)
+        return self.values if self.visible_rows is None else _hidden_from(self.values, self.visible_rows)
 
     def _loader(self, windows_: WindowSet, shuffle: bool) -> DataLoader:
         dataset = TensorDataset(torch.from_numpy(windows_.inputs), torch.from_numpy(windows_.targets))
