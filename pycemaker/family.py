@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--doc", default="docs/evaluation-family.md", help="the page written from it (default docs/evaluation-family.md; '' for none)")
     p.add_argument("--render-only", action="store_true", help="rewrite --doc from the existing --out JSON, running nothing")
     p.add_argument("--leak-only", action="store_true", help="run the leak check alone (a run on each leaky app's history, "
-                                                            "about 4 minutes), put it into the existing --out JSON and rewrite --doc")
+                                                            "about 3 minutes), put it into the existing --out JSON and rewrite --doc")
     p.set_defaults(handler=run_family_eval)
 
 
