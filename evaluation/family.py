@@ -58,7 +58,7 @@ Train = Callable[[pd.DataFrame, Settings], dict[str, Any]]
 
 @dataclass(frozen=True)
 class FamilyEvalConfig:
-    profiles: int = 4
+    profiles: int = 8
     history_days: tuple[float, ...] = (1.0, 3.0, 7.0)
     #: Simulation run seed (which run of each app; pretraining used 1).
     run_seed: int = 3

@@ -16,10 +16,10 @@ from telemetry.settings import Settings
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate-family", help="held-out app-family profiles: zero-shot, fine-tuned, from scratch, seasonal "
                                                "naive and ETS on the day after 1/3/7 days of history (JSON)")
-    p.add_argument("--profiles", type=int, default=4, help="held-out profiles (default 4: two held-out seeds, two of the held-out corner)")
+    p.add_argument("--profiles", type=int, default=8, help="held-out profiles (default 8: four held-out seeds, four of the held-out corner)")
     p.add_argument("--days", default="1,3,7", help="history lengths in days (default 1,3,7)")
     p.add_argument("--fit-budget-s", type=float, default=30.0,
-                   help="wall-clock limit of each fit, from scratch and fine-tuning (default 30 s: the whole run stays near 10 min on 2 cores)")
+                   help="wall-clock limit of each fit, from scratch and fine-tuning (default 30 s: the whole run stays near 15 min on 2 cores)")
     p.add_argument("--max-epochs", type=int, default=30, help="the LSTM's epoch limit (fine-tuning: finetune_epochs)")
     p.add_argument("--out", default="bench/results/family_eval.json", help="JSON written (default bench/results/family_eval.json)")
     p.add_argument("--doc", default="docs/evaluation-family.md", help="the page written from it (default docs/evaluation-family.md; '' for none)")
