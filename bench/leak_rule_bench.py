@@ -55,7 +55,7 @@ def leaky_apps(count: int) -> list:
     """The first ``count`` pretraining profiles that leak and expose memory."""
     found = []
     for profile in pretraining_profiles(10 * count):
-        if "memory" in profile.streams and any(i.kind == "memory_leak" for i in profile.incidents):
+        if leak_check.leaks_memory(profile):
             found.append(profile)
         if len(found) == count:
             break

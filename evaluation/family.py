@@ -28,7 +28,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,8 @@ from forecasting.forecaster import OnnxForecaster
 from forecasting.warnings import TtfConfig
 from forecasting.warnings import score as score_warnings
 from forecasting.windows import target_values
+from evaluation import leak_check
+from evaluation.leak_check import Train
 from telemetry import simulator
 from telemetry.app_family import AppProfile, app_settings, held_out_profiles
 from telemetry.frames import cadence_for, minute_frame
@@ -51,10 +53,6 @@ FIRST_DAY = dt.datetime(2026, 6, 1, tzinfo=UTC)
 #: The columns, in order: the run's kinds, and the one it promoted.
 METHODS = ("base", "finetuned", "lstm", "seasonal_naive", "ets", "served")
 MASE_MINUTES = 60
-
-#: ``train(frame, settings)``: one training run on ``frame`` into ``settings.models_dir``; returns its summary.
-Train = Callable[[pd.DataFrame, Settings], dict[str, Any]]
-
 
 @dataclass(frozen=True)
 class FamilyEvalConfig:
@@ -192,8 +190,6 @@ def with_leak_check(settings: Settings, result: dict[str, Any], out: Path | None
                     train: Train | None = None) -> dict[str, Any]:
     """``result`` with the leak check (:mod:`evaluation.leak_check`: the model ``train``'s run promotes, else the base
     model zero-shot) run and added as ``leak_check``; written to ``out``."""
-    from evaluation import leak_check
-
     began = time.perf_counter()
     check = leak_check.run(settings, leak_check.LeakCheckConfig(), train)
     result = {**result, "leak_check": {**check, "seconds": round(time.perf_counter() - began, 1),

@@ -44,7 +44,7 @@ from telemetry.settings import Settings
 
 UTC = dt.timezone.utc
 FIRST_DAY = dt.datetime(2026, 6, 1, tzinfo=UTC)
-#: A training run on a frame of one service's history, its settings' registry: the run's summary (train_frame's).
+#: ``train(frame, settings)``: one training run on ``frame`` into ``settings.models_dir``; returns its summary.
 Train = Callable[[pd.DataFrame, Settings], dict[str, Any]]
 
 
@@ -64,12 +64,17 @@ class LeakCheckConfig:
         return dataclasses.asdict(self)
 
 
+def leaks_memory(profile: AppProfile) -> bool:
+    """Whether ``profile`` suffers memory leaks and exposes memory (what the check can time)."""
+    return "memory" in profile.streams and any(i.kind == "memory_leak" for i in profile.incidents)
+
+
 def leak_profiles(count: int) -> list[AppProfile]:
     """The first ``count`` held-out profiles that suffer leaks and expose memory."""
     out = []
     for seed in sorted(HELD_OUT_SEEDS):
         p = sample_profile(seed)
-        if "memory" in p.streams and any(i.kind == "memory_leak" for i in p.incidents):
+        if leaks_memory(p):
             out.append(p)
         if len(out) == count:
             break
@@ -248,5 +253,5 @@ def run(settings: Settings, config: LeakCheckConfig, train: Train | None = None)
     return {"config": config.to_dict(), "summary": summary, "apps": rows}
 
 
-__all__ = ["LeakCheckConfig", "Train", "leak_profiles", "twins", "checked_leak", "time_to_failure", "expected_ttf_minutes",
+__all__ = ["LeakCheckConfig", "Train", "leaks_memory", "leak_profiles", "twins", "checked_leak", "time_to_failure", "expected_ttf_minutes",
            "served_model", "check_profile", "within", "run"]

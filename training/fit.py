@@ -167,8 +167,8 @@ def fit(
     network: Callable[..., QuantileLSTM] = QuantileLSTM,
     initial_state: dict[str, torch.Tensor] | None = None,
 ) -> FitResult:
-    """Train a :class:`QuantileLSTM` (or a subclass, ``network``: its class, or a partial of it with its own hyperparameters) on ``data``; returns the best epoch's model,
-    on CPU in float32. ``data``: any Lightning data module with the sizes of :class:`WindowDataModule`.
+    """Train a :class:`QuantileLSTM` (or a subclass, ``network``: its class, or a partial of it with its own
+    hyperparameters) on ``data``; returns the best epoch's model, on CPU in float32. ``data``: any Lightning data module with the sizes of :class:`WindowDataModule`.
     ``initial_state``: weights to start from (fine-tuning the base model); the config's sizes must match them."""
     _quiet_lightning()
     L.seed_everything(config.seed, workers=True, verbose=False)
