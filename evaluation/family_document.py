@@ -129,10 +129,11 @@ def leak_section(check: dict[str, Any] | None) -> list[str]:
            if trained else ". ") +
         "**Why points still miss.** Health hardly shows a leak's crash: through the run-up it stays above the threshold "
         "(the table's run-up low), and the JVM is down one to three minutes, few of which fail by the warning rule "
-        "(failing / minutes). What foretells it is memory. The floor's trend misses where the heap is full long before the "
-        "crash (a near-linear leak on a high base: memory at the level half an hour before it, so the time given is a few "
-        "minutes or 'now'), and where the failure is not the heap's: a leak whose failure shows in health within minutes of "
-        "its start, or GC thrashing that fails health before the heap reaches the level (the trend times the heap: later). "
+        "(failing / minutes). What foretells it is memory. The floor's trend misses where the failure is not the heap's "
+        "(a leak whose failure shows in health within minutes of its start: an app at the threshold on its own, whose flag "
+        "the leak's first percent of heap moves), and where the floor follows the live set poorly (a GC cycle as long as "
+        "the floor's 10 minutes or longer makes it a staircase: no significant curvature, and a line through an accelerating leak "
+        "gives a time too late). "
         "A model whose P50 health dips to the threshold in the run-up answers minutes where half an hour is left"
         + (" (compare the base model zero-shot column)." if trained else ".")
         if not met else "The bar is met on every point.",

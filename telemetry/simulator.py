@@ -49,7 +49,8 @@ THINK_TIME = 0.5  # s between a user's response and its next request
 SERVICE_TIME = 0.05  # s, response time of an idle app
 CAPACITY = 130.0  # req/s the app can serve
 SAMPLE_PERIOD = (5.0, 6.0)  # s between two samples of one stream (the seed's; a profile's: 5/6 to 1 scrape interval)
-LEAK_PEAK = 0.85  # memory a leak adds by the crash (at least enough to fill the heap)
+HEAP_FULL = 1.0  # share of the heap: a live set this large cannot be collected, the JVM runs out of memory and crashes
+THRASH_FROM = 0.85  # live set (share of the heap) from which GC thrashes: each collection frees less, so they run more
 
 
 @dataclass(frozen=True)
@@ -184,14 +185,15 @@ def _sample(
     down = np.zeros(n, dtype=bool)  # app down: Prometheus scrapes nothing
     outage = np.zeros(n, dtype=bool)  # collector down: nothing reaches the database
 
+    load = np.clip(users / (1000.0 * scale), 0, 1)
     planned = plan_incidents(start, end, rng, profile)
     for p in planned if with_incidents else []:
         a = int((p["start"] - start).total_seconds())
         b = int((p["crash"] - start).total_seconds())
         c = int((p["restart"] - start).total_seconds())
-        if p["type"] == "memory_leak":
-            peak = max(LEAK_PEAK, 0.97 - profile.memory_base)
-            leak[a:b] = peak * np.linspace(0.0, 1.0, b - a) ** p["strength"]  # the seed's 2: slow, then accelerating
+        if p["type"] == "memory_leak":  # the leaked live set fills the heap at the crash (an OutOfMemoryError)
+            headroom = HEAP_FULL - profile.memory_base - 0.06 * load[b - 1]
+            leak[a:b] = headroom * np.linspace(0.0, 1.0, b - a) ** p["strength"]  # the seed's 2: slow, then accelerating
             down[b:c] = True
         elif p["type"] == "cpu_saturation":
             cpu_extra[a:b] += p["strength"]
@@ -203,12 +205,12 @@ def _sample(
         else:
             outage[a:b] = True
 
-    load = np.clip(users / (1000.0 * scale), 0, 1)
     served = np.minimum(users / (THINK_TIME + profile.service_time), full_capacity) / profile.capacity_scale
     heap_growth = profile.gc_rate * (0.0004 + 0.00002 * served)
     sawtooth = np.mod(np.cumsum(heap_growth), profile.gc_amplitude)
-    memory = profile.memory_base + 0.06 * load + sawtooth + leak
-    thrash = np.clip((memory - 0.85) / 0.15, 0, 1)  # GC thrashing near a full heap
+    live = profile.memory_base + 0.06 * load + leak  # what survives a collection (the sawtooth's trough)
+    memory = live + sawtooth
+    thrash = np.clip((live - THRASH_FROM) / (HEAP_FULL - THRASH_FROM), 0, 1)  # GC thrashing near a full heap
     capacity *= 1 - 0.7 * thrash
     rate, rt = solve_rate(users * (1 + storm), capacity, profile.service_time, extra_rt)  # failed requests are retried
     rho = rate / capacity
