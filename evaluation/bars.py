@@ -44,7 +44,7 @@ def quality_bars(held: backtest.BacktestResult, ttf_results: Sequence[ttf.TtfRes
                      "met": bool(served_ttf.false_alarms_per_day <= 1),
                      "detail": f"{served_ttf.false_alarms} false alarm(s) in {served_ttf.healthy_hours:.0f} healthy hours "
                                f"({served_ttf.false_alarm_minutes} warned minute(s) in all); apart: {served_ttf.tail_alarms} failure tails, "
-                               f"{served_ttf.unverifiable_alarms} unverifiable"})
+                               f"{served_ttf.unverifiable_alarms} unverifiable, {served_ttf.incident_alarms} within incidents"})
     bars.extend(nab_bars(nab))
     return bars
 

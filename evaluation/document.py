@@ -266,10 +266,12 @@ worker processes with BLAS on one thread each (the time per method is in the cos
   failing minute follows within 30 min.
 - *false alarm*: a run of consecutive warnings with no failing minute from its first warning to 30 min
   after its last, every one of those minutes observed, that does not begin within 5 min after a failure
-  ended. Two kinds of warning runs are counted apart: the *tail* of a failure (a run beginning within
+  ended. Three kinds of warning runs are counted apart: the *tail* of a failure (a run beginning within
   5 min after a failure ends: the forecast says the failure goes on a few minutes longer while health
-  sits just above the threshold) and *unverifiable* runs (their window holds unobserved
-  minutes, a collector outage: the failure they forecast may have happened unseen). *Healthy hours*:
+  sits just above the threshold), *unverifiable* runs (their window holds unobserved
+  minutes, a collector outage: the failure they forecast may have happened unseen) and runs *within an
+  incident* (beginning 30 min before its start to its end: a real incident warned too early, minutes
+  the healthy hours leave out too). *Healthy hours*:
   minutes known, not failing, not within 5 min after a failure, not within 30 min before an onset,
   and not within an incident (30 min before its start to its end). With the hourly peak failing by
   design, few minutes of each hour are healthy (the share is in the false-alarm note below when that bar is missed).

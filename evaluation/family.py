@@ -122,7 +122,8 @@ def score_day(forecast: np.ndarray, reference: np.ndarray | None, frame: pd.Data
     out.update(new_failure_incidents=len(new), new_failure_warned=sum(i.warned for i in new),
                predictable_incidents=len(predictable), predictable_warned=sum(i.warned for i in predictable))
     out.update(episodes=int(scored), warned=int(warned), warned_share=warned / scored if scored else None,
-               false_alarms=int(result.false_alarms), healthy_hours=round(float(result.healthy_hours), 2),
+               false_alarms=int(result.false_alarms), incident_alarms=int(result.incident_alarms),
+               healthy_hours=round(float(result.healthy_hours), 2),
                false_alarms_per_24_healthy_hours=(result.false_alarms / (result.healthy_hours / 24.0)
                                                   if result.healthy_hours > 0 else None))
     return out

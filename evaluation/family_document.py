@@ -174,7 +174,9 @@ def render(result: dict[str, Any], json_path: str) -> str:
         "A warning is the status's rule (forecasting/warnings.py): a forecast minute fails when its P50 health is at or below "
         "the threshold, or, with a memory stream, when the memory floor's trend reaches `memory_exhaustion` "
         f"({(result.get('leak_check') or {}).get('summary', {}).get('memory_exhaustion', 'off')} of the heap; "
-        "docs/health.md, 'Memory exhaustion').",
+        "docs/health.md, 'Memory exhaustion'). A false alarm is a run of warnings no failure follows within the "
+        "lookahead, outside any incident: a warning within an incident (from the lookahead before its start to its end) "
+        "that comes too early is counted apart, as the healthy hours leave those minutes out.",
         "",
         table(header, warnings),
         *([

@@ -126,6 +126,8 @@ def ttf_table(results: Sequence[TtfResult]) -> str:
         (f"warning runs starting within {results[0].config.settle_minutes if results else 5} min after a failure ended (its tail)",
          [str(r.tail_alarms) for r in results]),
         ("warning runs over unobserved minutes (unverifiable)", [str(r.unverifiable_alarms) for r in results]),
+        ("warning runs within an incident with no failure after them (not false alarms)",
+         [str(r.incident_alarms) for r in results]),
     ]
     return table(["measure"] + [label(r.method) for r in results], ([name] + vals for name, vals in lines))
 

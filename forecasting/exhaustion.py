@@ -5,8 +5,13 @@ lowest memory over the last ``FLOOR_MINUTES`` (what is left after garbage collec
 leak raises it). A least-squares line over the floor's last ``TREND_MINUTES`` counts only when the rise is sustained
 and significant: at least ``MIN_RISE`` of the heap over the window, R^2 at least ``MIN_R2``.
 
-A leak often accelerates (more objects retained, more retained per request as the heap fills): a line through the last
-half hour then extrapolates the slow start and gives the crash too late. So a parabola is fitted over the same minutes
+The window is 50 minutes, most of an hour: a leak's rise is sustained over it, a traffic cycle's is not. Per-minute
+memory is a mean over the minute's scrapes, and when load rises the GC cycles shorten below a minute, so the floor climbs
+with the load: over 30 minutes an hourly load ramp (the seed's Locust stages) fits a rising parabola as well as a leak
+does, over 50 its fall spoils the fit.
+
+A leak often accelerates (more objects retained, more retained per request as the heap fills): a line through the
+window then extrapolates the slow start and gives the crash too late. So a parabola is fitted over the same minutes
 too, and where its curvature is positive and significant (t-statistic at least ``MIN_CURVATURE_T``) the trend is the
 parabola: its value now, its slope now and its curvature. A steady leak, a plateau or noise keep the straight line.
 The rule's constants were chosen on pretraining members of the simulator's app family (leaks of every curve, and the
@@ -26,7 +31,7 @@ import pandas as pd
 #: The memory floor: the lowest per-minute memory over this many minutes (a GC sawtooth's trough).
 FLOOR_MINUTES = 10
 #: The trend is fitted over the floor's last this many minutes.
-TREND_MINUTES = 30
+TREND_MINUTES = 50
 #: A trend counts only when the fitted floor rises at least this share of the heap over the window...
 MIN_RISE = 0.1
 #: ...and the line explains at least this share of the floor's variance (sustained, not a step or noise).

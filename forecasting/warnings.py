@@ -41,7 +41,10 @@ Definitions (also in docs/evaluation.md):
   warning until ``lookahead_minutes`` after its last, all those minutes observed (a run whose
   window holds unobserved minutes, such as a collector outage, is *unverifiable*), that does
   not begin within ``settle_minutes`` after a failure ends (a forecast that the failure goes on
-  for a few minutes more is its *tail*, counted apart). **Healthy hours**: minutes that are
+  for a few minutes more is its *tail*, counted apart), nor within an incident (from
+  ``lookahead_minutes`` before its start to its end: a warning of a real incident, too early or
+  for a failure it never caused, is counted apart as an *incident alarm*; those minutes are no
+  healthy hours either, so both sides of the rate leave them out). **Healthy hours**: minutes that are
   known, not failing, not within ``settle_minutes`` after a failure, not within
   ``lookahead_minutes`` before an onset, and not within any incident (from
   ``lookahead_minutes`` before its start to its end).
@@ -177,6 +180,8 @@ class TtfResult:
     tail_alarms: int = 0
     #: Warning runs with no failure after them but unobserved minutes (an outage) in their window.
     unverifiable_alarms: int = 0
+    #: Warning runs with no failure after them that begin within an incident (module doc; not false alarms).
+    incident_alarms: int = 0
     #: Scoring minutes inside the false alarms' warning runs (1 per minute with stride 1).
     false_alarm_minutes: int = 0
     #: Each false alarm: start, length, forecast crossing, observed health before it, minutes to the next failure.
@@ -232,6 +237,7 @@ class TtfResult:
             "false_alarm_details": self.false_alarm_details,
             "tail_alarms": self.tail_alarms,
             "unverifiable_alarms": self.unverifiable_alarms,
+            "incident_alarms": self.incident_alarms,
         }
 
 
@@ -300,7 +306,8 @@ def score(
     failure_rows = {j: int(times.searchsorted(_minute(inc["failure_time"])))
                     for j, inc in enumerate(incidents) if inc.get("failure_time") is not None}
     precision, recall, recall_incidents = _lookahead_precision_recall(s, incidents)
-    alarms = _alarm_runs(s)
+    in_incident = _incident_minutes(s, incidents)
+    alarms = _alarm_runs(s, in_incident)
     return TtfResult(
         method=method,
         config=config,
@@ -311,9 +318,10 @@ def score(
         recall=recall,
         recall_incidents=recall_incidents,
         false_alarms=alarms["false"],
-        healthy_hours=_healthy_hours(s, incidents),
+        healthy_hours=_healthy_hours(s, in_incident),
         tail_alarms=alarms["tail"],
         unverifiable_alarms=alarms["unverifiable"],
+        incident_alarms=alarms["incident"],
         false_alarm_minutes=alarms["false_minutes"],
         false_alarm_details=alarms["details"],
         origins=origins,
@@ -424,11 +432,22 @@ def _after_failure(s: _Scoring) -> np.ndarray:
     return out
 
 
-def _alarm_runs(s: _Scoring) -> dict[str, Any]:
-    """Runs of consecutive warned scoring minutes never followed by a failure: false, a failure's tail, or unverifiable."""
+def _incident_minutes(s: _Scoring, incidents: Sequence[dict]) -> np.ndarray:
+    """The minutes within an incident: from ``lookahead_minutes`` before its start to its end."""
+    out = np.zeros(len(s.times), dtype=bool)
+    for inc in incidents:
+        a = s.times.searchsorted(pd.Timestamp(inc["start"]) - pd.Timedelta(minutes=s.config.lookahead_minutes))
+        b = s.times.searchsorted(pd.Timestamp(inc["end"]))
+        out[a:b] = True
+    return out
+
+
+def _alarm_runs(s: _Scoring, in_incident: np.ndarray) -> dict[str, Any]:
+    """Runs of consecutive warned scoring minutes never followed by a failure: false, a failure's tail, unverifiable,
+    or within an incident (``in_incident``: :func:`_incident_minutes`)."""
     look, n_times, origins = s.config.lookahead_minutes, len(s.times), s.origins
     after_failure = _after_failure(s)
-    out: dict[str, Any] = {"false": 0, "tail": 0, "unverifiable": 0, "false_minutes": 0, "details": []}
+    out: dict[str, Any] = {"false": 0, "tail": 0, "unverifiable": 0, "incident": 0, "false_minutes": 0, "details": []}
     i = 0
     while i < len(origins):
         if not (s.scored[i] and s.warn[i]):
@@ -444,6 +463,8 @@ def _alarm_runs(s: _Scoring) -> dict[str, Any]:
                 out["unverifiable"] += 1
             elif after_failure[a]:
                 out["tail"] += 1
+            elif in_incident[a]:
+                out["incident"] += 1
             else:
                 out["false"] += 1
                 out["false_minutes"] += j - i + 1
@@ -457,16 +478,13 @@ def _alarm_runs(s: _Scoring) -> dict[str, Any]:
     return out
 
 
-def _healthy_hours(s: _Scoring, incidents: Sequence[dict]) -> float:
-    """Hours of the scored range that are known, not failing and not near a failure or an incident (module doc)."""
+def _healthy_hours(s: _Scoring, in_incident: np.ndarray) -> float:
+    """Hours of the scored range that are known, not failing and not near a failure or within an incident (module
+    doc; ``in_incident``: :func:`_incident_minutes`)."""
     look = s.config.lookahead_minutes
-    healthy = s.known & ~s.failing & ~_after_failure(s)
+    healthy = s.known & ~s.failing & ~_after_failure(s) & ~in_incident
     for onset, _ in s.eps:
         healthy[max(0, onset - look) : onset] = False
-    for inc in incidents:
-        a = s.times.searchsorted(pd.Timestamp(inc["start"]) - pd.Timedelta(minutes=look))
-        b = s.times.searchsorted(pd.Timestamp(inc["end"]))
-        healthy[a:b] = False
     span = np.zeros(len(s.times), dtype=bool)
     span[s.first_scored : s.last_scored + 1] = True
     return float((healthy & span).sum() * s.config.step_minutes / 60.0)

@@ -95,6 +95,24 @@ def test_a_late_forecaster_and_a_false_alarm():
     assert result.precision < 1.0 and result.recall < 1.0
 
 
+def test_an_early_warning_of_a_real_incident_is_not_a_false_alarm():
+    """A warning inside an incident (from the lookahead before its start to its end) that no failure follows within
+    the lookahead is an incident alarm, counted apart: its minutes are no healthy hours, so it is no false alarm
+    either. The same warning outside any incident is one."""
+    health, incidents = scenario()
+    paths = np.full((len(ORIGINS), 180), 0.9)
+    early = (ORIGINS >= 245) & (ORIGINS < 248)  # the leak starts at 270 and fails at 300: 55 min later
+    paths[early, 10] = 0.1
+    result = ttf.score("early", TIMES, health, incidents, ORIGINS, paths, CONFIG)
+    assert result.false_alarms == 0 and result.incident_alarms == 1
+    assert result.to_dict()["incident_alarms"] == 1
+    paths[early, 10] = 0.9
+    paths[(ORIGINS >= 195) & (ORIGINS < 198), 10] = 0.1  # 15 min before the leak's window: healthy minutes
+    outside = ttf.score("outside", TIMES, health, incidents, ORIGINS, paths, CONFIG)
+    assert outside.false_alarms == 1 and outside.incident_alarms == 0
+    assert outside.healthy_hours == result.healthy_hours
+
+
 def test_a_forecaster_that_never_warns():
     health, incidents = scenario()
     result = ttf.score("flat", TIMES, health, incidents, ORIGINS, np.full((len(ORIGINS), 180), 0.9), CONFIG)

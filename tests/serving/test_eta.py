@@ -100,8 +100,10 @@ def test_a_small_or_noisy_rise_is_not_a_trend(rise, r2_ok):
 
 def test_too_little_memory_or_missing_minutes_give_no_trend():
     assert eta.memory_trend(np.linspace(0.5, 0.9, 10)) is None
-    memory = 0.5 + 0.005 * np.arange(60.0)
-    memory[-25:] = np.nan  # the floor window covers some, not two thirds of the trend window
+    memory = 0.5 + 0.003 * np.arange(2.0 * eta.TREND_MINUTES)
+    assert eta.memory_trend(memory) is not None
+    # The floor window covers some of the missing minutes, but the trend window keeps under two thirds of its values.
+    memory[-(eta.TREND_MINUTES // 3 + eta.FLOOR_MINUTES + 1):] = np.nan
     assert eta.memory_trend(memory) is None
 
 
