@@ -6,9 +6,9 @@ leak raises it). A least-squares line over the floor's last ``TREND_MINUTES`` co
 and significant: at least ``MIN_RISE`` of the heap over the window, R^2 at least ``MIN_R2``.
 
 The window is 50 minutes, most of an hour: a leak's rise is sustained over it, a traffic cycle's is not. Per-minute
-memory is a mean over the minute's scrapes, and when load rises the GC cycles shorten below a minute, so the floor climbs
-with the load: over 30 minutes an hourly load ramp (the seed's Locust stages) fits a rising parabola as well as a leak
-does, over 50 its fall spoils the fit.
+memory is a mean over the minute's scrapes, and when load rises the GC cycles shorten below a minute, so the floor
+climbs with the load: over 30 minutes an hourly load ramp (the seed's Locust stages) fits a rising line or parabola as
+well as a leak does, over 50 its fall spoils the fit.
 
 A leak often accelerates (more objects retained, more retained per request as the heap fills): a line through the
 window then extrapolates the slow start and gives the crash too late. So a parabola is fitted over the same minutes

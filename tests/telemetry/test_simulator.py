@@ -1,9 +1,11 @@
+import dataclasses
 import datetime as dt
 
 import numpy as np
 import pytest
 
 from telemetry import simulator, store
+from telemetry.app_family import IncidentSpec, seed_profile
 from telemetry.catalogue import STREAMS
 from telemetry.health import minute_health
 from telemetry.settings import Settings
@@ -89,6 +91,19 @@ def test_memory_leak_climbs_until_a_crash(two_days):
     assert before_crash.max() > 0.9
     after = memory[leak.end : leak.end + dt.timedelta(minutes=5)]
     assert after.max() < 0.5  # restarted
+
+
+def test_a_leak_fills_the_heap_at_its_crash_not_before():
+    """The leaked live set reaches a full heap at the crash (an OutOfMemoryError), whatever the app's base memory: on a
+    high base with a steady leak, memory is still short of full half an hour before the crash, and full at it."""
+    profile = dataclasses.replace(seed_profile(), memory_base=0.35, gc_amplitude=0.05,
+                                  incidents=(IncidentSpec("memory_leak", 1.0, (120.0, 120.0), 1.0),))
+    sim = simulator.simulate(START, START + dt.timedelta(days=1), seed=5, settings=S, profile=profile)
+    leak = next(i for i in sim.incidents if i.type == "memory_leak")
+    memory = sim.samples["jvm_memory_usage"]["memory"]
+    crash = memory[leak.start : leak.end].index[-1]  # the last sample before the JVM went down
+    assert memory[crash - dt.timedelta(minutes=40) : crash - dt.timedelta(minutes=30)].max() < 0.95
+    assert memory[crash - dt.timedelta(minutes=2) : crash].max() > 0.97
 
 
 def test_backfill_writes_the_original_documents_and_is_idempotent(db):
