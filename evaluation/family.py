@@ -51,7 +51,7 @@ UTC = dt.timezone.utc
 #: The simulated histories start on a Monday (as pretraining's), shifted per app.
 FIRST_DAY = dt.datetime(2026, 6, 1, tzinfo=UTC)
 #: The columns, in order: the run's kinds, and the one it promoted.
-METHODS = ("base", "finetuned", "lstm", "seasonal_naive", "ets", "served")
+METHODS = ("base", "blend", "finetuned", "lstm", "seasonal_naive", "ets", "served")
 MASE_MINUTES = 60
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 from evaluation.family import METHODS
 from evaluation.report import table
 
-TITLES = {"base": "zero-shot (base)", "finetuned": "fine-tuned", "lstm": "from scratch (LSTM)",
+TITLES = {"base": "zero-shot (base)", "blend": "base + ETS (blend)", "finetuned": "fine-tuned", "lstm": "from scratch (LSTM)",
           "seasonal_naive": "seasonal naive", "ets": "damped ETS", "served": "served"}
 
 

@@ -267,7 +267,7 @@ class AutoEtsMethod:
 
 #: The backtest column of each registry kind (the baselines' ids differ from the reference methods above).
 KIND_COLUMNS = {"lstm": "lstm", "ets": "ets_model", "seasonal_naive": "seasonal_naive_model", "base": "base_model",
-                "finetuned": "finetuned"}
+                "blend": "blend", "finetuned": "finetuned"}
 
 
 @dataclass

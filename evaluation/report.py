@@ -25,6 +25,7 @@ LABELS = {
     "served": "served",
     "fracast": "Fracast-0 (zero-shot)",
     "base_zero_shot": "base model (zero-shot)",
+    "blend": "base + ETS (blend)",
 }
 COLOURS = {"persistence": "#999999", "seasonal_naive": "#1f77b4", "sarimax": "#ff7f0e", "autoets": "#2ca02c", "lstm": "#d62728",
            "ets_model": "#9467bd", "seasonal_naive_model": "#17becf", "served": "#000000", "fracast": "#bcbd22",

@@ -299,7 +299,8 @@ class ModelStateSchema(Schema):
         "`current` model (`GET /api/v1/models`: `assignments`); false: the fleet's model.", False))
     kind = fields.String(allow_none=True, metadata=_doc(
         "What the serving model is: the winner of its training run (`lstm`, `finetuned`: the pretrained base model fine-tuned "
-        "on this service, `base`: the base model zero-shot, or a baseline: `seasonal_naive`, `ets`); `base` with no "
+        "on this service, `base`: the base model zero-shot, `blend`: the base model and damped ETS averaged, or a baseline: "
+        "`seasonal_naive`, `ets`); `base` with no "
         "`wanted` version: the registry is empty and the shipped base model serves zero-shot.", "lstm"))
     trained_on = fields.Nested(TrainedOnSchema, allow_none=True, metadata=_doc("The history it was fitted on."))
     quality = fields.Nested(QualitySchema, allow_none=True, metadata=_doc("How it scored in its training run (null: not recorded)."))
@@ -459,7 +460,7 @@ class ModelSummarySchema(Schema):
     input_minutes = fields.Integer(metadata=_doc("Input window L, minutes.", 120))
     horizon_minutes = fields.Integer(metadata=_doc("Horizon H, minutes.", 180))
     quantiles = fields.List(fields.Float(), metadata=_doc("Quantile levels.", [0.1, 0.5, 0.9]))
-    kind = fields.String(metadata=_doc("What the model is: `lstm`, `finetuned`, `base`, `seasonal_naive` or `ets` (every kind runs through the same ONNX contract).", "lstm"))
+    kind = fields.String(metadata=_doc("What the model is: `lstm`, `finetuned`, `blend`, `base`, `seasonal_naive` or `ets` (every kind runs through the same ONNX contract).", "lstm"))
     run_id = fields.String(allow_none=True, metadata=_doc("The training run that made it (see `runs`).", "6650f1c0ffee0000000000ab"))
     health_source = fields.String(metadata=_doc("`direct`: the model forecasts health; `derived`: scored from its forecast streams.", "direct"))
     metrics = fields.Dict(metadata=_doc(

@@ -27,7 +27,7 @@ ENV_PREFIX = "PYCEMAKER_"
 UNPREFIXED_ENV = {"mongo_uri": "MONGO_URI"}
 SECRET_FIELDS = ("api_token", "mongo_uri")
 #: The model kinds a training run can fit (training/candidates.py).
-CANDIDATE_KINDS = ("seasonal_naive", "ets", "base", "finetuned", "lstm")
+CANDIDATE_KINDS = ("seasonal_naive", "ets", "base", "blend", "finetuned", "lstm")
 #: The shipped base model (``pycemaker pretrain``): models/base/ beside this package.
 REPO_BASE_MODELS_DIR = Path(__file__).resolve().parents[1] / "models" / "base"
 
@@ -109,8 +109,8 @@ class Settings:
     #: Versions kept in the registry (every candidate of a run is a version; the current one is always kept).
     keep_versions: int = 10
     #: The kinds every training run fits and compares (training/selection.py): the baselines of
-    #: forecasting/linear.py, the base model zero-shot and fine-tuned, and the LSTM from scratch.
-    candidate_kinds: tuple[str, ...] = ("seasonal_naive", "ets", "base", "finetuned", "lstm")
+    #: forecasting/linear.py, the base model zero-shot, blended with ETS and fine-tuned, and the LSTM from scratch.
+    candidate_kinds: tuple[str, ...] = CANDIDATE_KINDS
     #: The pretrained base models (``pycemaker pretrain``): zero-shot and fine-tuned candidates start from
     #: its current one, and serving falls back to it while the registry is empty.
     base_models_dir: Path = REPO_BASE_MODELS_DIR

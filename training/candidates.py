@@ -6,6 +6,7 @@
 - :func:`build_lstm`: the Lightning LSTM (``training/fit.py``), calibrated on the validation windows and
   exported by ``training/export.py``.
 - :func:`build_base`: the shipped base model (``pycemaker pretrain``) zero-shot, its band calibrated on this service.
+- :func:`build_blend`: the base model zero-shot and damped ETS averaged in one graph, calibrated as the base model.
 - :func:`build_finetuned`: the base model fine-tuned on this service's windows, then as the LSTM.
 
 Nothing here touches the registry: ``training/pipeline.py`` judges and registers.
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from forecasting import calibration, linear, registry
-from forecasting.contract import FEATURES, HEALTH, TARGETS
+from forecasting.contract import FEATURES, HEALTH, INPUT, OUTPUT, TARGETS
 from forecasting.seasonality import Season, detect_season
 from forecasting.windows import Scaling, feature_matrix, target_values
 from telemetry.settings import Settings
@@ -213,27 +214,118 @@ def build_lstm(
 def build_base(data: RunData, settings: Settings, workdir: Path) -> Candidate:
     """The shipped base model zero-shot (``Settings.base_models_dir``): its ONNX graph as it is, its health band
     calibrated split-conformally on this service's fit block, scored on the same windows as every candidate."""
-    from forecasting.forecaster import OnnxForecaster
+    began = time.perf_counter()
+    base_dir, version, runner = _base_runner(data, settings)
+    base_card = runner.card
+    scored = _zero_shot_scores(runner.predict_scaled, base_card.input_steps, runner.scaling, data, settings, base_card)
+    onnx = {**base_card.onnx, "copied_from": f"{base_dir.name}/{version}"}
+    report = ExportReport(int(onnx.get("opset", 0)), float(onnx.get("parity_max_abs_diff", float("nan"))),
+                          int(onnx.get("parity_windows", 0)), int(onnx.get("size_bytes", 0)), str(onnx.get("exporter", "")))
+    card = _card(
+        "base", settings, data, base_card.input_steps, base_card.horizon_steps, scored.source, scored.calibration,
+        metrics={**scored.metrics, "pretrained_calibration": base_card.calibration},
+        training={"seconds": round(time.perf_counter() - began, 2), **_base_training(base_card, data)},
+        onnx=onnx, scaling=runner.scaling,
+    )
+    return Candidate("base", registry.model_path(base_dir, version), card, report, scored.test, scored.in_sample, scored.chooser)
+
+
+def build_blend(data: RunData, settings: Settings, workdir: Path) -> Candidate:
+    """The base model zero-shot and damped ETS, averaged (``training/blend_export.py``): the ETS fitted on this
+    service's fit block in the base model's scaling, so that one graph averages the two forecasts; the pair's health
+    band calibrated and its health source (the members' health forecasts averaged, or health scored from their averaged
+    streams) chosen as the base model's (:func:`build_base`).
+
+    The base model knows what apps have in common and nothing of this service's level and day; ETS the reverse. On
+    apps pretraining never saw, their mean forecasts better than either with a day of history (docs/model.md)."""
+    import onnxruntime as ort
+
+    from forecasting.forecaster import session_options
+    from training.blend_export import export_blend
+    from training.linear_export import export_linear
 
     began = time.perf_counter()
+    base_dir, version, runner = _base_runner(data, settings)
+    base_card, scaling, quantiles = runner.card, runner.scaling, tuple(settings.quantiles)
+    H = base_card.horizon_steps
+    ets_steps = baseline_input_steps(linear.ETS, data, settings)
+    season = data.season.steps(data.step_minutes)
+    features = feature_matrix(data.frame, scaling)
+    ets = linear.fit_linear(linear.ETS, features, scaling.transform(data.values), data.plan.fit_end, ets_steps, H,
+                            season if season and season <= ets_steps else None, quantiles)
+    L = max(ets_steps, base_card.input_steps)
+    held_back = data.plan.test[data.plan.test >= L]
+    parity_origins = held_back[:512] if len(held_back) else np.array([data.plan.rows])
+    ets_path, onnx_path = workdir / "blend-ets.onnx", workdir / "blend.onnx"
+    export_linear(ets, ets_path, _windows(features, parity_origins, ets_steps), threads=settings.onnx_threads)
+    report = export_blend([registry.model_path(base_dir, version), ets_path], onnx_path,
+                          _windows(features, parity_origins, L), threads=settings.onnx_threads)
+    session = ort.InferenceSession(str(onnx_path), sess_options=session_options(settings.onnx_threads),
+                                   providers=["CPUExecutionProvider"])
+
+    def predict_scaled(windows: np.ndarray) -> np.ndarray:
+        return session.run([OUTPUT], {INPUT: windows.astype(np.float32, copy=False)})[0]
+
+    scored = _zero_shot_scores(predict_scaled, L, scaling, data, settings, base_card)
+    card = _card(
+        "blend", settings, data, L, H, scored.source, scored.calibration, metrics=scored.metrics,
+        training={"seconds": round(time.perf_counter() - began, 2), "members": ["base", linear.ETS],
+                  "ets": {"input_steps": ets_steps, "fit": ets.params, "season_steps": ets.season_steps},
+                  **_base_training(base_card, data)},
+        onnx=report.to_dict(), scaling=scaling,
+    )
+    return Candidate("blend", onnx_path, card, report, scored.test, scored.in_sample, scored.chooser)
+
+
+def _base_runner(data: RunData, settings: Settings):
+    """The shipped base model's directory, version and onnxruntime runner; CandidateSkipped when it does not apply."""
+    from forecasting.forecaster import OnnxForecaster
+
     base_dir = Path(settings.base_models_dir)
     version = _base_version(base_dir)
     runner = OnnxForecaster(base_dir, version, settings)
-    base_card = runner.card
-    _check_base_applies(base_card, data, settings)
-    L, H, quantiles = base_card.input_steps, base_card.horizon_steps, tuple(settings.quantiles)
-    features = feature_matrix(data.frame, runner.scaling)
+    _check_base_applies(runner.card, data, settings)
+    return base_dir, version, runner
+
+
+def _base_training(base_card: registry.ModelCard, data: RunData) -> dict[str, Any]:
+    """What a card built on the base model zero-shot says of it."""
+    return {"zero_shot": True, "base_version": base_card.version,
+            **({"services": list(data.services[:1])} if data.services else {}),
+            "pretrain": base_card.training.get("pretrain"), "network": base_card.training.get("network")}
+
+
+@dataclass
+class _ZeroShotScores:
+    chooser: scoring.Validation | None
+    test: scoring.Validation | None
+    in_sample: scoring.Validation | None
+    source: str
+    calibration: dict
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        chosen = self.chooser.metrics if self.chooser is not None else {}
+        return {**chosen, "test": self.test.metrics if self.test is not None else {}}
+
+
+def _zero_shot_scores(predict_scaled, L: int, scaling: Scaling, data: RunData, settings: Settings,
+                      base_card: registry.ModelCard) -> _ZeroShotScores:
+    """The base model, alone or blended (``predict_scaled``: [B, L, F] -> [B, H, T, Q] in ``scaling``), its band calibrated
+    split-conformally on the service's minutes before the test block (the validation windows, else the fit block's),
+    scored on the test windows (else in-sample); with nothing to calibrate on, the base model's own band and source."""
+    quantiles = tuple(settings.quantiles)
+    features = feature_matrix(data.frame, scaling)
 
     def validate(origins: np.ndarray, source: str | None = None, offsets: np.ndarray | None = None) -> scoring.Validation | None:
         origins = origins[origins >= L]
         if not len(origins):
             return None
-        scaled = np.concatenate([runner.predict_scaled(_windows(features, origins[i : i + 512], L))
+        scaled = np.concatenate([predict_scaled(_windows(features, origins[i : i + 512], L))
                                  for i in range(0, len(origins), 512)])
-        return scoring.validate(scaled, data.values, origins, runner.scaling, quantiles, L, settings,
+        return scoring.validate(scaled, data.values, origins, scaling, quantiles, L, settings,
                                 health_source=source, health_offsets=offsets)
 
-    # Split conformal on the service's own minutes before the test block: the validation windows, else the fit block's.
     calibrating = data.plan.validation if len(data.plan.validation) else in_sample_origins(data, L)
     raw = validate(calibrating)
     offsets, entry, chooser = calibration.from_card(base_card.calibration), dict(base_card.calibration), None
@@ -244,19 +336,7 @@ def build_base(data: RunData, settings: Settings, workdir: Path) -> Candidate:
     source = chooser.health_source if chooser is not None else base_card.health_source
     test = validate(data.plan.test, source, offsets)
     in_sample = None if test is not None else validate(in_sample_origins(data, L), source, offsets)
-    onnx = {**base_card.onnx, "copied_from": f"{base_dir.name}/{version}"}
-    report = ExportReport(int(onnx.get("opset", 0)), float(onnx.get("parity_max_abs_diff", float("nan"))),
-                          int(onnx.get("parity_windows", 0)), int(onnx.get("size_bytes", 0)), str(onnx.get("exporter", "")))
-    card = _card(
-        "base", settings, data, L, H, source, entry,
-        metrics={**(chooser.metrics if chooser is not None else {}), "test": test.metrics if test is not None else {},
-                 "pretrained_calibration": base_card.calibration},
-        training={"seconds": round(time.perf_counter() - began, 2), "zero_shot": True, "base_version": version,
-                  **({"services": list(data.services[:1])} if data.services else {}),
-                  "pretrain": base_card.training.get("pretrain"), "network": base_card.training.get("network")},
-        onnx=onnx, scaling=runner.scaling,
-    )
-    return Candidate("base", registry.model_path(base_dir, version), card, report, test, in_sample, chooser)
+    return _ZeroShotScores(chooser, test, in_sample, source, entry)
 
 
 def build_finetuned(
@@ -441,4 +521,4 @@ def _card(kind: str, settings: Settings, data: RunData, input_steps: int, horizo
 
 
 __all__ = ["RunData", "RunStopped", "CandidateSkipped", "Candidate", "run_data", "build_baseline", "build_lstm", "build_base",
-           "build_finetuned", "baseline_input_steps", "in_sample_origins", "lstm_windows"]
+           "build_blend", "build_finetuned", "baseline_input_steps", "in_sample_origins", "lstm_windows"]

@@ -13,7 +13,7 @@ import math
 import sys
 from typing import Any
 
-from telemetry.settings import Settings, override
+from telemetry.settings import CANDIDATE_KINDS, Settings, override
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--end", type=_time, help="with --once: train on the --days before this time (ISO 8601 with a zone; "
                                              "default: the newest sample), e.g. the first 70%% of an imported history")
     p.add_argument("--kinds", type=_kinds, help="candidate kinds to fit and compare, comma-separated "
-                                                "(default: $PYCEMAKER_CANDIDATE_KINDS or seasonal_naive,ets,base,finetuned,lstm)")
+                                                f"(default: $PYCEMAKER_CANDIDATE_KINDS or {','.join(CANDIDATE_KINDS)})")
     p.add_argument("--max-epochs", type=int, help="the LSTM's epoch limit (default: $PYCEMAKER_MAX_EPOCHS or 30)")
     p.add_argument("--quick", action="store_true",
                    help="a smaller, faster LSTM (about a minute on 2 cores); judged like any other candidate")

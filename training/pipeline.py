@@ -36,8 +36,8 @@ from forecasting.contract import HEALTH, TARGETS, median_index
 from forecasting.windows import target_values
 from telemetry.settings import Settings
 from training import scoring, selection
-from training.candidates import (Candidate, CandidateSkipped, RunData, RunStopped, build_base, build_baseline, build_finetuned,
-                                 build_lstm, lstm_windows, run_data)
+from training.candidates import (Candidate, CandidateSkipped, RunData, RunStopped, build_base, build_baseline, build_blend,
+                                 build_finetuned, build_lstm, lstm_windows, run_data)
 from training.data import connect_store, load_fleet_frames, load_training_frame, only_the_default, plan_run, training_services
 from training.datamodule import NotEnoughData
 from training.distributed import DATA_END_ENV, DistributedSetupError, launched_from_outside, pin_data_end, pinned_data_end, process_is_rank_zero
@@ -223,9 +223,10 @@ class _Run:
     def execute(self, config: FitConfig, progress_bar: bool, stop: threading.Event | None) -> _Outcome:
         kinds = self.settings.candidate_kinds
         began = time.perf_counter()
+        on_the_base = {"base": build_base, "blend": build_blend}
         for kind in (k for k in kinds if k not in selection.LEARNED_KINDS):
-            if kind == "base":
-                self._build(kind, lambda: build_base(self.data, self.settings, self.workdir))
+            if kind in on_the_base:
+                self._build(kind, lambda b=on_the_base[kind]: b(self.data, self.settings, self.workdir))
             else:
                 self._build(kind, lambda k=kind: build_baseline(k, self.data, self.settings, self.workdir))
         _check(stop)

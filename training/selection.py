@@ -1,7 +1,7 @@
 """Champion and challengers: which model of a run serves, judged on the held-back windows.
 
 Every training run fits every candidate kind (the baselines of :mod:`forecasting.linear`, the
-pretrained base model zero-shot and fine-tuned, and the LSTM) on the same data, and scores them all, and the current model (the champion), on the same
+pretrained base model zero-shot, blended with ETS and fine-tuned, and the LSTM) on the same data, and scores them all, and the current model (the champion), on the same
 held-back test windows and the same minutes (:func:`score`):
 
 - **accuracy**: health RMSE over the first ``gate_horizon_minutes`` (G) of each window;
@@ -11,7 +11,7 @@ held-back test windows and the same minutes (:func:`score`):
 
 **Gates** (:func:`gate_failures`): a candidate is eligible when its ONNX graph matches its reference
 (parity), it was scored on held-back windows, its band's coverage is within ``gate_coverage``, and,
-for a learned model (the LSTM, the fine-tuned base model) and the base model zero-shot, its RMSE is at
+for a learned model (the LSTM, the fine-tuned base model) and the base model zero-shot, alone or blended, its RMSE is at
 most ``gate_naive_ratio`` x the run's seasonal naive's: a model that is not better than repeating the last season does not serve. A band outside
 the range still passes when the champion's is no better calibrated on the same windows (a
 miscalibrated champion must not lock out every successor).
@@ -50,10 +50,10 @@ from telemetry.settings import Settings
 RMSE_MARGIN = 1e-6
 #: Kinds fitted by gradient descent on the service's windows (they need the LSTM's split of the history).
 LEARNED_KINDS = frozenset({"finetuned", "lstm"})
-#: Held to the seasonal-naive gate: the learned kinds and the base model zero-shot; baselines are the reference.
-NAIVE_GATED_KINDS = LEARNED_KINDS | {"base"}
+#: Held to the seasonal-naive gate: the learned kinds and the base model zero-shot, alone or blended; baselines are the reference.
+NAIVE_GATED_KINDS = LEARNED_KINDS | {"base", "blend"}
 #: Ties (and runs with nothing to score) go to the simplest kind.
-PREFERENCE = ("seasonal_naive", "ets", "base", "finetuned", "lstm")
+PREFERENCE = ("seasonal_naive", "ets", "base", "blend", "finetuned", "lstm")
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ def status(_query: dict):
       streak), `no_failure_within_horizon` (see `horizon`), or `unknown` (`reason`: `no_data`,
       `insufficient_data` (too little history for a first model), `stale_data` with `data.stale_since`,
       `no_model`, `model_error`).
-    - `model`: the serving model's version, `kind` (`lstm`, `finetuned`, `base`, `seasonal_naive`, `ets`: the
+    - `model`: the serving model's version, `kind` (`lstm`, `finetuned`, `blend`, `base`, `seasonal_naive`, `ets`: the
       winner of its training run; `base` with no `wanted`: the registry is empty and the pretrained base
       model serves zero-shot), the history it was fitted on and how it scored there.
     - `driver`: the health input whose flag contribution rises most by `driver_minute`.

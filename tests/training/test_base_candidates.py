@@ -1,4 +1,5 @@
-"""The shipped base model in every run: zero-shot ("base") and fine-tuned ("finetuned"), beside the others.
+"""The shipped base model in every run: zero-shot ("base"), blended with ETS ("blend") and fine-tuned ("finetuned"),
+beside the others.
 
 On the real server: a simulated member of the app family pretraining never saw is written to the
 store, ``train_once`` runs champion/challenger, and the candidates' recorded scores and verdicts
@@ -54,7 +55,7 @@ def test_a_family_app_pretraining_never_saw_scores_base_and_finetuned_with_the_o
     card = registry.read_card(service.models_dir, result.version)
     judged = entries(card)
     kinds = {e.kind for e in judged}
-    assert {"seasonal_naive", "ets", "base", "finetuned", "lstm"} <= kinds
+    assert {"seasonal_naive", "ets", "base", "blend", "finetuned", "lstm"} <= kinds
     for e in judged:  # a fresh registry: every entry is this run's (the interim winner defends as the champion)
         assert e.scores.held_back and e.scores.windows > 0 and math.isfinite(e.scores.health_rmse), e
 
@@ -65,6 +66,13 @@ def test_a_family_app_pretraining_never_saw_scores_base_and_finetuned_with_the_o
         registry.model_path(service.base_models_dir, shipped).read_bytes()
     assert base.training["base_version"] == shipped and base.streams == list(profile.streams)
     assert base.calibration["health"]["validation_windows"] == base.metrics["validation_windows"] > 0
+    # The blend: the base model and an ETS fitted here, in the base model's scaling, averaged in one graph.
+    blend = next(registry.read_card(service.models_dir, e.version) for e in judged if e.kind == "blend")
+    assert blend.training["base_version"] == shipped and blend.training["members"] == ["base", "ets"]
+    assert blend.scaling == base.scaling and blend.health_source in ("direct", "derived")
+    assert blend.input_steps == max(base.input_steps, blend.training["ets"]["input_steps"])
+    assert blend.onnx["exporter"] == "onnx.compose" and blend.onnx["parity_max_abs_diff"] <= blend.onnx["parity_tolerance"]
+    assert blend.calibration["health"]["validation_windows"] > 0
     tuned = next(registry.read_card(service.models_dir, e.version) for e in judged if e.kind == "finetuned")
     assert tuned.training["base_version"] == shipped and 1 <= tuned.training["epochs"] <= service.finetune_epochs
     assert tuned.onnx["parity_max_abs_diff"] <= tuned.onnx["parity_tolerance"]
@@ -104,8 +112,8 @@ def test_a_three_stream_service_gets_base_and_finetuned_forecasts(settings, db):
     result = train_once(service, db, config=tiny_fit_config(max_epochs=1), progress_bar=False)
     assert result.status == "succeeded" and result.promoted, result.error or result.reason
     card = registry.read_card(service.models_dir, result.version)
-    assert not [f for f in card.selection["failed"] if f["kind"] in ("base", "finetuned")], card.selection["failed"]
-    for kind in ("base", "finetuned"):
+    assert not [f for f in card.selection["failed"] if f["kind"] in ("base", "blend", "finetuned")], card.selection["failed"]
+    for kind in ("base", "blend", "finetuned"):
         version = next(c["version"] for c in card.selection["candidates"] if c["kind"] == kind)
         kind_card = registry.read_card(service.models_dir, version)
         assert kind_card.streams == ["cpu", "requests", "response_time"]
@@ -116,10 +124,11 @@ def test_a_three_stream_service_gets_base_and_finetuned_forecasts(settings, db):
 def test_without_a_base_model_the_run_skips_its_kinds_and_still_promotes(settings, db, tmp_path):
     profile = held_out_profiles(1)[0]
     service = dataclasses.replace(app_settings(settings, profile), base_models_dir=tmp_path / "no-base",
-                                  candidate_kinds=("seasonal_naive", "base", "finetuned"))
+                                  candidate_kinds=("seasonal_naive", "base", "blend", "finetuned"))
     write_app(service, db, profile, hours=6)
     result = train_once(service, db, config=tiny_fit_config(max_epochs=1), progress_bar=False)
     assert result.promoted, result.error or result.reason
     card = registry.read_card(service.models_dir, result.version)
     assert card.kind == "seasonal_naive"
-    assert {f["kind"]: f["verdict"] for f in card.selection["failed"]} == {"base": "skipped", "finetuned": "skipped"}
+    assert {f["kind"]: f["verdict"] for f in card.selection["failed"]} == {"base": "skipped", "blend": "skipped",
+                                                                           "finetuned": "skipped"}

@@ -45,7 +45,7 @@ def test_an_empty_registry_and_hours_of_history_get_a_model_and_forecasts(settin
     result = train_once(settings, db, progress_bar=False)
     assert result.promoted, result.error or result.reason
     card = registry.read_card(settings.models_dir, registry.current_version(settings.models_dir))
-    assert card.kind in ("seasonal_naive", "ets", "base") and card.selection["plan"] == "fit only"
+    assert card.kind in ("seasonal_naive", "ets", "base", "blend") and card.selection["plan"] == "fit only"
     assert {f["kind"]: f["verdict"] for f in card.selection["failed"]} == {"finetuned": "skipped", "lstm": "skipped"}
 
     client = make_app(settings, Clock(END + dt.timedelta(seconds=20))).test_client()
@@ -66,7 +66,7 @@ def test_a_day_on_an_empty_registry_makes_the_service_ready_on_every_route(setti
                         progress_bar=False)
     assert result.promoted and result.status == "succeeded"
     kinds = {c["kind"] for c in registry.read_card(settings.models_dir, result.version).selection["candidates"]}
-    assert kinds == {"seasonal_naive", "ets", "base", "lstm"}  # fine-tuning the base model needs its H (180 min)
+    assert kinds == {"seasonal_naive", "ets", "base", "blend", "lstm"}  # fine-tuning the base model needs its H (180 min)
 
     client = make_app(settings, Clock(END + dt.timedelta(seconds=20))).test_client()
     assert client.get("/readyz").status_code == 200

@@ -133,8 +133,8 @@ def test_a_ddp_run_on_two_cpu_processes_trains_once_and_writes_the_registry_once
     cards = registry.list_versions(settings.models_dir)
     lstms = [c for c in cards if c.kind == "lstm"]
     assert len(lstms) == 1, ([c.version for c in cards], log)  # one LSTM version, written by rank zero only
-    # and the run's baselines and the base model zero-shot, once each (fine-tuning is one-device only: skipped)
-    assert sorted(c.kind for c in cards) == ["base", "ets", "lstm", "seasonal_naive"]
+    # and the run's baselines and the base model zero-shot, alone and blended, once each (fine-tuning: one device only)
+    assert sorted(c.kind for c in cards) == ["base", "blend", "ets", "lstm", "seasonal_naive"]
     card = lstms[0]
     assert card.training["world_size"] == 2
     assert card.training["config"]["strategy"] == "ddp" and card.training["config"]["devices"] == 2
@@ -146,5 +146,5 @@ def test_a_ddp_run_on_two_cpu_processes_trains_once_and_writes_the_registry_once
         db.client.close()
     assert len(runs) == 1 and runs[0]["status"] == training_runs.SUCCEEDED, runs  # recorded once, by rank zero
     assert runs[0]["version"] in {c.version for c in cards}
-    assert sorted(c["kind"] for c in runs[0]["metrics"]["candidates"]) == ["base", "ets", "lstm", "seasonal_naive"]
+    assert sorted(c["kind"] for c in runs[0]["metrics"]["candidates"]) == ["base", "blend", "ets", "lstm", "seasonal_naive"]
     assert {f["kind"]: f["verdict"] for f in runs[0]["metrics"]["failed"]} == {"finetuned": "skipped"}

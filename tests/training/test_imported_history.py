@@ -45,7 +45,8 @@ def test_an_imported_series_trains_up_to_t_and_the_served_model_is_backtested_af
     assert pd.Timestamp(card.data_range["end"]) == end
     assert {c["kind"] for c in card.selection["candidates"]} == {"seasonal_naive", "ets", "lstm"}
     # The base model forecasts 1-minute steps: on 5-minute data its kinds are skipped, never failed.
-    assert {f["kind"]: f["verdict"] for f in card.selection["failed"]} == {"base": "skipped", "finetuned": "skipped"}
+    assert {f["kind"]: f["verdict"] for f in card.selection["failed"]} == {"base": "skipped", "blend": "skipped",
+                                                                           "finetuned": "skipped"}
 
     out = tmp_path / "backtest"
     tested = cli(settings, "backtest", "--start", end.isoformat(), "--origins", "12", "--horizons", "60",

@@ -55,7 +55,7 @@ def run_settings(stored, tmp_path):
     # previous hour almost exactly: the 0.8 x seasonal naive bar cannot be judged on so few. These tests
     # are about the run's flow; the bar is tested on known numbers (test_gates.py) and met at full size
     # (`make evaluate`, docs/evaluation.md).
-    return dataclasses.replace(stored, models_dir=tmp_path / "models", keep_versions=4, gate_naive_ratio=3.0, **TINY)
+    return dataclasses.replace(stored, models_dir=tmp_path / "models", keep_versions=5, gate_naive_ratio=3.0, **TINY)
 
 
 @pytest.fixture
@@ -86,13 +86,13 @@ def test_a_run_fits_every_kind_promotes_the_best_then_keeps_it_on_an_identical_r
     assert current == first.version
     selection = card_of(run_settings, current).selection
     kinds = sorted(c["kind"] for c in selection["candidates"])
-    # The base model zero-shot too; fine-tuning it needs its own H (180 min; TINY's is 60): skipped.
-    assert kinds == ["base", "ets", "lstm", "seasonal_naive"] and selection["plan"] == "full" and selection["season_minutes"] == 60
+    # The base model zero-shot, alone and blended, too; fine-tuning it needs its own H (180 min; TINY's is 60): skipped.
+    assert kinds == ["base", "blend", "ets", "lstm", "seasonal_naive"] and selection["plan"] == "full" and selection["season_minutes"] == 60
     assert {f["kind"]: f["verdict"] for f in selection["failed"]} == {"finetuned": "skipped"}
     # Every candidate is a registry version with the same record of the run; exactly one serves.
     versions = {c["version"]: c for c in selection["candidates"]}
     cards = {v: card_of(run_settings, v) for v in versions}
-    assert {c.kind for c in cards.values()} == {"base", "ets", "lstm", "seasonal_naive"}
+    assert {c.kind for c in cards.values()} == {"base", "blend", "ets", "lstm", "seasonal_naive"}
     assert all(c.selection["run_id"] == first.run_id for c in cards.values())
     # An empty registry: the best baseline served at once (interim), and the final judgement kept or replaced it.
     winner = versions[current]
@@ -178,7 +178,7 @@ def test_a_kind_that_fails_never_stops_the_others(run_settings, db, monkeypatch,
     result = train_once(run_settings, db, config=tiny_fit_config(max_epochs=1), progress_bar=False)
     assert result.status == training_runs.SUCCEEDED and result.promoted
     served = card_of(run_settings, registry.current_version(run_settings.models_dir))
-    assert served.kind in ("seasonal_naive", "ets", "base")
+    assert served.kind in ("seasonal_naive", "ets", "base", "blend")
     assert [f for f in served.selection["failed"] if f["kind"] == "lstm"] == [
         {"kind": "lstm", "verdict": "failed", "error": "OSError: No space left on device"}]
 
@@ -233,7 +233,7 @@ def test_hours_of_history_get_a_baseline_and_skip_the_lstm(run_settings, db):
     result = train_once(dataclasses.replace(run_settings, train_days=6 / 24), db, config=tiny_fit_config(), progress_bar=False)
     assert result.status == training_runs.SUCCEEDED and result.promoted
     card = card_of(run_settings, result.version)
-    assert card.kind in ("seasonal_naive", "ets", "base") and card.selection["plan"] == "short"
+    assert card.kind in ("seasonal_naive", "ets", "base", "blend") and card.selection["plan"] == "short"
     assert {f["kind"]: f["verdict"] for f in card.selection["failed"]} == {"finetuned": "skipped", "lstm": "skipped"}
     assert card.metrics["scores"]["held_back"] and card.metrics["scores"]["windows"] > 0
 

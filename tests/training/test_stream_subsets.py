@@ -50,8 +50,8 @@ def test_a_service_with_fewer_streams_gets_models_forecasts_and_a_time_to_failur
     assert result.promoted, result.error or result.reason
     card = registry.read_card(service.models_dir, result.version)
     assert card.streams == list(streams) and card.step_minutes == 1
-    # The base model zero-shot too (its missing channels masked); fine-tuning it needs its own H (TINY's is shorter).
-    assert {c["kind"] for c in card.selection["candidates"]} == {"seasonal_naive", "ets", "base", "lstm"}
+    # The base model zero-shot, alone and blended, too (its missing channels masked); fine-tuning it needs its own H (TINY's is shorter).
+    assert {c["kind"] for c in card.selection["candidates"]} == {"seasonal_naive", "ets", "base", "blend", "lstm"}
     if every == 3:  # a 15-s scrape: samples count for 1.5 scrape intervals at the grid points
         assert 20 <= card.tolerance_s <= 25
     lstm = next(registry.read_card(service.models_dir, c["version"]) for c in card.selection["candidates"] if c["kind"] == "lstm")
