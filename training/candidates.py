@@ -146,6 +146,21 @@ def in_sample_origins(data: RunData, input_minutes: int) -> np.ndarray:
     return origins
 
 
+def _fit_baseline(kind: str, data: RunData, settings: Settings, L: int, H: int, features: np.ndarray,
+                 targets_scaled: np.ndarray) -> linear.LinearModel:
+    """A baseline of ``kind`` reading ``L`` rows, fitted on the fit block of ``features`` and ``targets_scaled`` (the run's
+    scaling, or another's: the blend's ETS is fitted in the base model's), with the run's season when it fits in ``L``."""
+    season = data.season.steps(data.step_minutes)
+    return linear.fit_linear(kind, features, targets_scaled, data.plan.fit_end, L, H,
+                             season if season and season <= L else None, tuple(settings.quantiles))
+
+
+def _parity_origins(data: RunData, L: int) -> np.ndarray:
+    """The origins an export's parity is measured on: up to 512 held-back ones, else the frame's end."""
+    held_back = data.plan.test[data.plan.test >= L]
+    return held_back[:512] if len(held_back) else np.array([data.plan.rows])
+
+
 def build_baseline(kind: str, data: RunData, settings: Settings, workdir: Path, *, scored_by_caller: bool = False) -> Candidate:
     """Fit, choose the health source, score, export and card a baseline of ``kind`` (forecasting/linear.py).
 
@@ -159,9 +174,7 @@ def build_baseline(kind: str, data: RunData, settings: Settings, workdir: Path, 
 
     began = time.perf_counter()
     L, H, quantiles = baseline_input_steps(kind, data, settings), data.steps(settings.horizon_minutes), tuple(settings.quantiles)
-    season = data.season.steps(data.step_minutes)
-    model = linear.fit_linear(kind, data.features, data.targets_scaled, data.plan.fit_end, L, H,
-                              season if season and season <= L else None, quantiles)
+    model = _fit_baseline(kind, data, settings, L, H, data.features, data.targets_scaled)
 
     def validate(origins: np.ndarray, source: str | None = None) -> scoring.Validation | None:
         origins = origins[origins >= L]
@@ -178,10 +191,8 @@ def build_baseline(kind: str, data: RunData, settings: Settings, workdir: Path, 
     test = None if scored_by_caller else validate(data.plan.test, source)
     if in_sample is not None and in_sample.health_source != source:
         in_sample = validate(in_sample.origins, source)
-    held_back = data.plan.test[data.plan.test >= L]
-    parity_origins = held_back[:512] if len(held_back) else np.array([data.plan.rows])
     onnx_path = workdir / f"{kind}.onnx"
-    report = export_linear(model, onnx_path, _windows(data.features, parity_origins, L), threads=settings.onnx_threads)
+    report = export_linear(model, onnx_path, _windows(data.features, _parity_origins(data, L), L), threads=settings.onnx_threads)
     card = _card(
         kind, settings, data, L, H, source, {},
         metrics={**(chooser.metrics if chooser is not None else {}), "test": test.metrics if test is not None else {},
@@ -217,7 +228,8 @@ def build_base(data: RunData, settings: Settings, workdir: Path) -> Candidate:
     began = time.perf_counter()
     base_dir, version, runner = _base_runner(data, settings)
     base_card = runner.card
-    scored = _zero_shot_scores(runner.predict_scaled, base_card.input_steps, runner.scaling, data, settings, base_card)
+    scored = _zero_shot_scores(runner.predict_scaled, base_card.input_steps, runner.scaling,
+                               feature_matrix(data.frame, runner.scaling), data, settings, base_card)
     onnx = {**base_card.onnx, "copied_from": f"{base_dir.name}/{version}"}
     report = ExportReport(int(onnx.get("opset", 0)), float(onnx.get("parity_max_abs_diff", float("nan"))),
                           int(onnx.get("parity_windows", 0)), int(onnx.get("size_bytes", 0)), str(onnx.get("exporter", "")))
@@ -246,27 +258,24 @@ def build_blend(data: RunData, settings: Settings, workdir: Path) -> Candidate:
 
     began = time.perf_counter()
     base_dir, version, runner = _base_runner(data, settings)
-    base_card, scaling, quantiles = runner.card, runner.scaling, tuple(settings.quantiles)
+    base_card, scaling = runner.card, runner.scaling
     H = base_card.horizon_steps
     ets_steps = baseline_input_steps(linear.ETS, data, settings)
-    season = data.season.steps(data.step_minutes)
     features = feature_matrix(data.frame, scaling)
-    ets = linear.fit_linear(linear.ETS, features, scaling.transform(data.values), data.plan.fit_end, ets_steps, H,
-                            season if season and season <= ets_steps else None, quantiles)
+    ets = _fit_baseline(linear.ETS, data, settings, ets_steps, H, features, scaling.transform(data.values))
     L = max(ets_steps, base_card.input_steps)
-    held_back = data.plan.test[data.plan.test >= L]
-    parity_origins = held_back[:512] if len(held_back) else np.array([data.plan.rows])
+    origins = _parity_origins(data, L)
     ets_path, onnx_path = workdir / "blend-ets.onnx", workdir / "blend.onnx"
-    export_linear(ets, ets_path, _windows(features, parity_origins, ets_steps), threads=settings.onnx_threads)
+    export_linear(ets, ets_path, _windows(features, origins, ets_steps), threads=settings.onnx_threads)
     report = export_blend([registry.model_path(base_dir, version), ets_path], onnx_path,
-                          _windows(features, parity_origins, L), threads=settings.onnx_threads)
+                          _windows(features, origins, L), threads=settings.onnx_threads)
     session = ort.InferenceSession(str(onnx_path), sess_options=session_options(settings.onnx_threads),
                                    providers=["CPUExecutionProvider"])
 
     def predict_scaled(windows: np.ndarray) -> np.ndarray:
         return session.run([OUTPUT], {INPUT: windows.astype(np.float32, copy=False)})[0]
 
-    scored = _zero_shot_scores(predict_scaled, L, scaling, data, settings, base_card)
+    scored = _zero_shot_scores(predict_scaled, L, scaling, features, data, settings, base_card)
     card = _card(
         "blend", settings, data, L, H, scored.source, scored.calibration, metrics=scored.metrics,
         training={"seconds": round(time.perf_counter() - began, 2), "members": ["base", linear.ETS],
@@ -309,13 +318,13 @@ class _ZeroShotScores:
         return {**chosen, "test": self.test.metrics if self.test is not None else {}}
 
 
-def _zero_shot_scores(predict_scaled, L: int, scaling: Scaling, data: RunData, settings: Settings,
+def _zero_shot_scores(predict_scaled, L: int, scaling: Scaling, features: np.ndarray, data: RunData, settings: Settings,
                       base_card: registry.ModelCard) -> _ZeroShotScores:
-    """The base model, alone or blended (``predict_scaled``: [B, L, F] -> [B, H, T, Q] in ``scaling``), its band calibrated
+    """The base model, alone or blended (``predict_scaled``: [B, L, F] -> [B, H, T, Q] in ``scaling``, reading windows of
+    ``features``, the frame's inputs in that scaling), its band calibrated
     split-conformally on the service's minutes before the test block (the validation windows, else the fit block's),
     scored on the test windows (else in-sample); with nothing to calibrate on, the base model's own band and source."""
     quantiles = tuple(settings.quantiles)
-    features = feature_matrix(data.frame, scaling)
 
     def validate(origins: np.ndarray, source: str | None = None, offsets: np.ndarray | None = None) -> scoring.Validation | None:
         origins = origins[origins >= L]
