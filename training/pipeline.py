@@ -554,6 +554,7 @@ def pooled_scores(scores: list[selection.Scores]) -> selection.Scores:
         episodes=sum(s.episodes for s in scores), warned=sum(s.warned for s in scores),
         false_alarms=sum(s.false_alarms for s in scores), healthy_hours=sum(s.healthy_hours for s in scores),
         held_back=all(s.held_back for s in scores), stream_error=_mean([s.stream_error for s in scores]),
+        coverage_spans=sum(s.coverage_spans for s in scores),
     )
 
 

@@ -85,6 +85,29 @@ def test_a_band_that_is_too_narrow_or_too_wide_is_refused(coverage):
     assert chosen.winner is right and wrong.verdict == "refused" and "is outside 70%-90%" in wrong.why
 
 
+def test_the_coverage_range_widens_by_the_noise_of_a_short_held_back_block():
+    """7 hours of windows are 7 draws of a 60-minute band (+-15 points at 80%); a week's are 168 (+-3)."""
+    week, hours = (dataclasses.replace(entry("ets", 0.01, coverage=0.6).scores, coverage_spans=spans) for spans in (168, 7))
+    assert selection.coverage_noise(week, SETTINGS) == pytest.approx(0.4 / 168 ** 0.5)
+    assert selection.coverage_noise(hours, SETTINGS) == pytest.approx(0.4 / 7 ** 0.5)
+    assert "the noise of 168 spans of 60 min" in selection.gate_failures(Entry("ets", "v", week), 0.05, SETTINGS)[0]
+    assert selection.gate_failures(Entry("ets", "v", hours), 0.05, SETTINGS) == []
+    far_off = dataclasses.replace(hours, coverage=0.5)  # 20 points below the range: beyond 7 spans' noise too
+    assert "is outside 70%-90% (+-15%" in selection.gate_failures(Entry("ets", "v", far_off), 0.05, SETTINGS)[0]
+
+
+def test_scores_count_the_disjoint_spans_their_windows_cover():
+    n, horizon = 600, 60
+    times = pd.date_range("2026-07-01", periods=n, freq="1min", tz="UTC")
+    health = np.full(n, 0.9)
+    origins = np.arange(120, 421)  # 301 consecutive windows: they and their horizons span 360 minutes
+    actual = health[np.minimum(origins[:, None] + np.arange(horizon), n - 1)]
+    band = np.repeat(actual[..., None], 3, axis=-1)
+    scores = selection.score(band, actual, times, health, origins, np.ones((len(origins), horizon), bool), (0.1, 0.5, 0.9),
+                             SETTINGS)
+    assert scores.coverage_spans == pytest.approx(6.0)
+
+
 def test_a_candidate_failing_parity_is_refused_however_accurate():
     broken = entry("lstm", 0.0, parity_ok=False)
     chosen = selection.choose([broken, entry("ets", 0.05)], None, SETTINGS, naive_rmse=0.05)
