@@ -12,6 +12,7 @@ checkpoint and hands a model on: the others return after training.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
 import time
@@ -95,6 +96,7 @@ class FitResult:
     device: str
     precision: str
     epochs: int
+    #: The epoch kept (0-based); -1: the starting weights (``initial_state``), which no epoch bettered.
     best_epoch: int
     #: The kept epoch's validation pinball loss and health median MAE (scaled units).
     best_val_loss: float
@@ -158,6 +160,14 @@ def _quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch.accelerators.cuda").setLevel(logging.WARNING)
 
 
+def _validation_health_mae(model: QuantileLSTM, data: WindowDataModule, config: FitConfig, precision: str) -> float:
+    """``model``'s health median MAE on ``data``'s validation windows, as an epoch's is measured (nan: none)."""
+    trainer = L.Trainer(accelerator=config.accelerator, devices=1, precision=precision, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    results = trainer.validate(model, datamodule=data, verbose=False)
+    return float(results[0].get("val_health_mae", float("nan"))) if results else float("nan")
+
+
 def fit(
     data: WindowDataModule,
     quantiles: tuple[float, ...],
@@ -169,7 +179,8 @@ def fit(
 ) -> FitResult:
     """Train a :class:`QuantileLSTM` (or a subclass, ``network``: its class, or a partial of it with its own
     hyperparameters) on ``data``; returns the best epoch's model, on CPU in float32. ``data``: any Lightning data module with the sizes of :class:`WindowDataModule`.
-    ``initial_state``: weights to start from (fine-tuning the base model); the config's sizes must match them."""
+    ``initial_state``: weights to start from (fine-tuning the base model); the config's sizes must match them. They
+    are scored on the validation windows first and handed back unchanged when no epoch's health MAE is lower."""
     _quiet_lightning()
     L.seed_everything(config.seed, workers=True, verbose=False)
     data.setup("fit")
@@ -191,8 +202,10 @@ def fit(
         n_harmonics=config.n_harmonics,
         level_sources=config.level_sources,
     )
+    starting_score = float("nan")
     if initial_state is not None:
         model.load_state_dict(initial_state)
+        starting_score = _validation_health_mae(model, data, config, precision)
     timer = EpochTimer()
     stopper = EarlyStopping(monitor="val_loss", patience=config.patience, mode="min")
     began = time.perf_counter()
@@ -228,6 +241,10 @@ def fit(
             model.load_state_dict(saved["state_dict"])
             best_epoch = int(saved.get("epoch", -1))
         best_score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else float("nan")
+        if math.isfinite(starting_score) and not best_score < starting_score:
+            # No epoch did better on the validation windows than the weights it started from: keep those.
+            model.load_state_dict(initial_state)
+            best_epoch, best_score = -1, starting_score
     elapsed = time.perf_counter() - began
     if any(isinstance(c, StopWhenSet) and c.fired for c in callbacks or []):
         stopped_by = "stop_requested"

@@ -131,3 +131,20 @@ def test_the_served_model_is_the_judged_one_calibration_included(candidate, tmp_
     served = OnnxForecaster(models, card.version, SETTINGS)
     health = served.to_original(served.predict_scaled(candidate.windows.test.inputs))[:, :, TARGETS.index("health"), :]
     np.testing.assert_allclose(health, candidate.test.health(), atol=1e-4)
+
+
+def test_a_fit_keeps_its_starting_weights_when_no_epoch_betters_them(candidate):
+    """Fine-tuning that finds nothing to learn (here: a learning rate of 0) hands back the weights it started from, and
+    says so (best epoch -1); one that improves keeps its best epoch."""
+    from training.fit import fit
+
+    start = {k: v.clone() for k, v in candidate.fit.model.state_dict().items()}
+    still = fit(candidate.windows, (0.1, 0.5, 0.9), tiny_fit_config(learning_rate=0.0, weight_decay=0.0, max_epochs=2),
+                progress_bar=False, initial_state=start)
+    assert still.best_epoch == -1 and still.epochs == 2
+    assert all(torch.equal(v, start[k]) for k, v in still.model.state_dict().items())
+    assert still.best_val_health_mae == pytest.approx(candidate.fit.best_val_health_mae, rel=1e-4)
+    untrained = type(candidate.fit.model)(**candidate.fit.model.hparams).state_dict()
+    learned = fit(candidate.windows, (0.1, 0.5, 0.9), tiny_fit_config(max_epochs=2), progress_bar=False,
+                  initial_state=untrained)
+    assert learned.best_epoch >= 0
