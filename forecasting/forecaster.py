@@ -53,12 +53,17 @@ def session_options(threads: int):
     return options
 
 
+def cpu_session(path: Path, threads: int):
+    """An onnxruntime session of the ONNX file ``path`` on the CPU, with :func:`session_options`."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"])
+
+
 class OnnxForecaster:
     """One loaded registry version. Stateless after construction, safe to share between threads."""
 
     def __init__(self, models_dir: Path, version: str, settings: Settings):
-        import onnxruntime as ort
-
         self.card = registry.read_card(models_dir, version)
         self.version = version
         # Health derived from forecast streams is scored from the streams the model was trained on.
@@ -68,9 +73,7 @@ class OnnxForecaster:
         self.health_offsets = calibration.from_card(self.card.calibration)
         path = registry.model_path(models_dir, version)
         try:
-            self.session = ort.InferenceSession(
-                str(path), sess_options=session_options(settings.onnx_threads), providers=["CPUExecutionProvider"]
-            )
+            self.session = cpu_session(path, settings.onnx_threads)
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
             raise registry.RegistryError(f"cannot load {path}: {exc}") from exc
         self._input = self.card.onnx.get("input", INPUT)

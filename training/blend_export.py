@@ -20,8 +20,8 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.compose import add_prefix
 
 from forecasting.contract import INPUT, OUTPUT
-from forecasting.forecaster import session_options
-from training.export import PARITY_TOLERANCE, ExportError, ExportReport, check_onnx
+from forecasting.forecaster import cpu_session
+from training.export import PARITY_TOLERANCE, ExportError, ExportReport, batched_difference, check_onnx
 
 log = logging.getLogger(__name__)
 
@@ -74,28 +74,21 @@ def blend_graph(members: Sequence[onnx.ModelProto], n_features: int) -> onnx.Mod
 def export_blend(member_paths: Sequence[Path], path: Path, held_back: np.ndarray, threads: int = 1) -> ExportReport:
     """Write the blend of the ONNX files ``member_paths``, check it, and measure parity against the mean of the members
     run one by one on ``held_back`` windows [N, L, F] (L: the longest member's)."""
-    import onnxruntime as ort
-
     members = [onnx.load(str(p)) for p in member_paths]
     n_features = held_back.shape[2]
     proto = blend_graph(members, n_features)
     onnx.save(proto, str(path))
     out = [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim]
     opset = check_onnx(path, held_back.shape[1], n_features, out[1], out[2], out[3])
-    options = session_options(threads)
-    blend = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    sessions = [(ort.InferenceSession(str(p), sess_options=options, providers=["CPUExecutionProvider"]), _input_steps(m))
-                for p, m in zip(member_paths, members)]
-    windows = np.ascontiguousarray(held_back, dtype=np.float32)
-    worst = 0.0
-    for i in range(0, len(windows), 256):
-        batch = windows[i : i + 256]
-        expected = np.mean([s.run([OUTPUT], {INPUT: np.ascontiguousarray(batch[:, -steps:])})[0]
-                            for s, steps in sessions], axis=0)
-        worst = max(worst, float(np.max(np.abs(blend.run([OUTPUT], {INPUT: batch})[0] - expected))))
-    report = ExportReport(opset, worst, int(len(windows)), path.stat().st_size, "onnx.compose")
+    sessions = [(cpu_session(p, threads), _input_steps(m)) for p, m in zip(member_paths, members)]
+
+    def members_mean(batch: np.ndarray) -> np.ndarray:
+        return np.mean([s.run([OUTPUT], {INPUT: np.ascontiguousarray(batch[:, -steps:])})[0] for s, steps in sessions], axis=0)
+
+    worst = batched_difference(cpu_session(path, threads), held_back, members_mean)
+    report = ExportReport(opset, worst, int(len(held_back)), path.stat().st_size, "onnx.compose")
     log.info("exported a blend of %d (opset %d, %.0f KiB): parity %.1e over %d windows (tolerance %.0e)",
-             len(members), opset, report.size_bytes / 1024, worst, len(windows), PARITY_TOLERANCE)
+             len(members), opset, report.size_bytes / 1024, worst, len(held_back), PARITY_TOLERANCE)
     return report
 
 

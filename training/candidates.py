@@ -250,9 +250,7 @@ def build_blend(data: RunData, settings: Settings, workdir: Path) -> Candidate:
 
     The base model knows what apps have in common and nothing of this service's level and day; ETS the reverse. On
     apps pretraining never saw, their mean forecasts better than either with a day of history (docs/model.md)."""
-    import onnxruntime as ort
-
-    from forecasting.forecaster import session_options
+    from forecasting.forecaster import cpu_session
     from training.blend_export import export_blend
     from training.linear_export import export_linear
 
@@ -269,8 +267,7 @@ def build_blend(data: RunData, settings: Settings, workdir: Path) -> Candidate:
     export_linear(ets, ets_path, _windows(features, origins, ets_steps), threads=settings.onnx_threads)
     report = export_blend([registry.model_path(base_dir, version), ets_path], onnx_path,
                           _windows(features, origins, L), threads=settings.onnx_threads)
-    session = ort.InferenceSession(str(onnx_path), sess_options=session_options(settings.onnx_threads),
-                                   providers=["CPUExecutionProvider"])
+    session = cpu_session(onnx_path, settings.onnx_threads)
 
     def predict_scaled(windows: np.ndarray) -> np.ndarray:
         return session.run([OUTPUT], {INPUT: windows.astype(np.float32, copy=False)})[0]

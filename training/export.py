@@ -15,13 +15,14 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnx
 import torch
 
 from forecasting.contract import INPUT, OUTPUT
-from forecasting.forecaster import session_options
+from forecasting.forecaster import cpu_session
 
 log = logging.getLogger(__name__)
 OPSET = 18
@@ -152,11 +153,21 @@ def check_onnx(path: Path, input_minutes: int, n_features: int, horizon_minutes:
     return model_opset
 
 
+def batched_difference(session, windows: np.ndarray, expected: Callable[[np.ndarray], np.ndarray],
+                       batch_size: int = 256) -> float:
+    """Largest |``session``'s output - ``expected(batch)``| over ``windows`` [N, L, F], in batches (a graph's parity
+    with its reference, computed batch by batch)."""
+    windows = np.ascontiguousarray(windows, dtype=np.float32)
+    worst = 0.0
+    for i in range(0, len(windows), batch_size):
+        batch = windows[i : i + batch_size]
+        worst = max(worst, float(np.max(np.abs(session.run([OUTPUT], {INPUT: batch})[0] - expected(batch)))))
+    return worst
+
+
 def parity(model: torch.nn.Module, path: Path, windows: np.ndarray, batch_size: int = 256, threads: int = 1) -> float:
     """Largest |onnxruntime - torch| over ``windows`` [N, L, F] (also run one at a time: the batch axis is dynamic)."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"])
+    session = cpu_session(path, threads)
     model = model.to("cpu").float().eval()
     worst = 0.0
     windows = np.ascontiguousarray(windows, dtype=np.float32)

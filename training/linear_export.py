@@ -17,9 +17,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from forecasting.contract import INPUT, OUTPUT
-from forecasting.forecaster import session_options
+from forecasting.forecaster import cpu_session
 from forecasting.linear import LinearModel
-from training.export import OPSET, PARITY_TOLERANCE, ExportReport, check_onnx
+from training.export import OPSET, PARITY_TOLERANCE, ExportReport, batched_difference, check_onnx
 
 log = logging.getLogger(__name__)
 
@@ -56,22 +56,14 @@ def linear_graph(model: LinearModel, n_features: int) -> onnx.ModelProto:
 
 def export_linear(model: LinearModel, path: Path, held_back: np.ndarray, threads: int = 1) -> ExportReport:
     """Write, check, and measure parity against the numpy reference on ``held_back`` windows [N, L, F]."""
-    import onnxruntime as ort
-
     n_features = held_back.shape[2]
     onnx.save(linear_graph(model, n_features), str(path))
     T, L, H = model.weights.shape
     opset = check_onnx(path, L, n_features, H, T, len(model.quantiles))
-    session = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"])
-    windows = np.ascontiguousarray(held_back, dtype=np.float32)
-    worst = 0.0
-    for i in range(0, len(windows), 256):
-        batch = windows[i : i + 256]
-        got = session.run([OUTPUT], {INPUT: batch})[0]
-        worst = max(worst, float(np.max(np.abs(got - model.predict_scaled(batch)))))
-    report = ExportReport(opset, worst, int(len(windows)), path.stat().st_size, "onnx.helper")
+    worst = batched_difference(cpu_session(path, threads), held_back, model.predict_scaled)
+    report = ExportReport(opset, worst, int(len(held_back)), path.stat().st_size, "onnx.helper")
     log.info("exported %s baseline (opset %d, %.0f KiB): parity %.1e over %d windows (tolerance %.0e)",
-             model.kind, opset, report.size_bytes / 1024, worst, len(windows), PARITY_TOLERANCE)
+             model.kind, opset, report.size_bytes / 1024, worst, len(held_back), PARITY_TOLERANCE)
     return report
 
 
