@@ -23,19 +23,21 @@ def render(results: dict) -> str:
     """One table row per device kind that ran, then the held-out apps of the CPU run (or the only run)."""
     runs = results.get("runs", {})
     lines = [
-        "| device | apps x days | windows (train / val) | epochs | fit s | total s | best val pinball | held-out RMSE / seasonal naive (median) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| device | apps x days | windows (train / val) | networks | epochs (all networks) | fit s | total s | val pinball "
+        "| held-out RMSE / seasonal naive (median) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for kind in ("cpu", "cuda"):
         run = runs.get(kind)
         if run is None:
-            lines.append(f"| {kind}: not run | | | | | | | |")
+            lines.append(f"| {kind}: not run | | | | | | | | |")
             continue
-        p = run["pretrain"]
+        p, loss = run["pretrain"], run["loss"]
+        total = f"{run['seconds']['total']:.0f}" + (" (combining; the networks were fitted apart)" if run.get("combined") else "")
         lines.append(
             f"| {run['device']}, {run['precision']} | {p['apps']} x {p['days']:g} | {run['train_windows']} / "
-            f"{run['validation_windows']} | {run['epochs']} ({run['stopped_by']}) | {run['seconds']['fit']:.0f} | "
-            f"{run['seconds']['total']:.0f} | {run['loss']['best_val_pinball']:.4f} | "
+            f"{run['validation_windows']} | {len(run.get('members', [run]))} | {run['epochs']} ({run['stopped_by']}) | "
+            f"{run['seconds']['fit']:.0f} | {total} | {loss.get('val_pinball', loss.get('best_val_pinball')):.4f} | "
             f"{_ratio(run['held_out_zero_shot']['median_rmse_ratio_to_seasonal_naive'])} |"
         )
     run = runs.get("cpu") or next(iter(runs.values()), None)

@@ -356,7 +356,6 @@ def build_finetuned(
 ) -> Candidate:
     """The base model fine-tuned on this service's windows (its weights, its scaling; at most
     ``Settings.finetune_epochs`` epochs), then calibrated, scored and exported like the LSTM."""
-    from training.base_network import MIN_SCALE, BaseLSTM
     from training.data import window_data
     from training.pretrain import load_base_dir
 
@@ -378,7 +377,8 @@ def build_finetuned(
         raise CandidateSkipped(str(exc)) from exc
     windows.setup("fit")
     fitted = _fit(windows, settings, tuned, progress_bar, stop, "fine-tuning",
-                  network=partial(BaseLSTM, min_scale=net.get("min_scale", MIN_SCALE)), initial_state=base.network().state_dict())
+                  network=partial(base.network_class, **{k: net[k] for k in ("min_scale", "members") if k in net}),
+                  initial_state=base.network().state_dict())
     return _learned("finetuned", fitted, windows, data, settings, tuned, workdir, began,
                     {"base_version": base.card.version, **({"services": list(data.services[:1])} if data.services else {})})
 

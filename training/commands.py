@@ -52,6 +52,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--first-seed", type=int, default=0, help="first profile seed sampled (default 0)")
     p.add_argument("--epochs", type=int, default=20, help="epoch limit (default 20)")
     p.add_argument("--hidden-size", type=int, default=64, help="LSTM width (default 64)")
+    p.add_argument("--health-weight", type=float, default=2.0,
+                   help="the health target's weight in the loss, beside 1 for each stream (default 2)")
+    p.add_argument("--members", type=int, default=4,
+                   help="networks pretrained in turn, from seeds --seed, +1, ..., and averaged (default 4; 1: one network)")
+    p.add_argument("--seed", type=int, help="the first member's seed (default: $PYCEMAKER_SEED)")
+    p.add_argument("--combine", metavar="VERSION,...",
+                   help="average these base models instead (one network each, this recipe, pretrained apart: "
+                        "e.g. two --members 1 runs at a time with other --seed on two cores); fits nothing")
     p.add_argument("--level-sources", action=argparse.BooleanOptionalAction, default=True,
                    help="the recent level as base sources beside the seasons, gated by the window (default: on)")
     p.add_argument("--min-scale", type=float, default=0.5,
@@ -152,22 +160,31 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
 def run_pretrain(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
+    from forecasting import registry
     from training.fit import FitConfig
     from training.pretrain import PretrainConfig, pretrain
 
-    if min(args.apps, args.validation_apps, args.epochs, args.stride) < 1 or args.days <= 0 or args.min_scale <= 0:
-        log.error("--apps, --validation-apps, --epochs and --stride must be at least 1, and --days and --min-scale positive")
+    combine = [v for v in (args.combine or "").split(",") if v]
+    if min(args.apps, args.validation_apps, args.epochs, args.stride, args.members) < 1 or min(args.days, args.min_scale, args.health_weight) <= 0:
+        log.error("--apps, --validation-apps, --epochs, --stride and --members must be at least 1, and --days, --min-scale "
+                  "and --health-weight positive")
         return 2
     config = PretrainConfig(apps=args.apps, validation_apps=args.validation_apps, held_out_apps=max(0, args.held_out_apps),
-                            days=args.days, first_seed=args.first_seed, stride=args.stride, min_scale=args.min_scale)
+                            days=args.days, first_seed=args.first_seed, stride=args.stride, min_scale=args.min_scale,
+                            members=len(combine) if combine else args.members)
     fit_config = FitConfig.from_settings(
         settings, max_epochs=args.epochs, hidden_size=args.hidden_size, max_time_s=args.budget or None,
-        level_sources=args.level_sources,
+        health_weight=args.health_weight, level_sources=args.level_sources,
         accelerator=args.accelerator, patience=4, **({"threads": args.threads} if args.threads else {}),
+        **({"seed": args.seed} if args.seed is not None else {}),
     )
     root = Path(args.models_root) if args.models_root else settings.models_dir
-    model = pretrain(settings, config, fit_config, root, Path(args.results) if args.results else None,
-                     progress_bar=not args.no_progress)
+    try:
+        model = pretrain(settings, config, fit_config, root, Path(args.results) if args.results else None,
+                         progress_bar=not args.no_progress, combine=combine)
+    except (ValueError, registry.RegistryError) as exc:
+        log.error("%s", exc)
+        return 2
     figures, scores = model.card.training, model.card.metrics["held_out_zero_shot"]
     ratio = scores["median_rmse_ratio_to_seasonal_naive"]
     sys.stdout.write(

@@ -160,12 +160,13 @@ def _quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch.accelerators.cuda").setLevel(logging.WARNING)
 
 
-def _validation_health_mae(model: QuantileLSTM, data: WindowDataModule, config: FitConfig, precision: str) -> float:
-    """``model``'s health median MAE on ``data``'s validation windows, as an epoch's is measured (nan: none)."""
+def validation_scores(model: QuantileLSTM, data: WindowDataModule, config: FitConfig, precision: str) -> dict[str, float]:
+    """``model``'s ``val_loss`` (pinball) and ``val_health_mae`` (health median MAE, scaled) on ``data``'s validation
+    windows, as an epoch's are measured (nan: none)."""
     trainer = L.Trainer(accelerator=config.accelerator, devices=1, precision=precision, logger=False,
                         enable_progress_bar=False, enable_model_summary=False)
     results = trainer.validate(model, datamodule=data, verbose=False)
-    return float(results[0].get("val_health_mae", float("nan"))) if results else float("nan")
+    return {key: float(results[0].get(key, float("nan"))) if results else float("nan") for key in ("val_loss", "val_health_mae")}
 
 
 def fit(
@@ -205,7 +206,7 @@ def fit(
     starting_score = float("nan")
     if initial_state is not None:
         model.load_state_dict(initial_state)
-        starting_score = _validation_health_mae(model, data, config, precision)
+        starting_score = validation_scores(model, data, config, precision)["val_health_mae"]
     timer = EpochTimer()
     stopper = EarlyStopping(monitor="val_loss", patience=config.patience, mode="min")
     began = time.perf_counter()

@@ -6,8 +6,10 @@
    network every window is standardised by itself (:mod:`training.base_network`); missing streams are
    masked as in any run.
 3. Fit with Lightning (``accelerator="auto"``: bf16 on a GPU, float32 on CPU; training/fit.py), keep
-   the best epoch on ``validation_apps`` other apps, calibrate its health band on them, and score it
-   zero-shot on held-out apps against seasonal naive.
+   the best epoch on ``validation_apps`` other apps; ``members`` times, from other seeds, and average
+   them (:class:`training.base_network.BaseEnsemble`), or combine members pretrained before (``combine``:
+   base models of the same recipe, pretrained apart, e.g. two at a time on two cores); calibrate the
+   health band on the validation apps, and score it zero-shot on held-out apps against seasonal naive.
 4. Write ``models/base/<version>/``: ``model.onnx`` + ``card.json`` (the registry's format, so
    serving can run it as any version) and ``weights.pt`` (the state dict fine-tuning starts from),
    and the run's figures to ``bench/results/pretrain.json`` (one entry per device kind).
@@ -46,9 +48,9 @@ from telemetry.app_family import AppProfile, app_settings, held_out_profiles, pr
 from telemetry.frames import cadence_for, minute_frame
 from telemetry.settings import Settings
 from training import scoring
-from training.base_network import BaseLSTM
+from training.base_network import BaseEnsemble, BaseLSTM
 from training.datamodule import ForecastDataModule
-from training.fit import FitConfig, device_name, fit
+from training.fit import FitConfig, device_name, fit, validation_scores
 from training.provenance import git_commit, package_versions
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,8 @@ class PretrainConfig:
     run_seed: int = 1
     #: The floor of a window's spread in the base network's per-window scaling (training/base_network.py).
     min_scale: float = 0.5
+    #: Networks pretrained apart (seeds ``FitConfig.seed``, +1, ...) and averaged (``BaseEnsemble``); 1: one network.
+    members: int = 4
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -103,9 +107,14 @@ class BaseModel:
     def weights_path(self) -> Path:
         return self.directory / WEIGHTS
 
-    def network(self) -> BaseLSTM:
+    @property
+    def network_class(self) -> type[BaseLSTM] | type[BaseEnsemble]:
+        """The torch class of its network: an ensemble's card names :class:`BaseEnsemble`."""
+        return BaseEnsemble if self.card.training.get("network_class", "").endswith(".BaseEnsemble") else BaseLSTM
+
+    def network(self) -> BaseLSTM | BaseEnsemble:
         """The torch network with its pretrained weights (evaluation mode, CPU), for fine-tuning or checks."""
-        model = BaseLSTM(**self.card.training["network"])
+        model = self.network_class(**self.card.training["network"])
         model.load_state_dict(torch.load(self.weights_path, map_location="cpu", weights_only=True))
         return model.eval()
 
@@ -172,12 +181,12 @@ class FamilyWindows(ForecastDataModule):
         return self._loader(self.validation, False)
 
 
-def _predict(model: BaseLSTM, inputs: np.ndarray) -> np.ndarray:
+def _predict(model: BaseLSTM | BaseEnsemble, inputs: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return torch.cat([model(torch.from_numpy(inputs[i : i + 512])) for i in range(0, len(inputs), 512)]).numpy()
 
 
-def _band_offsets(model: BaseLSTM, apps: list[AppFrame], scaling: Scaling, quantiles: tuple[float, ...],
+def _band_offsets(model: BaseLSTM | BaseEnsemble, apps: list[AppFrame], scaling: Scaling, quantiles: tuple[float, ...],
                   input_minutes: int, horizon_minutes: int, stride: int) -> tuple[np.ndarray, int]:
     """Conformal offsets [H, Q] of the health band, from the validation apps' windows pooled."""
     forecasts, actuals = [], []
@@ -190,7 +199,7 @@ def _band_offsets(model: BaseLSTM, apps: list[AppFrame], scaling: Scaling, quant
     return calibration.conformal_offsets(forecast, actual, quantiles), len(forecast)
 
 
-def _held_out_scores(model: BaseLSTM, apps: list[AppFrame], scaling: Scaling, quantiles: tuple[float, ...],
+def _held_out_scores(model: BaseLSTM | BaseEnsemble, apps: list[AppFrame], scaling: Scaling, quantiles: tuple[float, ...],
                      offsets: np.ndarray, input_minutes: int, horizon_minutes: int, stride: int) -> dict[str, Any]:
     """Zero-shot health scores on apps pretraining never saw, beside seasonal naive's on the same windows."""
     rows, gate_minutes = [], None
@@ -222,8 +231,11 @@ def pretrain(
     models_root: Path,
     results_path: Path | None = None,
     progress_bar: bool = True,
+    combine: list[str] | None = None,
 ) -> BaseModel:
-    """Pretrain, export and write the base model (see the module doc); returns it."""
+    """Pretrain, export and write the base model (see the module doc); returns it. ``combine``: versions of
+    single-network base models in ``models_root/base`` pretrained before with this recipe (``config`` but
+    ``members``; another seed each), averaged instead of fitting ``config.members`` networks."""
     began = time.perf_counter()
     L_, H_, quantiles = settings.input_minutes, settings.horizon_minutes, tuple(settings.quantiles)
     profiles = list(pretraining_profiles(config.apps + config.validation_apps, config.first_seed))
@@ -240,13 +252,19 @@ def pretrain(
     simulated = time.perf_counter()
     log.info("pretraining on %d apps (%d windows), validating on %d (%d windows); simulated in %.0f s",
              len(train_apps), len(data.train[0]), len(validation_apps), len(data.validation[0]), simulated - began)
-    fitted = fit(data, quantiles, fit_config, progress_bar=progress_bar, network=partial(BaseLSTM, min_scale=config.min_scale))
-    model = fitted.model
+    base = Path(models_root) / BASE_DIR
+    if combine:
+        members = [_member_of(base, version, config, scaling) for version in combine]
+    else:
+        members = [_fit_member(data, quantiles, dataclasses.replace(fit_config, seed=fit_config.seed + i), config.min_scale,
+                               progress_bar) for i in range(config.members)]
+    model = members[0].network if len(members) == 1 else BaseEnsemble.of([m.network for m in members])
+    validation = validation_scores(model, data, dataclasses.replace(fit_config, accelerator="cpu"), "32-true")
     offsets, calibrated_on = _band_offsets(model, validation_apps, scaling, quantiles, L_, H_, config.stride)
     scores = _held_out_scores(model, held_out, scaling, quantiles, offsets, L_, H_, config.stride)
     fitted_at = time.perf_counter()
+    fit_seconds = sum(m.figures["fit_seconds"] for m in members)
 
-    base = Path(models_root) / BASE_DIR
     base.mkdir(parents=True, exist_ok=True)
     version = registry.new_version(suffix=f"base-lstm-{secrets.token_hex(3)}")
     staging = Path(tempfile.mkdtemp(dir=base, prefix=f".{version}."))
@@ -257,15 +275,18 @@ def pretrain(
                                    len(quantiles), threads=settings.onnx_threads)
         torch.save(model.state_dict(), staging / WEIGHTS)
         exported = time.perf_counter()
+        first = members[0].figures
+        fitted_here = 0.0 if combine else fit_seconds
         figures = {
-            "device": fitted.device, "precision": fitted.precision, "world_size": fitted.world_size,
-            "seconds": {"simulate": round(simulated - began, 1), "fit": round(fitted.fit_seconds, 1),
-                        "score": round(fitted_at - simulated - fitted.fit_seconds, 1),
+            "device": first["device"], "precision": first["precision"], "world_size": first["world_size"],
+            # fit: the members' fits (a combination's ran before, apart); total: this command's wall clock.
+            "seconds": {"simulate": round(simulated - began, 1), "fit": round(fit_seconds, 1),
+                        "score": round(fitted_at - simulated - fitted_here, 1),
                         "export": round(exported - fitted_at, 1), "total": round(exported - began, 1)},
-            "epochs": fitted.epochs, "best_epoch": fitted.best_epoch, "stopped_by": fitted.stopped_by,
-            "epoch_seconds_mean": round(fitted.mean_epoch_seconds, 2),
-            "loss": {"best_val_pinball": fitted.best_val_loss, "best_val_health_mae_scaled": fitted.best_val_health_mae,
-                     "history": fitted.history},
+            "epochs": sum(m.figures["epochs"] for m in members),
+            "stopped_by": ", ".join(sorted({m.figures["stopped_by"] for m in members})),
+            "loss": {"val_pinball": validation["val_loss"], "val_health_mae_scaled": validation["val_health_mae"]},
+            "members": [m.figures for m in members], **({"combined": list(combine)} if combine else {}),
             "train_windows": int(len(data.train[0])), "validation_windows": int(len(data.validation[0])),
         }
         card = registry.ModelCard(
@@ -286,11 +307,11 @@ def pretrain(
                                    "validation_seeds": [a.profile.seed for a in validation_apps], "days_each": config.days},
                         "held_out": [a.profile.name for a in held_out]},
             calibration=calibration.to_card(offsets, calibrated_on),
-            metrics={"validation": {"pinball_loss": fitted.best_val_loss, "health_mae_scaled": fitted.best_val_health_mae},
+            metrics={"validation": {"pinball_loss": validation["val_loss"], "health_mae_scaled": validation["val_health_mae"]},
                      "held_out_zero_shot": scores},
-            training={**figures, "base": True, "pretrain": config.to_dict(), "config": fit_config.to_dict(),
+            training={**figures, "base": True, "pretrain": config.to_dict(), "config": members[0].config,
                       "network": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(model.hparams).items()},
-                      "network_class": "training.base_network.BaseLSTM", "weights": WEIGHTS,
+                      "network_class": f"training.base_network.{type(model).__name__}", "weights": WEIGHTS,
                       "git_commit": git_commit(), "packages": package_versions()},
             onnx=report.to_dict(),
         )
@@ -301,13 +322,57 @@ def pretrain(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     registry.activate(base, version, reason="pretrained base model (pycemaker pretrain)")
-    log.info("base model %s: %d epochs in %.0f s on %s; held-out gate RMSE / seasonal naive: %s", version,
-             fitted.epochs, fitted.fit_seconds, fitted.device, scores["median_rmse_ratio_to_seasonal_naive"])
+    log.info("base model %s: %d network(s), %d epochs in %.0f s on %s; held-out gate RMSE / seasonal naive: %s", version,
+             len(members), figures["epochs"], fit_seconds, figures["device"], scores["median_rmse_ratio_to_seasonal_naive"])
     if results_path is not None:
         write_results(results_path, {"version": version, **figures, "pretrain": config.to_dict(),
-                                     "fit": fit_config.to_dict(), "held_out_zero_shot": scores,
+                                     "fit": members[0].config, "held_out_zero_shot": scores,
                                      "onnx_bytes": report.size_bytes, "weights_bytes": (base / version / WEIGHTS).stat().st_size})
     return BaseModel(base / version, registry.read_card(base, version))
+
+
+@dataclass
+class Member:
+    """One pretrained network of a base model, and how it was fitted (its entry in the card's ``training.members``)."""
+
+    network: BaseLSTM
+    figures: dict[str, Any]
+    #: Its FitConfig, as a dict.
+    config: dict[str, Any]
+
+
+def _fit_member(data: FamilyWindows, quantiles: tuple[float, ...], fit_config: FitConfig, min_scale: float,
+                progress_bar: bool) -> Member:
+    """One network fitted from ``fit_config.seed`` (its initial weights and its order of the windows)."""
+    data.seed = fit_config.seed
+    fitted = fit(data, quantiles, fit_config, progress_bar=progress_bar, network=partial(BaseLSTM, min_scale=min_scale))
+    return Member(fitted.model, {
+        "seed": fit_config.seed, "device": fitted.device, "precision": fitted.precision, "world_size": fitted.world_size,
+        "fit_seconds": round(fitted.fit_seconds, 1), "epochs": fitted.epochs, "best_epoch": fitted.best_epoch,
+        "stopped_by": fitted.stopped_by, "epoch_seconds_mean": round(fitted.mean_epoch_seconds, 2),
+        "loss": {"best_val_pinball": fitted.best_val_loss, "best_val_health_mae_scaled": fitted.best_val_health_mae,
+                 "history": fitted.history},
+    }, fit_config.to_dict())
+
+
+def _member_of(base: Path, version: str, config: PretrainConfig, scaling: Scaling) -> Member:
+    """The single network of base model ``version``, pretrained before on this recipe and this scaling."""
+    card = registry.read_card(base, version)
+    model = BaseModel(base / version, card)
+    recipe = {k: v for k, v in config.to_dict().items() if k != "members"}
+    theirs = {k: v for k, v in card.training.get("pretrain", {}).items() if k != "members"}
+    if model.network_class is not BaseLSTM or theirs != recipe:
+        raise ValueError(f"base model {version} is not one network of this recipe ({theirs} against {recipe})")
+    theirs_scaling = Scaling.from_dict(card.scaling)
+    if not (np.allclose(theirs_scaling.mean, scaling.mean) and np.allclose(theirs_scaling.std, scaling.std)):
+        raise ValueError(f"base model {version} was scaled on other data than this recipe's")
+    t = card.training
+    figures = t["members"][0] if "members" in t else {  # a card from before ensembles: its one network's figures
+        "seed": t["config"]["seed"], "device": t["device"], "precision": t["precision"], "world_size": t.get("world_size", 1),
+        "fit_seconds": t["seconds"]["fit"], "epochs": t["epochs"], "best_epoch": t["best_epoch"],
+        "stopped_by": t["stopped_by"], "epoch_seconds_mean": t["epoch_seconds_mean"], "loss": t["loss"],
+    }
+    return Member(model.network(), {"version": version, **figures}, t["config"])
 
 
 def write_results(path: Path, run: dict[str, Any]) -> None:
@@ -326,4 +391,4 @@ def write_results(path: Path, run: dict[str, Any]) -> None:
     path.write_text(json.dumps(registry.json_safe(results), indent=2) + "\n")
 
 
-__all__ = ["BaseModel", "PretrainConfig", "app_frame", "device_name", "load_base", "load_base_dir", "pretrain", "write_results"]
+__all__ = ["BaseModel", "Member", "PretrainConfig", "app_frame", "device_name", "load_base", "load_base_dir", "pretrain", "write_results"]
