@@ -67,7 +67,7 @@ audit: $(STAMP)
 
 ## evaluate: backtests against baselines, time-to-failure scoring and the NAB runs; rewrites docs/evaluation.md
 ## (about 13 min on 2 cores; trains a model first if the registry has none), then apps the base model never saw
-## (docs/evaluation-family.md, about 8 min).
+## (docs/evaluation-family.md, about 22 min).
 evaluate: $(STAMP)
 	$(PY) scripts/evaluate.py $(EVALUATE_ARGS)
 	$(VENV)/bin/pycemaker evaluate-family

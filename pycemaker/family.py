@@ -19,13 +19,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profiles", type=int, default=8, help="held-out profiles (default 8: four held-out seeds, four of the held-out corner)")
     p.add_argument("--days", default="1,3,7", help="history lengths in days (default 1,3,7)")
     p.add_argument("--fit-budget-s", type=float, default=30.0,
-                   help="wall-clock limit of each fit, from scratch and fine-tuning (default 30 s: the whole run stays near 15 min on 2 cores)")
+                   help="wall-clock limit of each fit, from scratch and fine-tuning (default 30 s: the whole run stays near 22 min on 2 cores)")
     p.add_argument("--max-epochs", type=int, default=30, help="the LSTM's epoch limit (fine-tuning: finetune_epochs)")
     p.add_argument("--out", default="bench/results/family_eval.json", help="JSON written (default bench/results/family_eval.json)")
     p.add_argument("--doc", default="docs/evaluation-family.md", help="the page written from it (default docs/evaluation-family.md; '' for none)")
     p.add_argument("--render-only", action="store_true", help="rewrite --doc from the existing --out JSON, running nothing")
     p.add_argument("--leak-only", action="store_true", help="run the leak check alone (a run on each leaky app's history, "
-                                                            "about 3 minutes), put it into the existing --out JSON and rewrite --doc")
+                                                            "about 5 minutes), put it into the existing --out JSON and rewrite --doc")
     p.set_defaults(handler=run_family_eval)
 
 
