@@ -68,7 +68,7 @@ class BaseEnsemble(L.LightningModule):
         self.save_hyperparameters()
         self.members = nn.ModuleList(BaseLSTM(min_scale=min_scale, **network) for _ in range(members))
         first = self.members[0]
-        self.n_targets, self.horizon_minutes, self.median_index = first.n_targets, first.horizon_minutes, first.median_index
+        self.median_index = first.median_index
         self.register_buffer("quantiles", first.quantiles.clone(), persistent=False)
         self.register_buffer("target_weights", first.target_weights.clone(), persistent=False)
 

@@ -19,7 +19,6 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -377,8 +376,7 @@ def build_finetuned(
         raise CandidateSkipped(str(exc)) from exc
     windows.setup("fit")
     fitted = _fit(windows, settings, tuned, progress_bar, stop, "fine-tuning",
-                  network=partial(base.network_class, **{k: net[k] for k in ("min_scale", "members") if k in net}),
-                  initial_state=base.network().state_dict())
+                  network=base.network_factory(), initial_state=base.network().state_dict())
     return _learned("finetuned", fitted, windows, data, settings, tuned, workdir, began,
                     {"base_version": base.card.version, **({"services": list(data.services[:1])} if data.services else {})})
 

@@ -112,6 +112,12 @@ class BaseModel:
         """The torch class of its network: an ensemble's card names :class:`BaseEnsemble`."""
         return BaseEnsemble if self.card.training.get("network_class", "").endswith(".BaseEnsemble") else BaseLSTM
 
+    def network_factory(self) -> partial:
+        """Its class with the hyperparameters only that class takes bound, as ``fit(network=...)`` takes it (fine-tuning:
+        fit passes the others, from its config)."""
+        net = self.card.training["network"]
+        return partial(self.network_class, **{k: net[k] for k in ("min_scale", "members") if k in net})
+
     def network(self) -> BaseLSTM | BaseEnsemble:
         """The torch network with its pretrained weights (evaluation mode, CPU), for fine-tuning or checks."""
         model = self.network_class(**self.card.training["network"])
