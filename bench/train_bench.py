@@ -128,7 +128,7 @@ def run(days: float, in_memory: bool) -> dict:
         "health_source": card.health_source,
         "validation_health_mae": card.metrics["health_mae"],
         "test_health_mae": card.metrics["test"]["health_mae"],
-        "candidates": {c["kind"]: {"verdict": c["verdict"], **{k: c["scores"][k] for k in ("health_rmse", "coverage", "warned", "episodes", "false_alarms")}}
+        "candidates": {c["kind"]: {"verdict": c["verdict"], **{k: c["scores"][k] for k in ("health_mae", "health_rmse", "coverage", "warned", "episodes", "false_alarms")}}
                        for c in result.metrics["candidates"] if not c["champion"] or c["version"] in {x.version for x in cards.values()}},
         "onnx": {"parity_max_abs_diff": card.onnx["parity_max_abs_diff"], "size_bytes": card.onnx["size_bytes"]},
         "load_average_1m": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},

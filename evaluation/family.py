@@ -53,6 +53,8 @@ FIRST_DAY = dt.datetime(2026, 6, 1, tzinfo=UTC)
 #: The columns, in order: the run's kinds, and the one it promoted.
 METHODS = ("base", "blend", "finetuned", "lstm", "seasonal_naive", "ets", "served")
 MASE_MINUTES = 60
+#: What the run judged each candidate on (its held-back block), kept beside the next day's figures.
+HELD_BACK_SCORES = ("windows", "health_rmse", "health_mae", "coverage", "warned", "false_alarms", "held_back")
 
 @dataclass(frozen=True)
 class FamilyEvalConfig:
@@ -145,7 +147,9 @@ def evaluate_app(profile: AppProfile, history_days: float, settings: Settings, t
         versions["served"] = summary.get("promoted") or summary.get("version")
         row["run"] = {"plan": summary.get("plan"), "promoted_kind": next(
             (c["kind"] for c in summary.get("candidates", []) if c["version"] == versions["served"]), None),
-            "skipped": {f["kind"]: f["error"] for f in summary.get("failed", [])}, "seconds": round(trained - began, 1)}
+            "skipped": {f["kind"]: f["error"] for f in summary.get("failed", [])}, "seconds": round(trained - began, 1),
+            "held_back": {c["kind"]: {k: c["scores"].get(k) for k in HELD_BACK_SCORES}
+                          for c in summary.get("candidates", []) if c.get("scores")}}
         runners = {m: OnnxForecaster(service.models_dir, versions[m], service) for m in METHODS if versions.get(m)}
         origins = np.arange(max([history] + [r.input_steps for r in runners.values()]), len(frame))
         health = {m: r.forecast_batch(frame, origins)[:, :, HEALTH, :] for m, r in runners.items()}

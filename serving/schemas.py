@@ -282,6 +282,8 @@ class TrainedOnSchema(Schema):
 
 class QualitySchema(Schema):
     horizon_minutes = fields.Integer(metadata=_doc("Leads the scores cover (the first minutes of each window).", 60))
+    health_mae = fields.Float(allow_none=True, metadata=_doc(
+        "Health MAE of its median on those leads: what its training run judged it on (null: a model from before it was recorded).", 0.028))
     health_rmse = fields.Float(allow_none=True, metadata=_doc("Health RMSE of its median on those leads.", 0.041))
     coverage = fields.Float(allow_none=True, metadata=_doc("Share of observed health inside its P10-P90 band (nominal 0.8).", 0.79))
     held_back = fields.Boolean(metadata=_doc(
@@ -384,7 +386,7 @@ STATUS_EXAMPLE = {
     "data": {"latest_sample": "2026-03-01T12:00:43+00:00", "stale": False, "stale_since": None, "stale_streams": []},
     "model": {"version": "20260301T090000Z-lstm-1a2b3c", "wanted": "20260301T090000Z-lstm-1a2b3c", "problem": None, "kind": "lstm",
               "trained_on": {"start": "2026-02-22T09:00:00+00:00", "end": "2026-03-01T09:00:00+00:00", "minutes": 10080},
-              "quality": {"horizon_minutes": 60, "health_rmse": 0.041, "coverage": 0.79, "held_back": True}},
+              "quality": {"horizon_minutes": 60, "health_mae": 0.028, "health_rmse": 0.041, "coverage": 0.79, "held_back": True}},
     "health": {"streams": ["cpu", "memory", "requests", "response_time"],
                "formula": "1 - (cpu + memory + request_rate + response_time flags) / 12", "step_minutes": 1},
 }
@@ -465,7 +467,7 @@ class ModelSummarySchema(Schema):
     health_source = fields.String(metadata=_doc("`direct`: the model forecasts health; `derived`: scored from its forecast streams.", "direct"))
     metrics = fields.Dict(metadata=_doc(
         "Scores from training (see the model card); `scores`: what its run judged it on (held-back windows).",
-        {"scores": {"horizon_minutes": 60, "health_rmse": 0.044, "coverage": 0.8, "episodes": 12, "warned": 11, "false_alarms": 0}},
+        {"scores": {"horizon_minutes": 60, "health_mae": 0.03, "health_rmse": 0.044, "coverage": 0.8, "episodes": 12, "warned": 11, "false_alarms": 0}},
     ))
 
 
@@ -474,8 +476,8 @@ class CandidateSchema(Schema):
     version = fields.String(metadata=_doc("Its registry version.", "20260301T090000Z-ets-1a2b3c"))
     champion = fields.Boolean(metadata=_doc("It was the current model when the run judged.", False))
     scores = fields.Dict(metadata=_doc(
-        "On the run's held-back windows: health RMSE and P10-P90 coverage over the first `horizon_minutes`, failure episodes warned ahead, false alarms.",
-        {"horizon_minutes": 60, "health_rmse": 0.033, "coverage": 0.81, "episodes": 4, "warned": 4, "false_alarms": 0}))
+        "On the run's held-back windows: health MAE (what the run judges accuracy on) and RMSE, and P10-P90 coverage over the first `horizon_minutes`, failure episodes warned ahead, false alarms.",
+        {"horizon_minutes": 60, "health_mae": 0.024, "health_rmse": 0.033, "coverage": 0.81, "episodes": 4, "warned": 4, "false_alarms": 0}))
     eligible = fields.Boolean(metadata=_doc("It passed every gate.", True))
     gate_failures = fields.List(fields.String(), metadata=_doc("Gates it failed.", []))
     verdict = fields.String(metadata=_doc("`promoted`, `kept`, `replaced`, `lost` or `refused`.", "promoted"))

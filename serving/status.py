@@ -90,6 +90,8 @@ class Quality:
     coverage: float | None
     #: False: scored on the data it was fitted on (a first model of a short history).
     held_back: bool
+    #: The health MAE its run judged it on (None: a model from before it was recorded).
+    health_mae: float | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def model_info(model: ModelState) -> ModelInfo:
     quality = None
     if scores:
         quality = Quality(int(scores.get("horizon_minutes") or 0), _r(scores.get("health_rmse")), _r(scores.get("coverage")),
-                          bool(scores.get("held_back", True)))
+                          bool(scores.get("held_back", True)), _r(scores.get("health_mae")))
     kind = "base" if model.zero_shot else card.kind  # the base model zero-shot, while the registry is empty
     return ModelInfo(model.version, model.wanted, model.problem, kind, trained_on, quality, model.assigned)
 

@@ -141,7 +141,7 @@ class Settings:
     #: server on a busy 2-core box) before the run fails.
     train_read_timeout_s: float = 300.0
     #: Promotion gates (training/selection.py), on the held-back test windows: scores over the first
-    #: ``gate_horizon_minutes`` (or the horizon, if shorter); a learned model's health RMSE at most
+    #: ``gate_horizon_minutes`` (or the horizon, if shorter); a learned or zero-shot model's health MAE at most
     #: ``gate_naive_ratio`` x the run's seasonal naive's; every candidate's P10-P90 coverage within ``gate_coverage``.
     gate_horizon_minutes: int = 60
     gate_naive_ratio: float = 1.0

@@ -201,17 +201,17 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
 
 def candidate_rows(selection: dict) -> list[str]:
     """One line per candidate of a run (training/selection.py): its scores on the held-back windows and its verdict."""
-    lines = [f"    {'kind':<15} {'version':<40} {'RMSE':>7} {'band':>5} {'warned':>7} {'false':>5}  verdict: why"]
+    lines = [f"    {'kind':<15} {'version':<40} {'MAE':>7} {'RMSE':>7} {'band':>5} {'warned':>7} {'false':>5}  verdict: why"]
     for c in selection.get("candidates", []):
         s = c.get("scores", {})
         warned = f"{s.get('warned', 0)}/{s.get('episodes', 0)}" if s.get("episodes") else "-"
         lines.append(
             f"    {c['kind'] + (' (champion)' if c.get('champion') else ''):<15} {c['version']:<40} "
-            f"{_fmt(s.get('health_rmse')):>7} {_fmt(s.get('coverage'), '.0%'):>5} {warned:>7} "
+            f"{_fmt(s.get('health_mae')):>7} {_fmt(s.get('health_rmse')):>7} {_fmt(s.get('coverage'), '.0%'):>5} {warned:>7} "
             f"{s.get('false_alarms', '-') if s.get('windows') else '-':>5}  {c.get('verdict', '')}: {c.get('why', '')[:120]}"
         )
     for f in selection.get("failed", []):
-        lines.append(f"    {f['kind']:<15} {'-':<40} {'-':>7} {'-':>5} {'-':>7} {'-':>5}  {f.get('verdict', 'failed')}: {f['error'][:120]}")
+        lines.append(f"    {f['kind']:<15} {'-':<40} {'-':>7} {'-':>7} {'-':>5} {'-':>7} {'-':>5}  {f.get('verdict', 'failed')}: {f['error'][:120]}")
     return lines
 
 
@@ -247,7 +247,7 @@ def format_versions(settings: Settings) -> str:
         for card in members:
             mark = "*" if card.version == current else " "
             s = card.metrics.get("scores", {})
-            lines.append(f"  {mark} {card.kind:<15} {card.version:<40} {card.status:<9} RMSE {_fmt(s.get('health_rmse'))} "
+            lines.append(f"  {mark} {card.kind:<15} {card.version:<40} {card.status:<9} MAE {_fmt(s.get('health_mae'))} "
                          f"band {_fmt(s.get('coverage'), '.0%')}  {card.reason[:100]}")
     return "\n".join(lines) + "\n"
 

@@ -353,7 +353,7 @@ class _Run:
             if champion_card is not None:
                 entries.insert(0, selection.Entry(champion_card.kind, outside, selection.Scores(0, 0, float("nan"), float("nan"),
                                                                                              held_back=False), champion=True))
-        naive = next((e.scores.health_rmse for e in entries if e.kind == "seasonal_naive" and e.version in by_version), None)
+        naive = next((e.scores.health_mae for e in entries if e.kind == "seasonal_naive" and e.version in by_version), None)
         candidates = [e for e in entries if not e.champion or e.version in by_version]
         champion_entry = next((e for e in entries if e.champion), None)
         return selection.choose(candidates, champion_entry, settings, naive)
@@ -465,7 +465,7 @@ class _Run:
         entries = [selection.Entry(c.kind, c.card.version, scores[c.card.version], c.export.parity_ok)
                    for c in challengers if c.card.version in scores]
         incumbent = selection.Entry(serving_card.kind, serving, scores[serving], champion=True)
-        naive = next((e.scores.health_rmse for e in entries if e.kind == linear.SEASONAL_NAIVE), None)
+        naive = next((e.scores.health_mae for e in entries if e.kind == linear.SEASONAL_NAIVE), None)
         picked = selection.choose(entries, incumbent, settings, naive)
         self.service_choices[name] = {"serving": picked.winner.version if picked.winner else serving,
                                       "reason": picked.reason, "candidates": [e.to_dict() for e in picked.entries]}
@@ -544,7 +544,7 @@ def _mean(values: list[float]) -> float:
 
 def pooled_scores(scores: list[selection.Scores]) -> selection.Scores:
     """One model's scores over several services' held-back blocks: windows, episodes, warnings, false alarms
-    and healthy hours summed; health RMSE, coverage and stream error the mean over the services (each service
+    and healthy hours summed; health RMSE and MAE, coverage and stream error the mean over the services (each service
     counts once, whatever its length); the shortest horizon scored."""
     if len(scores) == 1:
         return scores[0]
@@ -554,7 +554,7 @@ def pooled_scores(scores: list[selection.Scores]) -> selection.Scores:
         episodes=sum(s.episodes for s in scores), warned=sum(s.warned for s in scores),
         false_alarms=sum(s.false_alarms for s in scores), healthy_hours=sum(s.healthy_hours for s in scores),
         held_back=all(s.held_back for s in scores), stream_error=_mean([s.stream_error for s in scores]),
-        coverage_spans=sum(s.coverage_spans for s in scores),
+        coverage_spans=sum(s.coverage_spans for s in scores), health_mae=_mean([s.health_mae for s in scores]),
     )
 
 

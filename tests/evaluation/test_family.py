@@ -69,6 +69,10 @@ def test_one_unseen_app_with_a_day_of_history_scores_every_kind_the_run_fitted(t
     for name in ("base", "ets", "served"):
         assert np.isfinite(methods[name]["mase_60"]) and methods[name]["windows"] == 1440
     assert row["run"]["promoted_kind"] in ("seasonal_naive", "ets", "base")
+    held_back = row["run"]["held_back"]  # what the run judged on, beside the next day
+    assert set(held_back) == {"seasonal_naive", "ets", "base"}
+    for scores in held_back.values():
+        assert scores["held_back"] and scores["windows"] > 0 and 0 < scores["health_mae"] <= scores["health_rmse"]
     summary = family.summarise([row])
     assert summary["1"]["base"]["median_mase_60"] == pytest.approx(methods["base"]["mase_60"])
     json.dumps(summary)

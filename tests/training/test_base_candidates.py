@@ -57,7 +57,7 @@ def test_a_family_app_pretraining_never_saw_scores_base_and_finetuned_with_the_o
     kinds = {e.kind for e in judged}
     assert {"seasonal_naive", "ets", "base", "blend", "finetuned", "lstm"} <= kinds
     for e in judged:  # a fresh registry: every entry is this run's (the interim winner defends as the champion)
-        assert e.scores.held_back and e.scores.windows > 0 and math.isfinite(e.scores.health_rmse), e
+        assert e.scores.held_back and e.scores.windows > 0 and math.isfinite(e.scores.health_mae), e
 
     # The zero-shot candidate is the shipped graph as it is, its band calibrated on this service's windows.
     base = next(registry.read_card(service.models_dir, e.version) for e in judged if e.kind == "base")
@@ -79,7 +79,7 @@ def test_a_family_app_pretraining_never_saw_scores_base_and_finetuned_with_the_o
 
     # The rules: the base model is held to the seasonal-naive gate; the promoted model is the run's unbeaten eligible one.
     naive = next(e for e in judged if e.kind == "seasonal_naive")
-    ratio = next(e for e in judged if e.kind == "base").scores.health_rmse / naive.scores.health_rmse
+    ratio = next(e for e in judged if e.kind == "base").scores.health_mae / naive.scores.health_mae
     base_entry = next(c for c in card.selection["candidates"] if c["kind"] == "base")
     assert (ratio > service.gate_naive_ratio) == any("seasonal naive" in g for g in base_entry["gate_failures"])
     winner = next(e for e in judged if e.version == result.version)

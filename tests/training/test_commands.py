@@ -59,7 +59,7 @@ def test_the_run_summary_lists_every_candidate_with_its_verdict():
         "run_id": "r1", "plan": "full", "season_minutes": 60, "reason": "ets is the best of this run",
         "candidates": [
             {"kind": "ets", "version": "v-ets", "champion": False, "verdict": "promoted", "why": "ets is the best of this run",
-             "scores": {"windows": 10, "health_rmse": 0.03, "coverage": 0.8, "episodes": 4, "warned": 3, "false_alarms": 1}},
+             "scores": {"windows": 10, "health_mae": 0.021, "health_rmse": 0.03, "coverage": 0.8, "episodes": 4, "warned": 3, "false_alarms": 1}},
             {"kind": "lstm", "version": "v-lstm", "champion": False, "verdict": "refused", "why": "P10-P90 coverage 98.0% is outside",
              "scores": {"windows": 10, "health_rmse": 0.02, "coverage": 0.98, "episodes": 4, "warned": 3, "false_alarms": 0}},
         ],
@@ -68,7 +68,7 @@ def test_the_run_summary_lists_every_candidate_with_its_verdict():
     text = commands.summarise(card)
     assert text.startswith("run r1: full plan, season 60 min; ets is the best of this run")
     ets, lstm, naive = (next(line for line in text.splitlines() if line.strip().startswith(k)) for k in ("ets", "lstm", "seasonal"))
-    assert "0.0300" in ets and "80%" in ets and "3/4" in ets and "promoted" in ets
+    assert "0.0210  0.0300" in ets and "80%" in ets and "3/4" in ets and "promoted" in ets
     assert "refused: P10-P90 coverage 98.0%" in lstm and "failed: OSError: disk full" in naive
 
 

@@ -606,10 +606,14 @@
 
   var KIND_NAMES = { lstm: "LSTM", seasonal_naive: "seasonal naive", ets: "damped-trend ETS" };
 
-  /** "health RMSE 0.041, band holds 79% (60 min, held-back windows)": how the model scored in its training run. */
+  /** "health MAE 0.028, band holds 79% (60 min, held-back windows)": how the model scored in its training run
+   * (its RMSE for a model from before the MAE was recorded). */
   function qualityText(q) {
-    if (!q || q.health_rmse === null || q.health_rmse === undefined) return "–";
-    return "health RMSE " + q.health_rmse.toFixed(3) + ", band holds " + (q.coverage === null ? "–" : Math.round(q.coverage * 100) + "%") +
+    if (!q) return "–";
+    var mae = q.health_mae !== null && q.health_mae !== undefined;
+    var error = mae ? q.health_mae : q.health_rmse;
+    if (error === null || error === undefined) return "–";
+    return "health " + (mae ? "MAE " : "RMSE ") + error.toFixed(3) + ", band holds " + (q.coverage === null ? "–" : Math.round(q.coverage * 100) + "%") +
       " (" + q.horizon_minutes + " min, " + (q.held_back ? "held-back windows" : "in sample: no held-back data yet") + ")";
   }
 
