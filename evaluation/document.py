@@ -149,16 +149,6 @@ def _ablation(payload: dict[str, Any], ttf_results: Sequence[TtfResult]) -> str:
                       "new-failure incidents warned >= 10 min", "predictable ones", "false alarms per 24 healthy h",
                       "precision / recall, failure within 30 min"], rows),
     ]
-    model = payload["model"]
-    gate = (model.get("card_metrics") or {}).get("gates") or {}
-    if gate:
-        out.append(
-            f"The registry's gate judged this model on its own held-back test windows with the same comparison: "
-            f"{gate.get('horizon_minutes')}-min health RMSE {fmt(gate.get('health_rmse'), 4)} = "
-            f"{fmt(gate.get('seasonal_naive_ratio'), 2)} x seasonal naive's (at most {fmt(gate.get('max_seasonal_naive_ratio'), 2)}), "
-            f"P10-P90 coverage {fmt(gate.get('coverage'), percent=True)} (within "
-            f"{' - '.join(fmt(c, percent=True) for c in gate.get('coverage_range', []))}); status: "
-            f"**{model.get('status', 'unknown')}**.")
     return "\n\n".join(out)
 
 
