@@ -130,7 +130,8 @@ def score(
     g = mask.shape[1]
     mid = median_index(quantiles)
     band, actual = health[:, :g], actual_health[:, :g]
-    rmse, mae = metrics.rmse(band[:, :, mid], actual, mask), metrics.mae(band[:, :, mid], actual, mask)
+    median = band[:, :, mid]
+    rmse, mae = metrics.rmse(median, actual, mask), metrics.mae(median, actual, mask)
     coverage = metrics.coverage(band[:, :, 0], band[:, :, -1], actual, mask)
     spans = (int(np.max(origins)) - int(np.min(origins)) + g) / g if len(origins) else 0.0
     out = Scores(len(origins), g * step_minutes, rmse, coverage, held_back=held_back, coverage_spans=spans, health_mae=mae)
