@@ -39,7 +39,7 @@ def _goals(summary: dict[str, Any]) -> list[list[str]]:
     served = one_day.get("served")
     if served and served.get("median_mase_60") is not None:
         value = served["median_mase_60"]
-        rows.append(["served 60-min MASE <= 0.8 x seasonal naive's, 1 day of history", f"{value:.2f}", "yes" if value <= 0.8 else "**no**"])
+        rows.append(["served 60-min MASE <= 0.8 x seasonal naive's, 1 day of history", f"{value:.3f}", "yes" if value <= 0.8 else "**no**"])
     for days, methods in summary.items():
         cell = methods.get("served")
         if cell and cell.get("new_failure_incidents"):

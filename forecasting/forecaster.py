@@ -10,14 +10,15 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
-from forecasting import calibration, registry
+from forecasting import calibration, flag_spread, registry
 from forecasting.contract import BOUNDS, HEALTH, INPUT, OUTPUT, TARGETS, median_index
 from forecasting.windows import Scaling, feature_matrix, lookback_minutes, window_at
-from telemetry.catalogue import STREAM_COLUMNS, flag_inputs, flag_of
+from telemetry.catalogue import STREAM_COLUMNS
 from telemetry.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,8 @@ class OnnxForecaster:
 
     def to_original(self, scaled: np.ndarray) -> np.ndarray:
         """[B, H, T, Q] scaled -> original units, bounded, quantiles sorted, health per the card (source, calibration)."""
-        return to_original(scaled, self.scaling, self.card.health_source, self.settings, self.health_offsets)
+        return to_original(scaled, self.scaling, self.card.health_source, self.settings, self.health_offsets,
+                           self.card.flag_spread)
 
     @property
     def kind(self) -> str:
@@ -184,9 +186,12 @@ def to_original(
     health_source: str,
     settings: Settings,
     health_offsets: np.ndarray | None = None,
+    spread: Mapping[str, float] | None = None,
 ) -> np.ndarray:
-    """[B, H, T, Q] scaled -> original units, bounded, quantiles sorted, health per ``health_source``,
-    then calibrated by ``health_offsets`` [H, Q] (:mod:`forecasting.calibration`; None: as the network says).
+    """[B, H, T, Q] scaled -> original units, bounded, quantiles sorted, health per ``health_source`` ("direct": the
+    network's; "derived": scored from the streams with the samples' ``spread``, :mod:`forecasting.flag_spread`; "mean":
+    the two averaged), each calibrated by ``health_offsets`` [H, Q] (:mod:`forecasting.calibration`; None: as the
+    network says).
 
     A function (not only a method) so the trainer scores a candidate exactly as serving will run it.
     """
@@ -195,9 +200,12 @@ def to_original(
         lo, hi = BOUNDS[name]
         values[:, :, i, :] = np.clip(values[:, :, i, :], lo, hi)
     values = np.sort(values, axis=-1)  # quantiles never cross
-    if health_source == "derived":
-        values[:, :, HEALTH, :] = derive_health(values, settings)
-    values[:, :, HEALTH, :] = calibration.apply(values[:, :, HEALTH, :], health_offsets, BOUNDS["health"])
+    direct = calibration.apply(values[:, :, HEALTH, :], health_offsets, BOUNDS["health"])
+    if health_source in ("derived", "mean"):
+        derived = calibration.apply(derive_health(values, settings, spread), health_offsets, BOUNDS["health"])
+        values[:, :, HEALTH, :] = derived if health_source == "derived" else (direct + derived) / 2
+    else:
+        values[:, :, HEALTH, :] = direct
     return values
 
 
@@ -211,15 +219,16 @@ def _append_median(
     return pd.concat([kept, future.reindex(columns=history.columns)])
 
 
-def derive_health(values: np.ndarray, settings: Settings) -> np.ndarray:
+def derive_health(values: np.ndarray, settings: Settings, spread: Mapping[str, float] | None = None) -> np.ndarray:
     """Health quantiles scored from forecast streams: [B, H, T, Q] -> [B, H, Q].
 
     Flags rise with every stream, so health at quantile q is scored from the streams at
-    quantile 1 - q (the pessimistic end of each stream gives the low end of health).
+    quantile 1 - q (the pessimistic end of each stream gives the low end of health). A minute's
+    flags are those of its samples spread by ``spread`` about the forecast value (per health input,
+    fitted on the service's minutes: :mod:`forecasting.flag_spread`; none: the hard cuts).
     """
-    cuts = settings.cuts()
     columns = {name: values[:, :, TARGETS.index(name), :] for name in STREAM_COLUMNS}
-    flags = sum(flag_of(value, cuts[name]) for name, value in flag_inputs(columns, settings.stream_set).items())
+    flags = flag_spread.flags(columns, settings, spread)
     return (1.0 - flags / settings.max_flag_sum)[..., ::-1]
 
 

@@ -72,8 +72,12 @@ class ModelCard:
     tolerance_s: float = 15.0
     #: The streams it was trained on (the service's configured streams; cards from before: all four).
     streams: list[str] = field(default_factory=lambda: ["cpu", "memory", "requests", "response_time"])
-    #: "direct": the network's health output is served; "derived": health is scored from forecast streams.
+    #: "direct": the network's health output is served; "derived": health is scored from forecast streams; "mean": the
+    #: two averaged (training/scoring.py).
     health_source: str = "direct"
+    #: Per health input, the spread of a minute's samples about its value that derived health scores flags with
+    #: (forecasting/flag_spread.py, fitted on the service's minutes); empty (cards from before): the hard cuts.
+    flag_spread: dict[str, float] = field(default_factory=dict)
     data_range: dict[str, str] = field(default_factory=dict)
     #: Offsets added to the health quantiles (forecasting.calibration); empty: none.
     calibration: dict[str, Any] = field(default_factory=dict)

@@ -464,7 +464,10 @@ class ModelSummarySchema(Schema):
     quantiles = fields.List(fields.Float(), metadata=_doc("Quantile levels.", [0.1, 0.5, 0.9]))
     kind = fields.String(metadata=_doc("What the model is: `lstm`, `finetuned`, `blend`, `base`, `seasonal_naive` or `ets` (every kind runs through the same ONNX contract).", "lstm"))
     run_id = fields.String(allow_none=True, metadata=_doc("The training run that made it (see `runs`).", "6650f1c0ffee0000000000ab"))
-    health_source = fields.String(metadata=_doc("`direct`: the model forecasts health; `derived`: scored from its forecast streams.", "direct"))
+    health_source = fields.String(metadata=_doc("`direct`: the model forecasts health; `derived`: scored from its forecast streams; `mean`: the two averaged.", "direct"))
+    flag_spread = fields.Dict(keys=fields.String(), values=fields.Float(), metadata=_doc(
+        "Per health input, the spread of a minute's samples about its value that derived health scores its flags with "
+        "(fitted on the service's minutes; empty: the hard cuts).", {"cpu": 0.015, "memory": 0.06}))
     metrics = fields.Dict(metadata=_doc(
         "Scores from training (see the model card); `scores`: what its run judged it on (held-back windows).",
         {"scores": {"horizon_minutes": 60, "health_mae": 0.03, "health_rmse": 0.044, "coverage": 0.8, "episodes": 12, "warned": 11, "false_alarms": 0}},

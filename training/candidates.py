@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecasting import calibration, linear, registry
+from forecasting import calibration, flag_spread, linear, registry
 from forecasting.contract import FEATURES, HEALTH, INPUT, OUTPUT, TARGETS
 from forecasting.seasonality import Season, detect_season
 from forecasting.windows import Scaling, feature_matrix, target_values
@@ -59,6 +59,9 @@ class RunData:
     targets_scaled: np.ndarray
     features: np.ndarray
     season: Season
+    #: Per health input, the spread of a minute's samples (forecasting/flag_spread.py), fitted on the fit block:
+    #: every candidate's derived health is scored with it, and its card keeps it.
+    flag_spread: dict[str, float]
     #: A fleet run's services (the primary, whose frame this is, first), and the other services' frames: the LSTM is
     #: fitted on all of them and every candidate scored on each held-back block. Empty: a one-service run.
     services: tuple[str, ...] = ()
@@ -91,8 +94,9 @@ def run_data(frame: pd.DataFrame, settings: Settings, services: tuple[str, ...] 
     season = detect_season(values[: plan.fit_end], cadence_minutes=step, horizon_steps=gate)
     cadence = frame.attrs.get("cadence")
     tolerance = cadence.tolerance_s if cadence is not None else settings.alignment_tolerance_s
+    spread = flag_spread.fit(frame.iloc[: plan.fit_end], settings)
     return RunData(frame, plan, step, tolerance, values, scaling, scaling.transform(values), feature_matrix(frame, scaling), season,
-                   tuple(services), tuple(pool))
+                   spread, tuple(services), tuple(pool))
 
 
 @dataclass
@@ -180,11 +184,15 @@ def build_baseline(kind: str, data: RunData, settings: Settings, workdir: Path, 
         if not len(origins):
             return None
         scaled = model.predict_scaled(_windows(data.features, origins, L))
-        return scoring.validate(scaled, data.values, origins, data.scaling, quantiles, L, settings, health_source=source)
+        return scoring.validate(scaled, data.values, origins, data.scaling, quantiles, L, settings, health_source=source,
+                                flag_spread=data.flag_spread)
 
-    chooser, in_sample = validate(data.plan.validation), None
+    # Seasonal naive forecasts health by its value a season back, as the textbook's does: the reference the goals'
+    # MASE is set against (docs/model.md). Health derived from its streams would be another forecaster.
+    fixed = "direct" if kind == "seasonal_naive" else None
+    chooser, in_sample = validate(data.plan.validation, fixed), None
     if chooser is None or not scored_by_caller:
-        in_sample = validate(in_sample_origins(data, L))
+        in_sample = validate(in_sample_origins(data, L), fixed)
         chooser = chooser or in_sample
     source = chooser.health_source if chooser is not None else "direct"
     test = None if scored_by_caller else validate(data.plan.test, source)
@@ -329,7 +337,7 @@ def _zero_shot_scores(predict_scaled, L: int, scaling: Scaling, features: np.nda
         scaled = np.concatenate([predict_scaled(_windows(features, origins[i : i + 512], L))
                                  for i in range(0, len(origins), 512)])
         return scoring.validate(scaled, data.values, origins, scaling, quantiles, L, settings,
-                                health_source=source, health_offsets=offsets)
+                                health_source=source, health_offsets=offsets, flag_spread=data.flag_spread)
 
     calibrating = data.plan.validation if len(data.plan.validation) else in_sample_origins(data, L)
     raw = validate(calibrating)
@@ -441,7 +449,7 @@ def _learned(kind: str, fitted, windows, data: RunData, settings: Settings, conf
     def validate(scaled, part, source=None, offsets=None, values=None) -> scoring.Validation:
         return scoring.validate(scaled, windows.values if values is None else values, part.origins, windows.scaling,
                                 tuple(settings.quantiles), windows.input_minutes, settings, health_source=source,
-                                health_offsets=offsets)
+                                health_offsets=offsets, flag_spread=data.flag_spread)
 
     # Validation chooses the health source and calibrates the health quantiles on its residuals ...
     val_scaled, test_scaled = predict(windows.validation), predict(windows.test)
@@ -516,6 +524,7 @@ def _card(kind: str, settings: Settings, data: RunData, input_steps: int, horizo
         targets=list(TARGETS),
         scaling=(scaling or data.scaling).to_dict(),
         health_source=health_source,
+        flag_spread=dict(data.flag_spread),
         data_range=data.data_range(input_steps),
         calibration=calibration_entry,
         metrics=metrics,

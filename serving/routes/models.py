@@ -40,6 +40,7 @@ def _summary(card: registry.ModelCard, current: str | None, serving: str | None,
         "quantiles": list(card.quantiles),
         "kind": card.kind,
         "health_source": card.health_source,
+        "flag_spread": dict(card.flag_spread),
         "metrics": card.metrics,
         "run_id": (card.selection or {}).get("run_id"),
     }

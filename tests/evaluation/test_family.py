@@ -89,7 +89,7 @@ def test_the_family_page_is_what_its_json_renders():
     page = (REPO / "docs/evaluation-family.md").read_text()
     assert page == family_document.render(result, "../bench/results/family_eval.json")
     served_one_day = result["summary"]["1"]["served"]["median_mase_60"]
-    assert f"| served 60-min MASE <= 0.8 x seasonal naive's, 1 day of history | {served_one_day:.2f} |" in page
+    assert f"| served 60-min MASE <= 0.8 x seasonal naive's, 1 day of history | {served_one_day:.3f} |" in page
 
 
 def test_the_goal_counts_new_failure_incidents_not_every_episode():

@@ -14,6 +14,7 @@ from telemetry import simulator
 from telemetry.frames import minute_frame
 from telemetry.settings import Settings
 from forecasting.contract import HEALTH
+from forecasting.forecaster import to_original
 from forecasting.windows import Scaling
 from training import scoring
 
@@ -40,9 +41,20 @@ def test_validate_scores_every_method_on_the_same_minutes_and_picks_the_health_s
     # Low streams -> every flag 0 -> derived health 1.0; realised health 11/12: derived is off by 1/12.
     assert mae["derived"] == pytest.approx(1 / 12, abs=1e-6)
     assert mae["direct"] == pytest.approx(11 / 12 - 0.5, abs=1e-6)
-    assert v.health_source == "derived" and mae["model"] == mae["derived"]
+    # The run chooses between direct and the mean of the two: (1 + 0.5) / 2 against 11/12.
+    assert mae["mean"] == pytest.approx(11 / 12 - 0.75, abs=1e-6)
+    assert v.health_source == "mean" and mae["model"] == mae["mean"]
+    assert np.allclose(v.health(), (v.health("direct") + v.health("derived")) / 2)
     assert v.metrics["scored_minutes"] == 3 * H - 9
     assert v.metrics["stream_mae"]["cpu"]["model"] == pytest.approx(0, abs=1e-9)
+
+    # Served as scored: serving's to_original gives each source's calibrated health, and the spreads reach it.
+    offsets = np.tile(np.array([-0.05, 0.0, 0.04]), (H, 1))
+    spread = {"cpu": 0.02}
+    scored = scoring.validate(scaled, values, origins, scaling, Q, 120, settings, health_offsets=offsets, flag_spread=spread)
+    for source in scoring.HEALTH_SOURCES:
+        served = to_original(scaled, scaling, source, settings, offsets, spread)[:, :, HEALTH, :]
+        np.testing.assert_allclose(served, scored.health(source), atol=1e-12)
 
 
 @pytest.fixture()
