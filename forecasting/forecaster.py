@@ -201,12 +201,19 @@ def to_original(
         values[:, :, i, :] = np.clip(values[:, :, i, :], lo, hi)
     values = np.sort(values, axis=-1)  # quantiles never cross
     direct = calibration.apply(values[:, :, HEALTH, :], health_offsets, BOUNDS["health"])
-    if health_source in ("derived", "mean"):
+    derived = None
+    if health_source != "direct":
         derived = calibration.apply(derive_health(values, settings, spread), health_offsets, BOUNDS["health"])
-        values[:, :, HEALTH, :] = derived if health_source == "derived" else (direct + derived) / 2
-    else:
-        values[:, :, HEALTH, :] = direct
+    values[:, :, HEALTH, :] = source_health(health_source, direct, derived)
     return values
+
+
+def source_health(health_source: str, direct: np.ndarray, derived: np.ndarray | None) -> np.ndarray:
+    """The health quantiles ``health_source`` serves, from the (calibrated) direct and derived ones: "derived" the
+    latter, "mean" their average, anything else the direct one. Serving and the trainer's scoring both read it here."""
+    if health_source == "derived":
+        return derived
+    return (direct + derived) / 2 if health_source == "mean" else direct
 
 
 def _append_median(

@@ -25,7 +25,7 @@ import pandas as pd
 
 from forecasting import baselines, calibration, metrics, registry
 from forecasting.contract import FEATURES, HEALTH, TARGETS, median_index
-from forecasting.forecaster import OnnxForecaster, derive_health, to_original
+from forecasting.forecaster import OnnxForecaster, derive_health, source_health, to_original
 from forecasting.windows import Scaling
 from telemetry.settings import Settings
 
@@ -74,10 +74,7 @@ class Validation:
 
     def health(self, source: str | None = None) -> np.ndarray:
         """[N, H, Q] the candidate's health quantiles from ``source`` (default: the chosen one)."""
-        source = source or self.health_source
-        if source == "direct":
-            return self.values[:, :, HEALTH, :]
-        return self.derived_health if source == "derived" else (self.values[:, :, HEALTH, :] + self.derived_health) / 2
+        return source_health(source or self.health_source, self.values[:, :, HEALTH, :], self.derived_health)
 
     def health_median(self, source: str | None = None) -> np.ndarray:
         return self.health(source)[:, :, median_index(self.quantiles)]
@@ -98,7 +95,7 @@ def validate(
     """Score the candidate's scaled forecasts [N, H, T, Q] at ``origins`` against the baselines.
 
     ``values`` [time, T] are the frame's targets in original units. Chooses the health source
-    (direct or derived from the forecast streams) with the lower MAE, unless ``health_source``
+    (direct, or the mean of direct and derived: :data:`CHOSEN_SOURCES`) with the lower MAE, unless ``health_source``
     is given (scoring the test windows with the source validation chose). ``health_offsets``:
     the calibration (:mod:`forecasting.calibration`), applied to the health of either source. ``flag_spread``: the
     samples' spread derived health is scored with (:mod:`forecasting.flag_spread`; None: the hard cuts).
