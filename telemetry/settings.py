@@ -116,6 +116,9 @@ class Settings:
     base_models_dir: Path = REPO_BASE_MODELS_DIR
     #: Most epochs of fine-tuning the base model on a service's windows.
     finetune_epochs: int = 5
+    #: On a short history (too short for the LSTM's split), refit the chosen fine-tuning on every window of the
+    #: history (its held-back blocks included) for the epochs it kept, and serve that (training/candidates.py).
+    finetune_refit: bool = True
     #: The least history (minutes) a first model is fitted on; with less, the status says ``insufficient_data``.
     min_history_minutes: int = 60
     input_minutes: int = 120

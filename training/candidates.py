@@ -7,7 +7,8 @@
   exported by ``training/export.py``.
 - :func:`build_base`: the shipped base model (``pycemaker pretrain``) zero-shot, its band calibrated on this service.
 - :func:`build_blend`: the base model zero-shot and damped ETS averaged in one graph, calibrated as the base model.
-- :func:`build_finetuned`: the base model fine-tuned on this service's windows, then as the LSTM.
+- :func:`build_finetuned`: the base model fine-tuned on this service's windows, then as the LSTM (on a short
+  history, the network exported is the fine-tuning refitted on all of it).
 
 Nothing here touches the registry: ``training/pipeline.py`` judges and registers.
 """
@@ -362,8 +363,9 @@ def build_finetuned(
     stop: threading.Event | None = None,
 ) -> Candidate:
     """The base model fine-tuned on this service's windows (its weights, its scaling; at most
-    ``Settings.finetune_epochs`` epochs), then calibrated, scored and exported like the LSTM."""
-    from training.data import window_data
+    ``Settings.finetune_epochs`` epochs), then calibrated, scored and exported like the LSTM; on a short plan the
+    network exported is the same fine-tuning refitted on the whole history (``Settings.finetune_refit``)."""
+    from training.data import refit_window_data, window_data
     from training.pretrain import load_base_dir
 
     began = time.perf_counter()
@@ -385,8 +387,20 @@ def build_finetuned(
     windows.setup("fit")
     fitted = _fit(windows, settings, tuned, progress_bar, stop, "fine-tuning",
                   network=base.network_factory(), initial_state=base.network().state_dict())
+
+    def refit():
+        """On a short plan, the same fine-tuning on every window of the history for the epochs the selected one kept:
+        the most recent hours (the validation and held-back blocks, half of a one-day history) shape the weights too.
+        Not on a full plan (the family evaluation measured no gain there, at up to a fit budget's more time)."""
+        if not settings.finetune_refit or data.plan.lstm or fitted.best_epoch < 0:
+            return None  # a full plan, or the base weights were kept: nothing to refit
+        every = refit_window_data(windows, tuned)
+        return every, _fit(every, settings, tuned, progress_bar, stop, "refitting", network=base.network_factory(),
+                           initial_state=base.network().state_dict(), epochs=fitted.best_epoch + 1)
+
     return _learned("finetuned", fitted, windows, data, settings, tuned, workdir, began,
-                    {"base_version": base.card.version, **({"services": list(data.services[:1])} if data.services else {})})
+                    {"base_version": base.card.version, **({"services": list(data.services[:1])} if data.services else {})},
+                    refit=refit)
 
 
 def _fit(windows, settings: Settings, config, progress_bar: bool, stop: threading.Event | None, doing: str, **network):
@@ -435,9 +449,11 @@ def _check_base_applies(card: registry.ModelCard, data: RunData, settings: Setti
 
 
 def _learned(kind: str, fitted, windows, data: RunData, settings: Settings, config, workdir: Path, began: float,
-             extra_training: dict | None = None) -> Candidate:
+             extra_training: dict | None = None, refit=None) -> Candidate:
     """A fitted network (the LSTM, the fine-tuned base): health band calibrated on the validation windows, scored on the
-    test windows, exported with its parity check and carded."""
+    test windows, exported with its parity check and carded. ``refit``: called once scored; the fit it returns (if
+    any, with its windows) is exported in place of ``fitted``; the card keeps ``fitted``'s scores and offsets and
+    records the refit (``training.refit``)."""
     import torch
 
     from training.export import export_and_verify
@@ -458,9 +474,10 @@ def _learned(kind: str, fitted, windows, data: RunData, settings: Settings, conf
     validation = validate(val_scaled, windows.validation, raw.health_source, offsets, values=windows.validation_values)
     # ... and the held-back test windows, where no choice was made, judge it (training/selection.py).
     test = validate(test_scaled, windows.test, raw.health_source, offsets)
+    refit_windows, refitted = (refit() if refit is not None else None) or (None, None)
     scored = time.perf_counter()
     onnx_path = workdir / f"{kind}.onnx"
-    report = export_and_verify(fitted.model, onnx_path, windows.test.inputs, windows.horizon_minutes, len(TARGETS),
+    report = export_and_verify((refitted or fitted).model, onnx_path, windows.test.inputs, windows.horizon_minutes, len(TARGETS),
                                len(settings.quantiles), threads=settings.onnx_threads)
     card = _card(
         kind, settings, data, windows.input_minutes, windows.horizon_minutes, validation.health_source,
@@ -482,6 +499,9 @@ def _learned(kind: str, fitted, windows, data: RunData, settings: Settings, conf
             "epoch_seconds": [round(s, 3) for s in fitted.epoch_seconds],
             "history": fitted.history,
             "train_windows": len(windows.train),
+            **({"refit": {"epochs": refitted.epochs, "train_windows": len(refit_windows.train),
+                          "fit_seconds": round(refitted.fit_seconds, 2), "stopped_by": refitted.stopped_by}}
+               if refitted is not None else {}),
             "device": fitted.device,
             "world_size": fitted.world_size,
             "precision": fitted.precision,

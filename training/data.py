@@ -171,6 +171,17 @@ def plan_run(rows: int, settings: Settings, step_minutes: int = 1) -> RunPlan:
     return RunPlan(rows, rows, np.empty(0, int), np.empty(0, int), lstm=False)
 
 
+def refit_window_data(windows: WindowDataModule, config: FitConfig) -> WindowDataModule:
+    """A refit's windows: every window whose horizon ``windows``' frame holds (its validation and held-back blocks
+    included) trains, on ``windows``' scaling; its validation and test windows stay as they were."""
+    windows.setup("fit")
+    L, H = windows.input_minutes, windows.horizon_minutes
+    split = Split(np.arange(L, len(windows.frame) - H + 1), windows.split.validation, windows.split.test)
+    return WindowDataModule(windows.frame, L, H, batch_size=config.batch_size, train_stride=config.train_stride,
+                            seed=config.seed, scaling=windows.scaling, max_train_windows=config.max_train_windows,
+                            parts=split)
+
+
 #: The share of a short plan's fit block whose windows validate a fine-tuning (early stopping, the health band).
 SHORT_VALIDATION_SHARE = 0.25
 #: The fewest training windows a fine-tuning on a short history starts with (about 13 hours of history at L=120, H=180).

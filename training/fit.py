@@ -169,6 +169,29 @@ def validation_scores(model: QuantileLSTM, data: WindowDataModule, config: FitCo
     return {key: float(results[0].get(key, float("nan"))) if results else float("nan") for key in ("val_loss", "val_health_mae")}
 
 
+def _fit_epochs(model: QuantileLSTM, data: WindowDataModule, config: FitConfig, precision: str, epochs: int,
+                progress_bar: bool, callbacks: list[Callback] | None) -> FitResult:
+    """:func:`fit` with a fixed epoch count: the last epoch's weights, whatever the validation windows say (they
+    only drive the learning-rate schedule, as in a selected fit)."""
+    timer = EpochTimer()
+    began = time.perf_counter()
+    trainer = L.Trainer(
+        accelerator=config.accelerator, devices=1, precision=precision, max_epochs=epochs,
+        max_time={"seconds": config.max_time_s} if config.max_time_s else None,
+        callbacks=[timer, *(callbacks or [])], enable_progress_bar=progress_bar, enable_model_summary=False,
+        logger=False, num_sanity_val_steps=0, enable_checkpointing=False, deterministic=False,
+    )
+    trainer.fit(model, datamodule=data)
+    elapsed = time.perf_counter() - began
+    done = len(timer.seconds)
+    stopped_by = ("stop_requested" if any(isinstance(c, StopWhenSet) and c.fired for c in callbacks or [])
+                  else "max_epochs" if done >= epochs else "max_time")
+    log.info("refitted %d epochs in %.1f s on %s (kept the last; stopped by %s)", done, elapsed, device_name(), stopped_by)
+    return FitResult(model=model.to("cpu").float().eval(), device=device_name(), precision=precision, epochs=done,
+                     best_epoch=done - 1, best_val_loss=float("nan"), best_val_health_mae=float("nan"),
+                     epoch_seconds=timer.seconds, history=timer.history, fit_seconds=elapsed, stopped_by=stopped_by)
+
+
 def fit(
     data: WindowDataModule,
     quantiles: tuple[float, ...],
@@ -177,11 +200,15 @@ def fit(
     callbacks: list[Callback] | None = None,
     network: Callable[..., QuantileLSTM] = QuantileLSTM,
     initial_state: dict[str, torch.Tensor] | None = None,
+    epochs: int | None = None,
 ) -> FitResult:
     """Train a :class:`QuantileLSTM` (or a subclass, ``network``: its class, or a partial of it with its own
     hyperparameters) on ``data``; returns the best epoch's model, on CPU in float32. ``data``: any Lightning data module with the sizes of :class:`WindowDataModule`.
     ``initial_state``: weights to start from (fine-tuning the base model); the config's sizes must match them. They
-    are scored on the validation windows first and handed back unchanged when no epoch's health MAE is lower."""
+    are scored on the validation windows first and handed back unchanged when no epoch's health MAE is lower.
+    ``epochs``: train exactly that many epochs and keep the last (a refit, whose epoch count a selected fit chose:
+    no early stopping, no checkpoint, the validation windows only drive the learning-rate schedule;
+    ``config.max_time_s`` still bounds it)."""
     _quiet_lightning()
     L.seed_everything(config.seed, workers=True, verbose=False)
     data.setup("fit")
@@ -206,7 +233,10 @@ def fit(
     starting_score = float("nan")
     if initial_state is not None:
         model.load_state_dict(initial_state)
-        starting_score = validation_scores(model, data, config, precision)["val_health_mae"]
+        if epochs is None:
+            starting_score = validation_scores(model, data, config, precision)["val_health_mae"]
+    if epochs is not None:
+        return _fit_epochs(model, data, config, precision, epochs, progress_bar, callbacks)
     timer = EpochTimer()
     stopper = EarlyStopping(monitor="val_loss", patience=config.patience, mode="min")
     began = time.perf_counter()

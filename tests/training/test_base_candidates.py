@@ -76,6 +76,7 @@ def test_a_family_app_pretraining_never_saw_scores_base_and_finetuned_with_the_o
     tuned = next(registry.read_card(service.models_dir, e.version) for e in judged if e.kind == "finetuned")
     assert tuned.training["base_version"] == shipped and 1 <= tuned.training["epochs"] <= service.finetune_epochs
     assert tuned.onnx["parity_max_abs_diff"] <= tuned.onnx["parity_tolerance"]
+    assert "refit" not in tuned.training  # a full plan serves the fine-tuning it scored (the refit is a short plan's)
 
     # Every card derives health with the samples' spreads this run fitted (5 s scrapes: a minute's flag is a fraction);
     # seasonal naive's health is the health a season back, the goals' reference.
@@ -108,6 +109,10 @@ def test_a_day_of_history_fine_tunes_the_base_model_on_its_fit_block(settings, d
     assert {"base", "finetuned"} <= set(judged) and judged["finetuned"].scores.windows == judged["base"].scores.windows > 0
     tuned = registry.read_card(service.models_dir, judged["finetuned"].version)
     assert tuned.training["train_windows"] > 0 and tuned.calibration["health"]["validation_windows"] > 0
+    # Scored as fitted on the fit block, served as refitted on every window of the day for the epochs it kept.
+    assert tuned.training["best_epoch"] >= 0
+    assert tuned.training["refit"]["epochs"] == tuned.training["best_epoch"] + 1
+    assert tuned.training["refit"]["train_windows"] > 2 * tuned.training["train_windows"]
     assert tuned.onnx["parity_max_abs_diff"] <= tuned.onnx["parity_tolerance"]
 
 

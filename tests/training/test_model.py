@@ -147,3 +147,15 @@ def test_a_fit_keeps_its_starting_weights_when_no_epoch_betters_them(candidate):
     learned = fit(candidate.windows, (0.1, 0.5, 0.9), tiny_fit_config(max_epochs=2), progress_bar=False,
                   initial_state=untrained)
     assert learned.best_epoch >= 0
+
+
+def test_a_refit_trains_the_epochs_it_is_given_and_keeps_the_last(candidate):
+    """A refit (the served fine-tuning on every window, training/candidates.py) runs the epochs its selected fit kept,
+    with nothing to choose among them: the last epoch's weights come back."""
+    from training.fit import fit
+
+    start = {k: v.clone() for k, v in candidate.fit.model.state_dict().items()}
+    refit = fit(candidate.windows, (0.1, 0.5, 0.9), tiny_fit_config(max_epochs=10), progress_bar=False,
+                initial_state=start, epochs=2)
+    assert refit.epochs == 2 and refit.best_epoch == 1 and refit.stopped_by == "max_epochs"
+    assert any(not torch.equal(v, start[k]) for k, v in refit.model.state_dict().items())

@@ -9,8 +9,9 @@ from telemetry.settings import Settings
 
 pytest.importorskip("torch")
 
-from training.data import MIN_SHORT_FINETUNE_WINDOWS, NotEnoughData, plan_run, short_finetune_parts  # noqa: E402
+from training.data import MIN_SHORT_FINETUNE_WINDOWS, NotEnoughData, plan_run, refit_window_data, short_finetune_parts  # noqa: E402
 from training.datamodule import WindowDataModule  # noqa: E402
+from training.fit import FitConfig  # noqa: E402
 
 L, H, GATE = 120, 180, 60
 
@@ -49,3 +50,20 @@ def test_training_and_validation_windows_see_no_target_of_the_held_back_block(tw
     np.testing.assert_array_equal(module.test.origins, plan.test)
     last = module.test.targets[-1]
     assert np.isnan(last[len(frame) - plan.test[-1]:]).all() and np.isfinite(last[0]).any()
+
+
+def test_a_refit_trains_on_every_window_of_the_history_in_the_fitted_scaling(two_days_frame):
+    """The served fine-tuning is refitted on the whole day: its training windows run to the frame's end, the held-back
+    block included, in the scaling the selected fit used; its validation and test windows are the selected fit's."""
+    frame = two_days_frame.iloc[:1440]
+    plan = plan_run(len(frame), Settings())
+    fitted = WindowDataModule(frame, L, H, train_stride=2, parts=short_finetune_parts(plan, L, H, GATE), visible_rows=plan.fit_end)
+    every = refit_window_data(fitted, FitConfig(train_stride=2))
+    every.setup("fit")
+    np.testing.assert_array_equal(every.split.train, np.arange(L, len(frame) - H + 1))
+    assert len(every.train) == len(np.arange(L, len(frame) - H + 1)[::2]) > 2 * len(fitted.train)
+    assert every.scaling is fitted.scaling
+    np.testing.assert_array_equal(every.validation.origins, fitted.validation.origins)
+    np.testing.assert_array_equal(every.test.origins, fitted.test.origins)
+    last = every.train.targets[-1]  # the last training window's horizon ends with the history: every minute seen
+    assert every.train.origins[-1] + H >= len(frame) - 1 and np.isfinite(last[-1]).all()
