@@ -169,29 +169,6 @@ def validation_scores(model: QuantileLSTM, data: WindowDataModule, config: FitCo
     return {key: float(results[0].get(key, float("nan"))) if results else float("nan") for key in ("val_loss", "val_health_mae")}
 
 
-def _fit_epochs(model: QuantileLSTM, data: WindowDataModule, config: FitConfig, precision: str, epochs: int,
-                progress_bar: bool, callbacks: list[Callback] | None) -> FitResult:
-    """:func:`fit` with a fixed epoch count: the last epoch's weights, whatever the validation windows say (they
-    only drive the learning-rate schedule, as in a selected fit)."""
-    timer = EpochTimer()
-    began = time.perf_counter()
-    trainer = L.Trainer(
-        accelerator=config.accelerator, devices=1, precision=precision, max_epochs=epochs,
-        max_time={"seconds": config.max_time_s} if config.max_time_s else None,
-        callbacks=[timer, *(callbacks or [])], enable_progress_bar=progress_bar, enable_model_summary=False,
-        logger=False, num_sanity_val_steps=0, enable_checkpointing=False, deterministic=False,
-    )
-    trainer.fit(model, datamodule=data)
-    elapsed = time.perf_counter() - began
-    done = len(timer.seconds)
-    stopped_by = ("stop_requested" if any(isinstance(c, StopWhenSet) and c.fired for c in callbacks or [])
-                  else "max_epochs" if done >= epochs else "max_time")
-    log.info("refitted %d epochs in %.1f s on %s (kept the last; stopped by %s)", done, elapsed, device_name(), stopped_by)
-    return FitResult(model=model.to("cpu").float().eval(), device=device_name(), precision=precision, epochs=done,
-                     best_epoch=done - 1, best_val_loss=float("nan"), best_val_health_mae=float("nan"),
-                     epoch_seconds=timer.seconds, history=timer.history, fit_seconds=elapsed, stopped_by=stopped_by)
-
-
 def fit(
     data: WindowDataModule,
     quantiles: tuple[float, ...],
@@ -230,28 +207,30 @@ def fit(
         n_harmonics=config.n_harmonics,
         level_sources=config.level_sources,
     )
+    fixed = epochs is not None  # a refit: nothing to choose among its epochs
     starting_score = float("nan")
     if initial_state is not None:
         model.load_state_dict(initial_state)
-        if epochs is None:
+        if not fixed:
             starting_score = validation_scores(model, data, config, precision)["val_health_mae"]
-    if epochs is not None:
-        return _fit_epochs(model, data, config, precision, epochs, progress_bar, callbacks)
+    max_epochs = epochs if fixed else config.max_epochs
     timer = EpochTimer()
     stopper = EarlyStopping(monitor="val_loss", patience=config.patience, mode="min")
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pycemaker-ckpt-") as ckpt_dir:
-        # Early stopping watches the loss; the checkpoint kept is the epoch best at what the gates judge.
+        # Early stopping watches the loss; the checkpoint kept is the epoch best at what the gates judge (a refit: neither).
         checkpoint = ModelCheckpoint(dirpath=ckpt_dir, monitor="val_health_mae", mode="min", save_top_k=1, filename="best")
+        selecting = [] if fixed else [stopper, checkpoint]
         trainer = L.Trainer(
             accelerator=config.accelerator,
             strategy=config.strategy,
             devices=config.devices,
             num_nodes=config.num_nodes,
             precision=precision,
-            max_epochs=config.max_epochs,
+            max_epochs=max_epochs,
             max_time={"seconds": config.max_time_s} if config.max_time_s else None,
-            callbacks=[stopper, checkpoint, timer, *(callbacks or [])],
+            callbacks=[*selecting, timer, *(callbacks or [])],
+            enable_checkpointing=not fixed,
             enable_progress_bar=progress_bar,
             enable_model_summary=False,
             logger=False,
@@ -266,7 +245,7 @@ def fit(
                 epochs=len(timer.seconds), best_epoch=-1, best_val_loss=float("nan"), best_val_health_mae=float("nan"),
                 world_size=trainer.world_size, is_global_zero=False,
             )
-        best_epoch = -1
+        best_epoch = len(timer.seconds) - 1 if fixed else -1
         if checkpoint.best_model_path:
             saved = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
             model.load_state_dict(saved["state_dict"])
@@ -281,12 +260,12 @@ def fit(
         stopped_by = "stop_requested"
     elif stopper.stopped_epoch:
         stopped_by = "early_stopping"
-    elif len(timer.seconds) >= config.max_epochs:
+    elif len(timer.seconds) >= max_epochs:
         stopped_by = "max_epochs"
     else:
         stopped_by = "max_time"
     model = model.to("cpu").float().eval()
-    best = timer.history[best_epoch] if 0 <= best_epoch < len(timer.history) else {}
+    best = timer.history[best_epoch] if not fixed and 0 <= best_epoch < len(timer.history) else {}
     log.info(
         "fitted %d epochs in %.1f s on %s (kept epoch %d: val health MAE %.4f scaled; stopped by %s)",
         len(timer.seconds), elapsed, device_name(), best_epoch, best_score, stopped_by,
